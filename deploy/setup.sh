@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs everything lensd needs on a fresh Debian 12 machine, idempotently.
+#
+#   bash deploy/setup.sh            # as root, or as a user with sudo
+#
+# 1. Debian packages: compilers and build tools, libtorch 1.13 (CPU), gRPC, protobuf, abseil,
+#    prometheus-cpp, GoogleTest, nlohmann-json, SQLite, ICU, OpenBLAS (pthread build; Debian's
+#    reference BLAS is ~20x slower), clang-format/clang-tidy and clang's libFuzzer runtime, and the
+#    King James Bible text package the demo model was trained on.
+# 2. A Python virtual environment in .venv (created from /usr/bin/python3 with
+#    --system-site-packages so that it uses Debian's python3-torch 1.13 rather than a multi-GB PyPI
+#    torch with CUDA), holding the pinned reference libraries of tests/requirements.txt.
+#
+# Re-running it does nothing that is already done.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+packages=(
+  build-essential cmake ninja-build ccache pkg-config git
+  libtorch-dev libopenblas0-pthread
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev prometheus-cpp-dev libgtest-dev libgmock-dev
+  nlohmann-json3-dev libsqlite3-dev libicu-dev
+  clang clang-format clang-tidy libclang-rt-14-dev
+  python3-venv python3-dev python3-torch python3-numpy
+  bible-kjv
+)
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${#missing[@]} Debian packages: ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+
+# Debian's libtorch links libblas.so.3 through the alternatives system; make sure OpenBLAS wins.
+blas=/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3
+if [ -e "$blas" ] && [ "$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3)" != "$(readlink -f "$blas")" ]; then
+  as_root update-alternatives --set libblas.so.3-x86_64-linux-gnu "$blas"
+fi
+
+venv="$root/.venv"
+requirements="$root/tests/requirements.txt"
+stamp="$venv/.requirements.sha256"
+want=$(sha256sum "$requirements" | cut -d' ' -f1)
+if [ ! -x "$venv/bin/python" ]; then
+  echo "setup: creating $venv"
+  /usr/bin/python3 -m venv --system-site-packages "$venv"
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing the pinned reference libraries into $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
+  echo "$want" >"$stamp"
+fi
+echo "setup: done"
