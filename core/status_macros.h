@@ -22,7 +22,7 @@
 
 #define LENSD_ASSIGN_OR_RETURN(lhs, rexpr) \
   LENSD_ASSIGN_OR_RETURN_IMPL_(            \
-      LENSD_STATUS_CONCAT_(lensd_statusor_, __LINE__), lhs, rexpr)
+      LENSD_STATUS_CONCAT_(lensd_statusor_, __COUNTER__), lhs, rexpr)
 
 #define LENSD_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr) \
   auto statusor = (rexpr);                                 \

@@ -1,0 +1,138 @@
+#include "core/engine/causal_lm.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
+#include <optional>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "core/engine/torch_errors.h"
+#include "core/status_macros.h"
+
+namespace lensd::engine {
+
+CausalLm::CausalLm(ModelConfig config, at::ScalarType dtype, at::Device device,
+                   int64_t parameter_bytes)
+    : config_(std::move(config)), dtype_(dtype), device_(device), parameter_bytes_(parameter_bytes) {}
+
+absl::Status CausalLm::Validate(const ForwardRequest& r, const KvCache* cache) const {
+  const at::Tensor& tokens = r.tokens;
+  if (!tokens.defined() || tokens.dim() != 2 || tokens.size(0) < 1 || tokens.size(1) < 1) {
+    return absl::InvalidArgumentError("tokens must be a non-empty [batch, length] tensor");
+  }
+  if (tokens.scalar_type() != at::kLong && tokens.scalar_type() != at::kInt) {
+    return absl::InvalidArgumentError("tokens must hold integer ids (int64 or int32)");
+  }
+  const int64_t low = tokens.min().item<int64_t>();
+  const int64_t high = tokens.max().item<int64_t>();
+  if (low < 0 || high >= config_.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat("token id ", low < 0 ? low : high,
+                                                   " out of range: model has token ids 0..",
+                                                   config_.vocab_size - 1));
+  }
+  if (r.attention_mask.defined() && r.attention_mask.sizes() != tokens.sizes()) {
+    return absl::InvalidArgumentError("attention_mask must have the shape of tokens");
+  }
+  if (r.positions.defined() &&
+      (r.positions.sizes() != tokens.sizes() || r.positions.min().item<int64_t>() < 0)) {
+    return absl::InvalidArgumentError("positions must have the shape of tokens and be >= 0");
+  }
+  if (config_.absolute_positions) {
+    int64_t furthest = r.positions.defined() ? r.positions.max().item<int64_t>() : tokens.size(1) - 1;
+    if (!r.positions.defined() && cache != nullptr && !cache->empty()) {
+      furthest += cache->row_lengths().max().item<int64_t>();
+    }
+    if (furthest >= config_.max_positions) {
+      return absl::InvalidArgumentError(absl::StrCat("position ", furthest,
+                                                     " exceeds the model's context: positions 0..",
+                                                     config_.max_positions - 1));
+    }
+  }
+  if (r.stop_at_layer < -1 || r.stop_at_layer > config_.num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("stop_at_layer ", r.stop_at_layer,
+                                                   " out of range: model has layers 0..",
+                                                   config_.num_layers - 1));
+  }
+  if (cache != nullptr && !cache->empty()) {
+    if (cache->row_lengths().size(0) != tokens.size(0)) {
+      return absl::InvalidArgumentError(absl::StrCat("the KV cache holds ",
+                                                     cache->row_lengths().size(0),
+                                                     " rows but tokens has ", tokens.size(0)));
+    }
+    const int64_t needed = r.stop_at_layer >= 0 ? r.stop_at_layer : config_.num_layers;
+    if (cache->complete_layers() < needed) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the KV cache covers layers 0..", cache->complete_layers() - 1,
+          " only (earlier calls exited early); this call needs layers 0..", needed - 1));
+    }
+  }
+  return absl::OkStatus();
+}
+
+ForwardResult CausalLm::Run(const ForwardRequest& request, Hooks* hooks, KvCache* cache) const {
+  const at::Tensor tokens = request.tokens.to(device_, at::kLong);
+  const at::Tensor valid = request.attention_mask.defined()
+                               ? request.attention_mask.to(device_).ne(0)
+                               : at::ones(tokens.sizes(), tokens.options().dtype(at::kBool));
+  at::Tensor positions;
+  if (request.positions.defined()) {
+    positions = request.positions.to(device_, at::kLong);
+  } else {
+    positions = valid.to(at::kLong).cumsum(1) - 1;
+    if (cache != nullptr && !cache->empty()) positions = positions + cache->row_lengths().unsqueeze(1);
+    positions = positions.clamp_min(0);
+  }
+  if (cache != nullptr) cache->BeginStep(valid, positions);
+  ForwardContext ctx(config_, hooks, cache, valid, positions, dtype_);
+
+  at::Tensor x = Embed(tokens, ctx);
+  const int64_t layers = request.stop_at_layer >= 0 ? request.stop_at_layer : config_.num_layers;
+  for (int64_t layer = 0; layer < layers; ++layer) {
+    x = ctx.Hook(HookKind::kResidPre, layer, x);
+    x = Block(layer, x, ctx);
+    x = ctx.Hook(HookKind::kResidPost, layer, x);
+  }
+  if (cache != nullptr) cache->EndStep();
+
+  ForwardResult result;
+  result.residual = x;
+  if (request.stop_at_layer >= 0 || request.logits == LogitsMode::kNone) return result;
+  if (request.logits == LogitsMode::kLast) {
+    const at::Tensor columns = at::arange(x.size(1), tokens.options()).expand_as(tokens);
+    const at::Tensor last = at::where(valid, columns, at::zeros_like(columns)).amax(1);
+    x = x.index({at::arange(x.size(0), tokens.options()), last}).unsqueeze(1);
+  }
+  at::Tensor normed = FinalNorm(x, ctx);
+  normed = ctx.Hook(HookKind::kUnembedIn, -1, normed);
+  result.logits = Unembed(normed);
+  if (request.logits == LogitsMode::kLast) result.logits = result.logits.squeeze(1);
+  return result;
+}
+
+absl::StatusOr<ForwardResult> CausalLm::Forward(const ForwardRequest& request, Hooks* hooks,
+                                                KvCache* cache) const {
+  return CatchTorch(absl::StrCat(config_.model_type, " forward"),
+                    [&]() -> absl::StatusOr<ForwardResult> {
+                      LENSD_RETURN_IF_ERROR(Validate(request, cache));
+                      if (hooks != nullptr && hooks->needs_grad()) {
+                        at::AutoGradMode grad(true);
+                        return Run(request, hooks, cache);
+                      }
+                      c10::InferenceMode inference;
+                      return Run(request, hooks, cache);
+                    });
+}
+
+absl::StatusOr<at::Tensor> CausalLm::FinalNormAndUnembed(const at::Tensor& residual) const {
+  return CatchTorch(absl::StrCat(config_.model_type, " unembed"), [&]() -> absl::StatusOr<at::Tensor> {
+    if (!residual.defined() || residual.size(-1) != config_.d_model) {
+      return absl::InvalidArgumentError(absl::StrCat("residual vectors must have d_model = ",
+                                                     config_.d_model, " entries"));
+    }
+    ForwardContext ctx(config_, nullptr, nullptr, at::Tensor(), at::Tensor(), dtype_);
+    return Unembed(FinalNorm(residual.to(device_, dtype_), ctx));
+  });
+}
+
+}  // namespace lensd::engine

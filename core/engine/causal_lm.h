@@ -1,0 +1,86 @@
+// A loaded causal language model: immutable weights on one device in one dtype, and a forward
+// pass with TransformerLens capture points, a KV cache and early exit. Architectures derive from
+// CausalLm and implement the embedding, one block, the final norm and the unembedding.
+//
+// Thread-safe: Forward is const and keeps all per-call state in its arguments, so any number of
+// requests may run it at once on a shared_ptr<const CausalLm>.
+#ifndef LENSD_CORE_ENGINE_CAUSAL_LM_H_
+#define LENSD_CORE_ENGINE_CAUSAL_LM_H_
+
+#include <ATen/core/Tensor.h>
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "core/engine/forward_context.h"
+#include "core/engine/hooks.h"
+#include "core/engine/kv_cache.h"
+#include "core/engine/model_config.h"
+
+namespace lensd::engine {
+
+enum class LogitsMode {
+  kAll,   // [batch, t, vocab]
+  kLast,  // [batch, vocab] at each row's last real token
+  kNone,
+};
+
+struct ForwardRequest {
+  at::Tensor tokens;          // [batch, t] integer token ids
+  at::Tensor attention_mask;  // optional [batch, t]; nonzero marks a real token (pad anywhere)
+  at::Tensor positions;       // optional [batch, t]; default: real tokens before, plus the cache's
+  int64_t stop_at_layer = -1; // >= 0: run blocks [0, stop_at_layer) only and return no logits
+  LogitsMode logits = LogitsMode::kAll;
+};
+
+struct ForwardResult {
+  at::Tensor logits;    // see LogitsMode; undefined for kNone or an early exit
+  at::Tensor residual;  // [batch, t, d_model] after the last block run (before the final norm)
+};
+
+class CausalLm {
+ public:
+  virtual ~CausalLm() = default;
+  CausalLm(const CausalLm&) = delete;
+  CausalLm& operator=(const CausalLm&) = delete;
+
+  const ModelConfig& config() const { return config_; }
+  at::ScalarType dtype() const { return dtype_; }
+  at::Device device() const { return device_; }
+  int64_t parameter_bytes() const { return parameter_bytes_; }
+
+  // One forward call. `hooks` (optional) captures, edits and takes gradients at named points;
+  // `cache` (optional) holds earlier calls' keys and values and receives this call's.
+  // INVALID_ARGUMENT for malformed input (token id out of range, shape mismatch, a cache of
+  // another batch size); RESOURCE_EXHAUSTED when memory runs out.
+  absl::StatusOr<ForwardResult> Forward(const ForwardRequest& request, Hooks* hooks = nullptr,
+                                        KvCache* cache = nullptr) const;
+
+  // The model's final norm and unembedding applied to residual vectors [..., d_model], giving
+  // logits [..., vocab] in the model dtype: the logit lens.
+  absl::StatusOr<at::Tensor> FinalNormAndUnembed(const at::Tensor& residual) const;
+
+ protected:
+  CausalLm(ModelConfig config, at::ScalarType dtype, at::Device device, int64_t parameter_bytes);
+
+  // The stream entering block 0 (embeddings, positions); runs hook_embed and hook_pos_embed.
+  virtual at::Tensor Embed(const at::Tensor& tokens, ForwardContext& ctx) const = 0;
+  // One block: the stream entering it to the stream leaving it (resid_pre/post hooks are run by
+  // the caller).
+  virtual at::Tensor Block(int64_t layer, const at::Tensor& x, ForwardContext& ctx) const = 0;
+  virtual at::Tensor FinalNorm(const at::Tensor& x, ForwardContext& ctx) const = 0;
+  virtual at::Tensor Unembed(const at::Tensor& normed) const = 0;
+
+ private:
+  absl::Status Validate(const ForwardRequest& request, const KvCache* cache) const;
+  ForwardResult Run(const ForwardRequest& request, Hooks* hooks, KvCache* cache) const;
+
+  ModelConfig config_;
+  at::ScalarType dtype_;
+  at::Device device_;
+  int64_t parameter_bytes_;
+};
+
+}  // namespace lensd::engine
+
+#endif  // LENSD_CORE_ENGINE_CAUSAL_LM_H_

@@ -1,0 +1,90 @@
+#include "core/engine/forward_context.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <limits>
+
+namespace lensd::engine {
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+
+// Inverse frequencies [rotary_dim / 2] in float32, built the way transformers builds them
+// (float32 pow of the base), with the configured scaling. `seq_len` is max position + 1.
+at::Tensor InverseFrequencies(const ModelConfig& config, int64_t seq_len, at::Device device) {
+  const RopeConfig& rope = config.rope;
+  const int64_t dim = rope.rotary_dim;
+  double base = rope.theta;
+  if (rope.type == "dynamic" && seq_len > config.max_positions) {
+    base *= std::pow(rope.factor * static_cast<double>(seq_len) / config.max_positions -
+                         (rope.factor - 1.0),
+                     static_cast<double>(dim) / static_cast<double>(dim - 2));
+  }
+  const at::Tensor exponents =
+      at::arange(0, dim, 2, at::TensorOptions().dtype(at::kLong).device(device)).to(at::kFloat) /
+      static_cast<double>(dim);
+  at::Tensor inv_freq = 1.0 / at::pow(base, exponents);
+  if (rope.type == "linear") inv_freq = inv_freq / rope.factor;
+  if (rope.type == "llama3") {
+    const double old_context = static_cast<double>(rope.original_max_positions);
+    const double low_freq_wavelen = old_context / rope.low_freq_factor;
+    const double high_freq_wavelen = old_context / rope.high_freq_factor;
+    const at::Tensor wavelen = 2 * kPi / inv_freq;
+    at::Tensor scaled = at::where(wavelen > low_freq_wavelen, inv_freq / rope.factor, inv_freq);
+    const at::Tensor smooth = (old_context / wavelen - rope.low_freq_factor) /
+                              (rope.high_freq_factor - rope.low_freq_factor);
+    const at::Tensor smoothed = (1 - smooth) * scaled / rope.factor + smooth * scaled;
+    const at::Tensor medium = (wavelen >= high_freq_wavelen).logical_and(wavelen <= low_freq_wavelen);
+    inv_freq = at::where(medium, smoothed, scaled);
+  }
+  return inv_freq;
+}
+
+}  // namespace
+
+ForwardContext::ForwardContext(const ModelConfig& config, Hooks* hooks, KvCache* cache,
+                               at::Tensor valid, at::Tensor positions,
+                               at::ScalarType compute_dtype)
+    : config_(config),
+      hooks_(hooks),
+      cache_(cache),
+      valid_(std::move(valid)),
+      positions_(std::move(positions)),
+      dtype_(compute_dtype) {}
+
+const at::Tensor& ForwardContext::Mask(int64_t window) {
+  auto it = masks_.find(window);
+  if (it != masks_.end()) return it->second;
+  const int64_t t = valid_.size(1);
+  const at::Tensor key_valid = cache_ != nullptr ? cache_->key_valid() : valid_;
+  const at::Tensor key_positions = cache_ != nullptr ? cache_->key_positions() : positions_;
+  const int64_t keys = key_valid.size(1);
+  const int64_t past = keys - t;
+  const auto long_options = at::TensorOptions().dtype(at::kLong).device(valid_.device());
+  const at::Tensor query_column = at::arange(past, keys, long_options).view({t, 1});
+  const at::Tensor key_column = at::arange(0, keys, long_options).view({1, keys});
+  at::Tensor allowed = (key_column <= query_column).unsqueeze(0) & key_valid.unsqueeze(1);
+  if (window > 0) {
+    const at::Tensor distance = positions_.unsqueeze(2) - key_positions.unsqueeze(1);
+    allowed = allowed & (distance < window);
+  }
+  const double lowest = dtype_ == at::kBFloat16 ? -3.3895313892515355e38
+                        : dtype_ == at::kHalf   ? -65504.0
+                                                : std::numeric_limits<float>::lowest();
+  at::Tensor mask = at::zeros(allowed.sizes(), valid_.options().dtype(dtype_));
+  mask.masked_fill_(allowed.logical_not(), lowest);
+  return masks_.emplace(window, mask.unsqueeze(1)).first->second;
+}
+
+const std::pair<at::Tensor, at::Tensor>& ForwardContext::Rotary() {
+  if (rotary_.first.defined()) return rotary_;
+  const int64_t seq_len = positions_.numel() > 0 ? positions_.max().item<int64_t>() + 1 : 0;
+  const at::Tensor inv_freq = InverseFrequencies(config_, seq_len, positions_.device());
+  const at::Tensor freqs = positions_.to(at::kFloat).unsqueeze(-1) * inv_freq;  // [b, t, dim/2]
+  const at::Tensor angles = at::cat({freqs, freqs}, -1).unsqueeze(2);          // [b, t, 1, dim]
+  rotary_ = {angles.cos().to(dtype_), angles.sin().to(dtype_)};
+  return rotary_;
+}
+
+}  // namespace lensd::engine

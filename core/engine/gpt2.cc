@@ -1,0 +1,152 @@
+// GPT-2 (model_type "gpt2"): learned absolute positions, pre-LayerNorm blocks, fused q|k|v
+// projection stored as Conv1D [in, out], tanh GELU, tied unembedding by default.
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "core/engine/architectures.h"
+#include "core/engine/ops.h"
+#include "core/json_fields.h"
+#include "core/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace lensd::engine {
+namespace {
+
+struct Gpt2Layer {
+  NormWeights ln1, ln2;
+  at::Tensor qkv_w, qkv_b, proj_w, proj_b, fc_w, fc_b, out_w, out_b;  // [out, in]
+};
+
+class Gpt2 : public CausalLm {
+ public:
+  Gpt2(const ModelConfig& config, at::ScalarType dtype, at::Device device, int64_t bytes,
+       at::Tensor wte, at::Tensor wpe, std::vector<Gpt2Layer> layers, NormWeights ln_f,
+       at::Tensor unembed)
+      : CausalLm(config, dtype, device, bytes),
+        wte_(std::move(wte)),
+        wpe_(std::move(wpe)),
+        layers_(std::move(layers)),
+        ln_f_(std::move(ln_f)),
+        unembed_(std::move(unembed)) {}
+
+ protected:
+  at::Tensor Embed(const at::Tensor& tokens, ForwardContext& ctx) const override {
+    const at::Tensor tok = ctx.Hook(HookKind::kEmbed, -1, at::embedding(wte_, tokens));
+    const at::Tensor pos = ctx.Hook(HookKind::kPosEmbed, -1, at::embedding(wpe_, ctx.positions()));
+    return tok + pos;
+  }
+
+  at::Tensor Block(int64_t i, const at::Tensor& x, ForwardContext& ctx) const override {
+    const ModelConfig& c = config();
+    const Gpt2Layer& l = layers_[static_cast<size_t>(i)];
+    const int64_t b = x.size(0), t = x.size(1);
+    const at::Tensor h = Norm(x, l.ln1, HookKind::kLn1Scale, HookKind::kLn1Normalized, i, ctx);
+    const std::vector<at::Tensor> qkv = Linear(h, l.qkv_w, l.qkv_b).split(c.d_model, -1);
+    const auto heads = [&](const at::Tensor& y) { return y.view({b, t, c.num_heads, c.head_dim}); };
+    const at::Tensor q = ctx.Hook(HookKind::kAttnQ, i, heads(qkv[0]));
+    const at::Tensor k = ctx.Hook(HookKind::kAttnK, i, heads(qkv[1]));
+    const at::Tensor v = ctx.Hook(HookKind::kAttnV, i, heads(qkv[2]));
+    double scale = c.attention_scale;
+    if (c.scale_attn_by_inverse_layer_idx) scale /= static_cast<double>(i + 1);
+    const at::Tensor z = Attend(q, k, v, i, {scale, 0, false}, ctx);
+    const at::Tensor attn_out =
+        ctx.Hook(HookKind::kAttnOut, i, Linear(z.reshape({b, t, c.d_model}), l.proj_w, l.proj_b));
+    const at::Tensor mid = ctx.Hook(HookKind::kResidMid, i, x + attn_out);
+    const at::Tensor h2 = Norm(mid, l.ln2, HookKind::kLn2Scale, HookKind::kLn2Normalized, i, ctx);
+    const at::Tensor pre = ctx.Hook(HookKind::kMlpPre, i, Linear(h2, l.fc_w, l.fc_b));
+    const at::Tensor post = ctx.Hook(HookKind::kMlpPost, i, Activation(c.activation, pre));
+    return mid + ctx.Hook(HookKind::kMlpOut, i, Linear(post, l.out_w, l.out_b));
+  }
+
+  at::Tensor FinalNorm(const at::Tensor& x, ForwardContext& ctx) const override {
+    return Norm(x, ln_f_, HookKind::kLnFinalScale, HookKind::kLnFinalNormalized, -1, ctx);
+  }
+
+  at::Tensor Unembed(const at::Tensor& normed) const override { return at::linear(normed, unembed_); }
+
+ private:
+  at::Tensor wte_, wpe_;
+  std::vector<Gpt2Layer> layers_;
+  NormWeights ln_f_;
+  at::Tensor unembed_;
+};
+
+absl::StatusOr<ModelConfig> ParseConfig(const nlohmann::json& j) {
+  ModelConfig c;
+  c.model_type = "gpt2";
+  LENSD_ASSIGN_OR_RETURN(c.vocab_size, json_fields::Int(j, "vocab_size", ""));
+  LENSD_ASSIGN_OR_RETURN(c.max_positions, json_fields::Int(j, "n_positions", 1024, ""));
+  LENSD_ASSIGN_OR_RETURN(c.d_model, json_fields::Int(j, "n_embd", ""));
+  LENSD_ASSIGN_OR_RETURN(c.num_layers, json_fields::Int(j, "n_layer", ""));
+  LENSD_ASSIGN_OR_RETURN(c.num_heads, json_fields::Int(j, "n_head", ""));
+  LENSD_ASSIGN_OR_RETURN(c.d_mlp, json_fields::Int(j, "n_inner", 4 * c.d_model, ""));
+  LENSD_ASSIGN_OR_RETURN(c.norm_eps, json_fields::Double(j, "layer_norm_epsilon", 1e-5, ""));
+  LENSD_ASSIGN_OR_RETURN(const auto activation,
+                         json_fields::OptionalString(j, "activation_function", ""));
+  c.activation = activation.value_or("gelu_new");
+  LENSD_ASSIGN_OR_RETURN(c.tied_embeddings, json_fields::Bool(j, "tie_word_embeddings", true, ""));
+  LENSD_ASSIGN_OR_RETURN(const bool scale_weights, json_fields::Bool(j, "scale_attn_weights", true, ""));
+  LENSD_ASSIGN_OR_RETURN(c.scale_attn_by_inverse_layer_idx,
+                         json_fields::Bool(j, "scale_attn_by_inverse_layer_idx", false, ""));
+  LENSD_RETURN_IF_ERROR(ParseSpecialTokenIds(j, &c));
+  if (c.num_heads <= 0 || c.d_model % c.num_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("n_embd (", c.d_model,
+                                                   ") must be a multiple of n_head (", c.num_heads, ")"));
+  }
+  c.num_kv_heads = c.num_heads;
+  c.head_dim = c.d_model / c.num_heads;
+  c.attention_scale = scale_weights ? 1.0 / std::sqrt(static_cast<double>(c.head_dim)) : 1.0;
+  c.norm = NormKind::kLayerNorm;
+  c.absolute_positions = true;
+  c.qkv_bias = c.attn_out_bias = c.mlp_bias = true;
+  return c;
+}
+
+absl::StatusOr<std::unique_ptr<CausalLm>> Load(const ModelConfig& c, WeightLoader* w) {
+  const int64_t d = c.d_model;
+  // Conv1D stores [in, out]; the engine multiplies by [out, in].
+  const auto conv = [&](const std::string& name, int64_t in, int64_t out) {
+    return w->GetTransposed(name, in, out);
+  };
+  const auto norm = [&](const std::string& name) -> absl::StatusOr<NormWeights> {
+    NormWeights n;
+    LENSD_ASSIGN_OR_RETURN(n.weight, w->Get(name + ".weight", {d}));
+    LENSD_ASSIGN_OR_RETURN(n.bias, w->Get(name + ".bias", {d}));
+    return n;
+  };
+  LENSD_ASSIGN_OR_RETURN(at::Tensor wte, w->Get("wte.weight", {c.vocab_size, d}));
+  LENSD_ASSIGN_OR_RETURN(at::Tensor wpe, w->Get("wpe.weight", {c.max_positions, d}));
+  std::vector<Gpt2Layer> layers(static_cast<size_t>(c.num_layers));
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string p = absl::StrCat("h.", i, ".");
+    Gpt2Layer& l = layers[static_cast<size_t>(i)];
+    LENSD_ASSIGN_OR_RETURN(l.ln1, norm(p + "ln_1"));
+    LENSD_ASSIGN_OR_RETURN(l.qkv_w, conv(p + "attn.c_attn.weight", d, 3 * d));
+    LENSD_ASSIGN_OR_RETURN(l.qkv_b, w->Get(p + "attn.c_attn.bias", {3 * d}));
+    LENSD_ASSIGN_OR_RETURN(l.proj_w, conv(p + "attn.c_proj.weight", d, d));
+    LENSD_ASSIGN_OR_RETURN(l.proj_b, w->Get(p + "attn.c_proj.bias", {d}));
+    LENSD_ASSIGN_OR_RETURN(l.ln2, norm(p + "ln_2"));
+    LENSD_ASSIGN_OR_RETURN(l.fc_w, conv(p + "mlp.c_fc.weight", d, c.d_mlp));
+    LENSD_ASSIGN_OR_RETURN(l.fc_b, w->Get(p + "mlp.c_fc.bias", {c.d_mlp}));
+    LENSD_ASSIGN_OR_RETURN(l.out_w, conv(p + "mlp.c_proj.weight", c.d_mlp, d));
+    LENSD_ASSIGN_OR_RETURN(l.out_b, w->Get(p + "mlp.c_proj.bias", {d}));
+  }
+  LENSD_ASSIGN_OR_RETURN(NormWeights ln_f, norm("ln_f"));
+  at::Tensor unembed = wte;
+  if (!c.tied_embeddings) {
+    LENSD_ASSIGN_OR_RETURN(unembed, w->Get("lm_head.weight", {c.vocab_size, d}));
+  }
+  const at::Tensor& any = wte;
+  return std::unique_ptr<CausalLm>(std::make_unique<Gpt2>(
+      c, any.scalar_type(), any.device(), w->bytes_loaded(), std::move(wte), std::move(wpe),
+      std::move(layers), std::move(ln_f), std::move(unembed)));
+}
+
+}  // namespace
+
+Architecture Gpt2Architecture() { return {"gpt2", {"transformer.", ""}, ParseConfig, Load}; }
+
+}  // namespace lensd::engine

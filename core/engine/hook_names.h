@@ -1,0 +1,82 @@
+// Capture points of the forward pass, named as TransformerLens names them (torch-free).
+//
+// Global: hook_embed [b,p,d] (token embedding, times sqrt(d) for Gemma), hook_pos_embed [b,p,d]
+// (absolute-position models), ln_final.hook_scale [b,p,1], ln_final.hook_normalized [b,p,d],
+// unembed.hook_in [b,p,d] (final norm output, the unembedding's input).
+// Per block i, "blocks.{i}." + hook_resid_pre, ln1.hook_scale, ln1.hook_normalized, attn.hook_q,
+// attn.hook_k, attn.hook_v [b,p,heads,d_head] (k, v with the key/value heads), attn.hook_rot_q,
+// attn.hook_rot_k (rotary models), attn.hook_attn_scores, attn.hook_pattern [b,heads,q,k],
+// attn.hook_z [b,p,heads,d_head], hook_attn_out, hook_resid_mid (not for parallel residual),
+// ln2.hook_scale, ln2.hook_normalized, mlp.hook_pre, mlp.hook_pre_linear (gated MLPs),
+// mlp.hook_post [b,p,d_mlp], hook_mlp_out, hook_resid_post.
+#ifndef LENSD_CORE_ENGINE_HOOK_NAMES_H_
+#define LENSD_CORE_ENGINE_HOOK_NAMES_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace lensd::engine {
+
+struct ModelConfig;
+
+enum class HookKind : uint8_t {
+  // Global points.
+  kEmbed,
+  kPosEmbed,
+  kLnFinalScale,
+  kLnFinalNormalized,
+  kUnembedIn,
+  // Per-block points.
+  kResidPre,
+  kLn1Scale,
+  kLn1Normalized,
+  kAttnQ,
+  kAttnK,
+  kAttnV,
+  kAttnRotQ,
+  kAttnRotK,
+  kAttnScores,
+  kAttnPattern,
+  kAttnZ,
+  kAttnOut,
+  kResidMid,
+  kLn2Scale,
+  kLn2Normalized,
+  kMlpPre,
+  kMlpPreLinear,
+  kMlpPost,
+  kMlpOut,
+  kResidPost,
+};
+inline constexpr int kNumGlobalHooks = 5;
+inline constexpr int kNumBlockHooks = 20;
+
+// A capture point; `layer` is -1 for global points.
+struct HookPoint {
+  HookKind kind;
+  int64_t layer = -1;
+
+  bool is_global() const { return static_cast<int>(kind) < kNumGlobalHooks; }
+  bool operator==(const HookPoint& o) const { return kind == o.kind && layer == o.layer; }
+};
+
+// "blocks.3.hook_resid_pre", "hook_embed", ...
+std::string HookName(HookPoint point);
+
+// Parses a TransformerLens name and checks it exists in this model: INVALID_ARGUMENT says why
+// (unknown name, layer out of range with the valid range, or a point this architecture lacks).
+absl::StatusOr<HookPoint> ParseHookName(absl::string_view name, const ModelConfig& config);
+
+// Whether the architecture described by `config` has the point at all.
+bool HasHook(HookKind kind, const ModelConfig& config);
+
+// Every point the model has, in forward order.
+std::vector<HookPoint> AllHookPoints(const ModelConfig& config);
+
+}  // namespace lensd::engine
+
+#endif  // LENSD_CORE_ENGINE_HOOK_NAMES_H_

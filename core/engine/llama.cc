@@ -1,0 +1,189 @@
+// Llama 2 and 3 (model_type "llama", including "llama3" rope scaling and grouped-query
+// attention), with Mistral (sliding window) and Qwen2 (q/k/v biases, windowed upper layers) as
+// variants of the same decoder.
+#include "core/engine/llama.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "core/engine/architectures.h"
+#include "core/engine/ops.h"
+#include "core/json_fields.h"
+#include "core/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace lensd::engine {
+namespace {
+
+struct LlamaLayer {
+  NormWeights ln1, ln2;
+  at::Tensor qkv_w, qkv_b;          // q | k | v stacked: [(heads + 2 kv_heads) * head_dim, d]
+  at::Tensor o_w, o_b;
+  at::Tensor gate_up_w, gate_up_b;  // gate | up stacked: [2 d_mlp, d]
+  at::Tensor down_w, down_b;
+};
+
+class LlamaStyle : public CausalLm {
+ public:
+  LlamaStyle(const ModelConfig& config, at::ScalarType dtype, at::Device device, int64_t bytes,
+             at::Tensor embed, std::vector<LlamaLayer> layers, NormWeights norm, at::Tensor unembed)
+      : CausalLm(config, dtype, device, bytes),
+        embed_(std::move(embed)),
+        layers_(std::move(layers)),
+        norm_(std::move(norm)),
+        unembed_(std::move(unembed)) {}
+
+ protected:
+  at::Tensor Embed(const at::Tensor& tokens, ForwardContext& ctx) const override {
+    at::Tensor x = at::embedding(embed_, tokens);
+    if (config().embedding_scale != 1.0) {  // Gemma: sqrt(d) rounded to the model dtype
+      x = x * at::scalar_tensor(config().embedding_scale, x.options());
+    }
+    return ctx.Hook(HookKind::kEmbed, -1, x);
+  }
+
+  at::Tensor Block(int64_t i, const at::Tensor& x, ForwardContext& ctx) const override {
+    const ModelConfig& c = config();
+    const LlamaLayer& l = layers_[static_cast<size_t>(i)];
+    const int64_t b = x.size(0), t = x.size(1);
+    const at::Tensor h = Norm(x, l.ln1, HookKind::kLn1Scale, HookKind::kLn1Normalized, i, ctx);
+    const std::vector<at::Tensor> qkv = Linear(h, l.qkv_w, l.qkv_b).split_with_sizes(
+        {c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.num_kv_heads * c.head_dim}, -1);
+    const at::Tensor q = ctx.Hook(HookKind::kAttnQ, i, qkv[0].view({b, t, c.num_heads, c.head_dim}));
+    const at::Tensor k = ctx.Hook(HookKind::kAttnK, i, qkv[1].view({b, t, c.num_kv_heads, c.head_dim}));
+    const at::Tensor v = ctx.Hook(HookKind::kAttnV, i, qkv[2].view({b, t, c.num_kv_heads, c.head_dim}));
+    const auto& rotary = ctx.Rotary();
+    const at::Tensor rq = ctx.Hook(HookKind::kAttnRotQ, i, ApplyRotary(q, rotary, c.rope.rotary_dim));
+    const at::Tensor rk = ctx.Hook(HookKind::kAttnRotK, i, ApplyRotary(k, rotary, c.rope.rotary_dim));
+    const int64_t window = c.SlidingAt(i) ? c.sliding_window : 0;
+    const at::Tensor z = Attend(rq, rk, v, i, {c.attention_scale, window, true}, ctx);
+    const at::Tensor attn_out = ctx.Hook(
+        HookKind::kAttnOut, i, Linear(z.reshape({b, t, c.num_heads * c.head_dim}), l.o_w, l.o_b));
+    const at::Tensor mid = ctx.Hook(HookKind::kResidMid, i, x + attn_out);
+    const at::Tensor h2 = Norm(mid, l.ln2, HookKind::kLn2Scale, HookKind::kLn2Normalized, i, ctx);
+    const std::vector<at::Tensor> gate_up = Linear(h2, l.gate_up_w, l.gate_up_b).split(c.d_mlp, -1);
+    const at::Tensor pre = ctx.Hook(HookKind::kMlpPre, i, gate_up[0]);
+    const at::Tensor pre_linear = ctx.Hook(HookKind::kMlpPreLinear, i, gate_up[1]);
+    const at::Tensor post = ctx.Hook(HookKind::kMlpPost, i, Activation(c.activation, pre) * pre_linear);
+    return mid + ctx.Hook(HookKind::kMlpOut, i, Linear(post, l.down_w, l.down_b));
+  }
+
+  at::Tensor FinalNorm(const at::Tensor& x, ForwardContext& ctx) const override {
+    return Norm(x, norm_, HookKind::kLnFinalScale, HookKind::kLnFinalNormalized, -1, ctx);
+  }
+
+  at::Tensor Unembed(const at::Tensor& normed) const override { return at::linear(normed, unembed_); }
+
+ private:
+  at::Tensor embed_;
+  std::vector<LlamaLayer> layers_;
+  NormWeights norm_;
+  at::Tensor unembed_;
+};
+
+absl::StatusOr<ModelConfig> ParseLlama(const nlohmann::json& j) {
+  LENSD_ASSIGN_OR_RETURN(ModelConfig c, ParseLlamaStyleConfig(j, "llama", false, 1e-6));
+  LENSD_ASSIGN_OR_RETURN(c.qkv_bias, json_fields::Bool(j, "attention_bias", false, ""));
+  c.attn_out_bias = c.qkv_bias;
+  LENSD_ASSIGN_OR_RETURN(c.mlp_bias, json_fields::Bool(j, "mlp_bias", false, ""));
+  return c;
+}
+
+absl::StatusOr<ModelConfig> ParseMistral(const nlohmann::json& j) {
+  LENSD_ASSIGN_OR_RETURN(ModelConfig c, ParseLlamaStyleConfig(j, "mistral", false, 1e-6));
+  LENSD_ASSIGN_OR_RETURN(c.sliding_window, json_fields::Int(j, "sliding_window", 0, ""));
+  return c;
+}
+
+absl::StatusOr<ModelConfig> ParseQwen2(const nlohmann::json& j) {
+  LENSD_ASSIGN_OR_RETURN(ModelConfig c, ParseLlamaStyleConfig(j, "qwen2", false, 1e-6));
+  c.qkv_bias = true;
+  LENSD_ASSIGN_OR_RETURN(const bool windowed, json_fields::Bool(j, "use_sliding_window", false, ""));
+  if (windowed) {
+    LENSD_ASSIGN_OR_RETURN(c.sliding_window, json_fields::Int(j, "sliding_window", 0, ""));
+    LENSD_ASSIGN_OR_RETURN(c.first_sliding_layer, json_fields::Int(j, "max_window_layers", 0, ""));
+  }
+  return c;
+}
+
+}  // namespace
+
+absl::StatusOr<ModelConfig> ParseLlamaStyleConfig(const nlohmann::json& j,
+                                                  absl::string_view model_type, bool default_tied,
+                                                  double default_eps) {
+  ModelConfig c;
+  c.model_type = std::string(model_type);
+  LENSD_ASSIGN_OR_RETURN(c.vocab_size, json_fields::Int(j, "vocab_size", ""));
+  LENSD_ASSIGN_OR_RETURN(c.d_model, json_fields::Int(j, "hidden_size", ""));
+  LENSD_ASSIGN_OR_RETURN(c.num_layers, json_fields::Int(j, "num_hidden_layers", ""));
+  LENSD_ASSIGN_OR_RETURN(c.num_heads, json_fields::Int(j, "num_attention_heads", ""));
+  LENSD_ASSIGN_OR_RETURN(c.num_kv_heads, json_fields::Int(j, "num_key_value_heads", c.num_heads, ""));
+  LENSD_ASSIGN_OR_RETURN(c.d_mlp, json_fields::Int(j, "intermediate_size", ""));
+  LENSD_ASSIGN_OR_RETURN(c.max_positions, json_fields::Int(j, "max_position_embeddings", 2048, ""));
+  LENSD_ASSIGN_OR_RETURN(c.norm_eps, json_fields::Double(j, "rms_norm_eps", default_eps, ""));
+  LENSD_ASSIGN_OR_RETURN(c.tied_embeddings, json_fields::Bool(j, "tie_word_embeddings", default_tied, ""));
+  LENSD_ASSIGN_OR_RETURN(const auto activation, json_fields::OptionalString(j, "hidden_act", ""));
+  c.activation = activation.value_or("silu");
+  LENSD_RETURN_IF_ERROR(ParseSpecialTokenIds(j, &c));
+  if (c.num_heads <= 0) return absl::InvalidArgumentError("num_attention_heads must be positive");
+  LENSD_ASSIGN_OR_RETURN(c.head_dim, json_fields::Int(j, "head_dim", c.d_model / c.num_heads, ""));
+  c.attention_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+  c.norm = NormKind::kRmsNorm;
+  c.gated_mlp = true;
+  c.rotary = true;
+  LENSD_ASSIGN_OR_RETURN(const double partial, json_fields::Double(j, "partial_rotary_factor", 1.0, ""));
+  LENSD_ASSIGN_OR_RETURN(c.rope, ParseRope(j, 10000.0, static_cast<int64_t>(c.head_dim * partial)));
+  return c;
+}
+
+absl::StatusOr<std::unique_ptr<CausalLm>> LoadLlamaStyle(const ModelConfig& c, WeightLoader* w) {
+  const int64_t d = c.d_model, q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
+  const auto optional_bias = [&](const std::vector<std::string>& names,
+                                 const std::vector<int64_t>& sizes, bool present) -> absl::StatusOr<at::Tensor> {
+    if (!present) return at::Tensor();
+    std::vector<std::vector<int64_t>> shapes;
+    for (int64_t n : sizes) shapes.push_back({n});
+    return w->GetStacked(names, shapes);
+  };
+  LENSD_ASSIGN_OR_RETURN(at::Tensor embed, w->Get("embed_tokens.weight", {c.vocab_size, d}));
+  std::vector<LlamaLayer> layers(static_cast<size_t>(c.num_layers));
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string p = absl::StrCat("layers.", i, ".");
+    const std::string a = p + "self_attn.", m = p + "mlp.";
+    LlamaLayer& l = layers[static_cast<size_t>(i)];
+    LENSD_ASSIGN_OR_RETURN(l.ln1.weight, w->Get(p + "input_layernorm.weight", {d}));
+    LENSD_ASSIGN_OR_RETURN(l.ln2.weight, w->Get(p + "post_attention_layernorm.weight", {d}));
+    LENSD_ASSIGN_OR_RETURN(l.qkv_w, w->GetStacked({a + "q_proj.weight", a + "k_proj.weight", a + "v_proj.weight"},
+                                            {{q, d}, {kv, d}, {kv, d}}));
+    LENSD_ASSIGN_OR_RETURN(l.qkv_b, optional_bias({a + "q_proj.bias", a + "k_proj.bias", a + "v_proj.bias"},
+                                                  {q, kv, kv}, c.qkv_bias));
+    LENSD_ASSIGN_OR_RETURN(l.o_w, w->Get(a + "o_proj.weight", {d, q}));
+    LENSD_ASSIGN_OR_RETURN(l.o_b, optional_bias({a + "o_proj.bias"}, {d}, c.attn_out_bias));
+    LENSD_ASSIGN_OR_RETURN(l.gate_up_w, w->GetStacked({m + "gate_proj.weight", m + "up_proj.weight"},
+                                                {{c.d_mlp, d}, {c.d_mlp, d}}));
+    LENSD_ASSIGN_OR_RETURN(l.gate_up_b, optional_bias({m + "gate_proj.bias", m + "up_proj.bias"},
+                                                      {c.d_mlp, c.d_mlp}, c.mlp_bias));
+    LENSD_ASSIGN_OR_RETURN(l.down_w, w->Get(m + "down_proj.weight", {d, c.d_mlp}));
+    LENSD_ASSIGN_OR_RETURN(l.down_b, optional_bias({m + "down_proj.bias"}, {d}, c.mlp_bias));
+  }
+  NormWeights norm;
+  LENSD_ASSIGN_OR_RETURN(norm.weight, w->Get("norm.weight", {d}));
+  at::Tensor unembed = embed;
+  if (!c.tied_embeddings) {
+    LENSD_ASSIGN_OR_RETURN(unembed, w->Get("lm_head.weight", {c.vocab_size, d}));
+  }
+  const at::ScalarType dtype = embed.scalar_type();
+  const at::Device device = embed.device();
+  return std::unique_ptr<CausalLm>(std::make_unique<LlamaStyle>(
+      c, dtype, device, w->bytes_loaded(), std::move(embed), std::move(layers), std::move(norm),
+      std::move(unembed)));
+}
+
+Architecture LlamaArchitecture() { return {"llama", {"model.", ""}, ParseLlama, LoadLlamaStyle}; }
+Architecture MistralArchitecture() { return {"mistral", {"model.", ""}, ParseMistral, LoadLlamaStyle}; }
+Architecture Qwen2Architecture() { return {"qwen2", {"model.", ""}, ParseQwen2, LoadLlamaStyle}; }
+
+}  // namespace lensd::engine

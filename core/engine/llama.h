@@ -1,0 +1,30 @@
+// The Llama-style decoder shared by llama, mistral, qwen2 (llama.cc) and gemma (gemma.cc):
+// RMS-norm pre-norm blocks, rotary q/k, grouped-query attention, gated MLP, weights named
+// model.layers.{i}.{self_attn,mlp}.*_proj. What differs is read into ModelConfig by each
+// architecture's config parser.
+#ifndef LENSD_CORE_ENGINE_LLAMA_H_
+#define LENSD_CORE_ENGINE_LLAMA_H_
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "core/engine/causal_lm.h"
+#include "core/engine/checkpoint.h"
+#include "core/engine/model_config.h"
+#include "nlohmann/json_fwd.hpp"
+
+namespace lensd::engine {
+
+// Fields every Llama-style config.json shares (sizes, heads, head_dim, norm epsilon, activation,
+// tying, rope); `default_tied` and `default_eps` differ by family.
+absl::StatusOr<ModelConfig> ParseLlamaStyleConfig(const nlohmann::json& config,
+                                                  absl::string_view model_type,
+                                                  bool default_tied, double default_eps);
+
+absl::StatusOr<std::unique_ptr<CausalLm>> LoadLlamaStyle(const ModelConfig& config,
+                                                         WeightLoader* weights);
+
+}  // namespace lensd::engine
+
+#endif  // LENSD_CORE_ENGINE_LLAMA_H_

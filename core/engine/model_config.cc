@@ -1,0 +1,109 @@
+#include "core/engine/model_config.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "core/json_fields.h"
+#include "core/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace lensd::engine {
+
+absl::StatusOr<RopeConfig> ParseRope(const nlohmann::json& config, double default_theta,
+                                     int64_t rotary_dim) {
+  RopeConfig rope;
+  rope.rotary_dim = rotary_dim;
+  LENSD_ASSIGN_OR_RETURN(rope.theta, json_fields::Double(config, "rope_theta", default_theta, ""));
+  // 5.x: rope_parameters holds rope_theta and the scaling; a legacy rope_scaling still wins.
+  const nlohmann::json* scaling = nullptr;
+  std::string where;
+  if (json_fields::Has(config, "rope_parameters")) {
+    const nlohmann::json& params = config.at("rope_parameters");
+    LENSD_ASSIGN_OR_RETURN(rope.theta, json_fields::Double(params, "rope_theta", rope.theta,
+                                                           "rope_parameters"));
+    scaling = &params;
+    where = "rope_parameters";
+  }
+  if (json_fields::Has(config, "rope_scaling")) {
+    scaling = &config.at("rope_scaling");
+    where = "rope_scaling";
+  }
+  if (scaling == nullptr) return rope;
+  if (!scaling->is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(where, " must be an object"));
+  }
+  LENSD_ASSIGN_OR_RETURN(auto type, json_fields::OptionalString(*scaling, "rope_type", where));
+  if (!type) {
+    LENSD_ASSIGN_OR_RETURN(type, json_fields::OptionalString(*scaling, "type", where));
+  }
+  rope.type = type.value_or("default");
+  if (rope.type == "default") return rope;
+  if (rope.type != "linear" && rope.type != "dynamic" && rope.type != "llama3") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ".rope_type \"", rope.type,
+        "\" is not supported; lensd implements default, linear, dynamic and llama3"));
+  }
+  LENSD_ASSIGN_OR_RETURN(rope.factor, json_fields::Double(*scaling, "factor", where));
+  if (rope.factor < 1.0) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ".factor must be >= 1, got ", rope.factor));
+  }
+  if (rope.type == "llama3") {
+    LENSD_ASSIGN_OR_RETURN(rope.low_freq_factor,
+                           json_fields::Double(*scaling, "low_freq_factor", where));
+    LENSD_ASSIGN_OR_RETURN(rope.high_freq_factor,
+                           json_fields::Double(*scaling, "high_freq_factor", where));
+    LENSD_ASSIGN_OR_RETURN(rope.original_max_positions,
+                           json_fields::Int(*scaling, "original_max_position_embeddings", where));
+    if (rope.high_freq_factor <= rope.low_freq_factor) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".high_freq_factor must exceed low_freq_factor"));
+    }
+  }
+  return rope;
+}
+
+absl::Status ParseSpecialTokenIds(const nlohmann::json& config, ModelConfig* out) {
+  if (json_fields::Has(config, "bos_token_id")) {
+    LENSD_ASSIGN_OR_RETURN(out->bos_token_id, json_fields::Int(config, "bos_token_id", ""));
+  }
+  if (!json_fields::Has(config, "eos_token_id")) return absl::OkStatus();
+  const nlohmann::json& eos = config.at("eos_token_id");
+  if (eos.is_array()) {
+    for (const auto& id : eos) {
+      if (!id.is_number_integer()) {
+        return absl::InvalidArgumentError("eos_token_id must be an integer or a list of integers");
+      }
+      out->eos_token_ids.push_back(id.get<int64_t>());
+    }
+    return absl::OkStatus();
+  }
+  LENSD_ASSIGN_OR_RETURN(const int64_t id, json_fields::Int(config, "eos_token_id", ""));
+  out->eos_token_ids.push_back(id);
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSizes(const ModelConfig& c) {
+  const std::pair<const char*, int64_t> positive[] = {
+      {"num_hidden_layers", c.num_layers}, {"hidden_size", c.d_model},
+      {"num_attention_heads", c.num_heads}, {"num_key_value_heads", c.num_kv_heads},
+      {"head_dim", c.head_dim}, {"intermediate_size", c.d_mlp}, {"vocab_size", c.vocab_size}};
+  for (const auto& [name, value] : positive) {
+    if (value <= 0 || value > (int64_t{1} << 31)) {
+      return absl::InvalidArgumentError(absl::StrCat(name, " must be a positive size, got ", value));
+    }
+  }
+  if (c.num_heads % c.num_kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("num_attention_heads (", c.num_heads,
+                                                   ") must be a multiple of num_key_value_heads (",
+                                                   c.num_kv_heads, ")"));
+  }
+  if (c.rotary && (c.rope.rotary_dim <= 0 || c.rope.rotary_dim > c.head_dim ||
+                   c.rope.rotary_dim % 2 != 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("rotary dimensions (", c.rope.rotary_dim,
+                                                   ") must be even and within head_dim (",
+                                                   c.head_dim, ")"));
+  }
+  if (c.norm_eps <= 0) return absl::InvalidArgumentError("the norm epsilon must be positive");
+  return absl::OkStatus();
+}
+
+}  // namespace lensd::engine

@@ -1,0 +1,83 @@
+// What the engine needs to know about a model, read from its config.json by the architecture's
+// parser (torch-free). Plain value type.
+#ifndef LENSD_CORE_ENGINE_MODEL_CONFIG_H_
+#define LENSD_CORE_ENGINE_MODEL_CONFIG_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json_fwd.hpp"
+
+namespace lensd::engine {
+
+enum class NormKind {
+  kLayerNorm,     // (x - mean) / sqrt(var + eps) * w + b
+  kRmsNorm,       // Llama: fp32 x * rsqrt(mean(x^2) + eps), cast back, then * w
+  kGemmaRmsNorm,  // Gemma: fp32 x * rsqrt(mean(x^2) + eps) * (1 + w), then cast
+};
+
+// Rotary position embedding: which dimensions rotate and how the frequencies are scaled.
+struct RopeConfig {
+  std::string type = "default";  // default | linear | dynamic | llama3
+  double theta = 10000.0;
+  int64_t rotary_dim = 0;  // leading dimensions of each head that rotate (even)
+  double factor = 1.0;
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  int64_t original_max_positions = 0;
+};
+
+struct ModelConfig {
+  std::string model_type;  // config.json "model_type", e.g. "gpt2", "llama"
+  int64_t num_layers = 0;
+  int64_t d_model = 0;
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t d_mlp = 0;
+  int64_t vocab_size = 0;
+  int64_t max_positions = 0;
+  NormKind norm = NormKind::kLayerNorm;
+  double norm_eps = 1e-5;
+  std::string activation;         // Hugging Face ACT2FN name, e.g. "gelu_new", "silu"
+  bool gated_mlp = false;         // down(act(gate(x)) * up(x))
+  bool parallel_residual = false; // x + attn(ln1(x)) + mlp(ln2(x))
+  bool tied_embeddings = false;
+  bool qkv_bias = false;
+  bool attn_out_bias = false;
+  bool mlp_bias = false;
+  bool absolute_positions = false;  // learned position embedding added to the tokens' (GPT-2)
+  bool rotary = false;
+  RopeConfig rope;
+  double embedding_scale = 1.0;     // Gemma multiplies embeddings by sqrt(d_model)
+  double attention_scale = 0.0;     // multiplies q.k; 0 means 1/sqrt(head_dim)
+  bool scale_attn_by_inverse_layer_idx = false;  // GPT-2 option: also divide by layer + 1
+  int64_t sliding_window = 0;       // 0: full attention; else keys with q_pos - k_pos < window
+  int64_t first_sliding_layer = 0;  // layers >= this use the window (Qwen2 max_window_layers)
+  std::string torch_dtype;          // the checkpoint's declared dtype ("" if absent)
+  std::vector<int64_t> eos_token_ids;
+  std::optional<int64_t> bos_token_id;
+
+  // Whether `layer` attends through the sliding window.
+  bool SlidingAt(int64_t layer) const {
+    return sliding_window > 0 && layer >= first_sliding_layer;
+  }
+};
+
+// Reads rotary settings from config.json in both the 4.x form (rope_theta, rope_scaling with
+// "type" or "rope_type") and the 5.x form (rope_parameters; a legacy rope_scaling still wins).
+absl::StatusOr<RopeConfig> ParseRope(const nlohmann::json& config, double default_theta,
+                                     int64_t rotary_dim);
+
+// Reads bos_token_id and eos_token_id (an integer or a list) into `out`.
+absl::Status ParseSpecialTokenIds(const nlohmann::json& config, ModelConfig* out);
+
+// Checks the sizes every architecture shares; INVALID_ARGUMENT names the field.
+absl::Status ValidateSizes(const ModelConfig& config);
+
+}  // namespace lensd::engine
+
+#endif  // LENSD_CORE_ENGINE_MODEL_CONFIG_H_

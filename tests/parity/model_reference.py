@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Reference checkpoints and outputs for the engine parity test, made with transformers.
+
+For each small config below (one or more per architecture, covering grouped-query attention,
+untied embeddings, qkv bias, rope scaling, sliding windows, parallel residual, partial rotary),
+writes a random-init model with save_pretrained into <out>/<name>/ and, in <out>/<name>/
+reference.safetensors, from a forward of the same weights on a right-padded batch of prompts of
+different lengths (eager attention):
+  input_ids, attention_mask                [B, T]
+  logits_fp32, hidden_{0..L}_fp32          HF logits and every hidden state (hidden_L is after
+                                            the final norm)
+  logits_bf16                              the same model run in bfloat16
+  grad_{0..L-1}                            d metric / d hidden_i, metric = sum over rows of the
+                                            log-prob of target[row] at the row's last real token
+  targets                                  [B]
+  steer_logits, steer_vector, steer_layer  logits when steer_vector is added to the input of
+                                            block steer_layer
+Also writes <out>/manifest.json listing the models.
+"""
+import argparse
+import json
+import os
+
+import torch
+from safetensors.torch import save_file
+from transformers import (GemmaConfig, GPT2Config, GPTNeoXConfig, LlamaConfig, MistralConfig,
+                          Qwen2Config, AutoModelForCausalLM)
+
+LENGTHS = [12, 7, 3]
+VOCAB = 320
+
+
+def configs():
+    # initializer_range 0.1 (transformers' default is 0.02) gives logits of order 10, so that the
+    # absolute tolerances below are demanding.
+    small = dict(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
+                 intermediate_size=96, max_position_embeddings=64, initializer_range=0.1)
+    return {
+        "gpt2": GPT2Config(vocab_size=VOCAB, n_embd=64, n_layer=3, n_head=4, n_positions=64,
+                           initializer_range=0.1, resid_pdrop=0, embd_pdrop=0, attn_pdrop=0),
+        "gpt2_untied_inverse_layer": GPT2Config(
+            vocab_size=VOCAB, n_embd=48, n_layer=2, n_head=3, n_positions=32, n_inner=80,
+            activation_function="gelu", tie_word_embeddings=False,
+            scale_attn_by_inverse_layer_idx=True, initializer_range=0.1, resid_pdrop=0, embd_pdrop=0, attn_pdrop=0),
+        "gpt_neox": GPTNeoXConfig(**small, rotary_pct=0.25, use_parallel_residual=True),
+        "gpt_neox_sequential": GPTNeoXConfig(**small, rotary_pct=0.5, use_parallel_residual=False,
+                                             attention_bias=False, hidden_act="gelu_new"),
+        "llama_gqa_llama3_rope": LlamaConfig(
+            **small, num_key_value_heads=2, attention_bias=True,
+            rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                          "high_freq_factor": 4.0, "original_max_position_embeddings": 16}),
+        "llama_tied_linear_rope": LlamaConfig(
+            **small, num_key_value_heads=4, tie_word_embeddings=True, rope_theta=500.0,
+            rope_scaling={"type": "linear", "factor": 2.0}),
+        "llama_dynamic_rope": LlamaConfig(
+            **{**small, "max_position_embeddings": 8}, num_key_value_heads=1, head_dim=24,
+            rope_scaling={"rope_type": "dynamic", "factor": 2.0}),
+        "mistral_window": MistralConfig(**small, num_key_value_heads=2, sliding_window=5),
+        "qwen2": Qwen2Config(**small, num_key_value_heads=2),
+        "qwen2_window": Qwen2Config(**small, num_key_value_heads=1, use_sliding_window=True,
+                                    sliding_window=4, max_window_layers=0),
+        "gemma": GemmaConfig(**small, num_key_value_heads=1, head_dim=16),
+    }
+
+
+def batch(seed):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.zeros(len(LENGTHS), max(LENGTHS), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, n in enumerate(LENGTHS):
+        ids[row, :n] = torch.randint(1, VOCAB, (n,), generator=g)
+        mask[row, :n] = 1
+    return ids, mask
+
+
+def last_positions(mask):
+    return mask.sum(1) - 1
+
+
+def reference(model, ids, mask, num_layers, d_model):
+    out = {}
+    with torch.no_grad():
+        res = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    out["logits_fp32"] = res.logits.float()
+    for i, h in enumerate(res.hidden_states):
+        out[f"hidden_{i}_fp32"] = h.float()
+
+    # Gradients of sum_row log p(target_row | last real token of row) w.r.t. each hidden state.
+    targets = torch.arange(len(LENGTHS)) * 7 + 3
+    embeds = model.get_input_embeddings()(ids).detach().requires_grad_(True)
+    res = model(inputs_embeds=embeds, attention_mask=mask, output_hidden_states=True)
+    for h in res.hidden_states:
+        h.retain_grad()
+    rows = torch.arange(len(LENGTHS))
+    logp = torch.log_softmax(res.logits[rows, last_positions(mask)].float(), -1)
+    logp[rows, targets].sum().backward()
+    for i in range(num_layers):
+        out[f"grad_{i}"] = res.hidden_states[i].grad.float()
+    out["targets"] = targets
+
+    # Steering: add a vector to the input of one block.
+    layer = num_layers - 1
+    vector = torch.randn(d_model, generator=torch.Generator().manual_seed(5))
+    blocks = model.base_model.h if hasattr(model.base_model, "h") else model.base_model.layers
+
+    # Every architecture here passes hidden_states to its blocks positionally.
+    handle = blocks[layer].register_forward_pre_hook(
+        lambda module, args: (args[0] + vector,) + tuple(args[1:]))
+    with torch.no_grad():
+        out["steer_logits"] = model(input_ids=ids, attention_mask=mask).logits.float()
+    handle.remove()
+    out["steer_vector"] = vector
+    out["steer_layer"] = torch.tensor([layer])
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    manifest = []
+    for index, (name, config) in enumerate(configs().items()):
+        torch.manual_seed(1000 + index)
+        config._attn_implementation = "eager"
+        model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
+        # Random init leaves norms at 1/0 and biases at 0; perturb them so they are tested.
+        with torch.no_grad():
+            for pname, p in model.named_parameters():
+                if p.dim() == 1:
+                    p.add_(torch.randn_like(p) * 0.1)
+        folder = os.path.join(args.out, name)
+        # One model is written in shards to exercise model.safetensors.index.json.
+        shard = "40KB" if name == "llama_gqa_llama3_rope" else "2GB"
+        model.save_pretrained(folder, safe_serialization=True, max_shard_size=shard)
+        ids, mask = batch(index)
+        cfg = model.config
+        tensors = reference(model, ids, mask, cfg.num_hidden_layers, cfg.hidden_size)
+        with torch.no_grad():
+            tensors["logits_bf16"] = model.to(torch.bfloat16)(
+                input_ids=ids, attention_mask=mask).logits.float()
+        tensors["input_ids"] = ids
+        tensors["attention_mask"] = mask
+        save_file({k: v.contiguous() for k, v in tensors.items()},
+                  os.path.join(folder, "reference.safetensors"))
+        manifest.append({"name": name, "model_type": cfg.model_type,
+                         "num_layers": cfg.num_hidden_layers})
+    with open(os.path.join(args.out, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
