@@ -21,8 +21,8 @@ absl::Status Missing(absl::string_view where, absl::string_view key) {
 
 absl::Status WrongType(absl::string_view where, absl::string_view key, absl::string_view want,
                        const nlohmann::json& got) {
-  return absl::InvalidArgumentError(absl::StrCat(FieldPath(where, key), " must be ", want,
-                                                 ", got ", got.dump().substr(0, 80)));
+  return absl::InvalidArgumentError(
+      absl::StrCat(FieldPath(where, key), " must be ", want, ", got ", got.dump().substr(0, 80)));
 }
 
 }  // namespace
@@ -81,8 +81,8 @@ absl::StatusOr<int64_t> Int(const nlohmann::json& object, absl::string_view key,
   return WrongType(where, key, "an integer", *value);
 }
 
-absl::StatusOr<int64_t> Int(const nlohmann::json& object, absl::string_view key,
-                            int64_t fallback, absl::string_view where) {
+absl::StatusOr<int64_t> Int(const nlohmann::json& object, absl::string_view key, int64_t fallback,
+                            absl::string_view where) {
   if (Find(object, key) == nullptr) return fallback;
   return Int(object, key, where);
 }
@@ -95,8 +95,8 @@ absl::StatusOr<double> Double(const nlohmann::json& object, absl::string_view ke
   return value->get<double>();
 }
 
-absl::StatusOr<double> Double(const nlohmann::json& object, absl::string_view key,
-                              double fallback, absl::string_view where) {
+absl::StatusOr<double> Double(const nlohmann::json& object, absl::string_view key, double fallback,
+                              absl::string_view where) {
   if (Find(object, key) == nullptr) return fallback;
   return Double(object, key, where);
 }

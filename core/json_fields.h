@@ -30,12 +30,12 @@ absl::StatusOr<bool> Bool(const nlohmann::json& object, absl::string_view key, b
                           absl::string_view where);
 absl::StatusOr<int64_t> Int(const nlohmann::json& object, absl::string_view key,
                             absl::string_view where);
-absl::StatusOr<int64_t> Int(const nlohmann::json& object, absl::string_view key,
-                            int64_t fallback, absl::string_view where);
+absl::StatusOr<int64_t> Int(const nlohmann::json& object, absl::string_view key, int64_t fallback,
+                            absl::string_view where);
 absl::StatusOr<double> Double(const nlohmann::json& object, absl::string_view key,
                               absl::string_view where);
-absl::StatusOr<double> Double(const nlohmann::json& object, absl::string_view key,
-                              double fallback, absl::string_view where);
+absl::StatusOr<double> Double(const nlohmann::json& object, absl::string_view key, double fallback,
+                              absl::string_view where);
 
 // "<where>.<key>", or just key when `where` is empty.
 std::string FieldPath(absl::string_view where, absl::string_view key);

@@ -14,7 +14,10 @@ namespace lensd::engine {
 
 CausalLm::CausalLm(ModelConfig config, at::ScalarType dtype, at::Device device,
                    int64_t parameter_bytes)
-    : config_(std::move(config)), dtype_(dtype), device_(device), parameter_bytes_(parameter_bytes) {}
+    : config_(std::move(config)),
+      dtype_(dtype),
+      device_(device),
+      parameter_bytes_(parameter_bytes) {}
 
 absl::Status CausalLm::Validate(const ForwardRequest& r, const KvCache* cache) const {
   const at::Tensor& tokens = r.tokens;
@@ -39,7 +42,8 @@ absl::Status CausalLm::Validate(const ForwardRequest& r, const KvCache* cache) c
     return absl::InvalidArgumentError("positions must have the shape of tokens and be >= 0");
   }
   if (config_.absolute_positions) {
-    int64_t furthest = r.positions.defined() ? r.positions.max().item<int64_t>() : tokens.size(1) - 1;
+    int64_t furthest =
+        r.positions.defined() ? r.positions.max().item<int64_t>() : tokens.size(1) - 1;
     if (!r.positions.defined() && cache != nullptr && !cache->empty()) {
       furthest += cache->row_lengths().max().item<int64_t>();
     }
@@ -80,7 +84,8 @@ ForwardResult CausalLm::Run(const ForwardRequest& request, Hooks* hooks, KvCache
     positions = request.positions.to(device_, at::kLong);
   } else {
     positions = valid.to(at::kLong).cumsum(1) - 1;
-    if (cache != nullptr && !cache->empty()) positions = positions + cache->row_lengths().unsqueeze(1);
+    if (cache != nullptr && !cache->empty())
+      positions = positions + cache->row_lengths().unsqueeze(1);
     positions = positions.clamp_min(0);
   }
   if (cache != nullptr) cache->BeginStep(valid, positions);
@@ -125,14 +130,15 @@ absl::StatusOr<ForwardResult> CausalLm::Forward(const ForwardRequest& request, H
 }
 
 absl::StatusOr<at::Tensor> CausalLm::FinalNormAndUnembed(const at::Tensor& residual) const {
-  return CatchTorch(absl::StrCat(config_.model_type, " unembed"), [&]() -> absl::StatusOr<at::Tensor> {
-    if (!residual.defined() || residual.size(-1) != config_.d_model) {
-      return absl::InvalidArgumentError(absl::StrCat("residual vectors must have d_model = ",
-                                                     config_.d_model, " entries"));
-    }
-    ForwardContext ctx(config_, nullptr, nullptr, at::Tensor(), at::Tensor(), dtype_);
-    return Unembed(FinalNorm(residual.to(device_, dtype_), ctx));
-  });
+  return CatchTorch(
+      absl::StrCat(config_.model_type, " unembed"), [&]() -> absl::StatusOr<at::Tensor> {
+        if (!residual.defined() || residual.size(-1) != config_.d_model) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("residual vectors must have d_model = ", config_.d_model, " entries"));
+        }
+        ForwardContext ctx(config_, nullptr, nullptr, at::Tensor(), at::Tensor(), dtype_);
+        return Unembed(FinalNorm(residual.to(device_, dtype_), ctx));
+      });
 }
 
 }  // namespace lensd::engine

@@ -26,10 +26,10 @@ enum class LogitsMode {
 };
 
 struct ForwardRequest {
-  at::Tensor tokens;          // [batch, t] integer token ids
-  at::Tensor attention_mask;  // optional [batch, t]; nonzero marks a real token (pad anywhere)
-  at::Tensor positions;       // optional [batch, t]; default: real tokens before, plus the cache's
-  int64_t stop_at_layer = -1; // >= 0: run blocks [0, stop_at_layer) only and return no logits
+  at::Tensor tokens;           // [batch, t] integer token ids
+  at::Tensor attention_mask;   // optional [batch, t]; nonzero marks a real token (pad anywhere)
+  at::Tensor positions;        // optional [batch, t]; default: real tokens before, plus the cache's
+  int64_t stop_at_layer = -1;  // >= 0: run blocks [0, stop_at_layer) only and return no logits
   LogitsMode logits = LogitsMode::kAll;
 };
 

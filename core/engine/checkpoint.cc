@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 
 #include <cstring>
-
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -20,11 +19,16 @@ namespace {
 
 std::optional<at::ScalarType> TorchDtype(FileDtype dtype) {
   switch (dtype) {
-    case FileDtype::kF64: return at::kDouble;
-    case FileDtype::kF32: return at::kFloat;
-    case FileDtype::kF16: return at::kHalf;
-    case FileDtype::kBF16: return at::kBFloat16;
-    default: return std::nullopt;
+    case FileDtype::kF64:
+      return at::kDouble;
+    case FileDtype::kF32:
+      return at::kFloat;
+    case FileDtype::kF16:
+      return at::kHalf;
+    case FileDtype::kBF16:
+      return at::kBFloat16;
+    default:
+      return std::nullopt;
   }
 }
 
@@ -51,28 +55,32 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
   } else if (fs::exists(index_path)) {
     LENSD_ASSIGN_OR_RETURN(const std::string text, ReadFile(index_path));
     auto json = json_fields::Parse(text);
-    if (!json.ok()) return absl::InvalidArgumentError(absl::StrCat(index_path, ": ", json.status().message()));
+    if (!json.ok())
+      return absl::InvalidArgumentError(absl::StrCat(index_path, ": ", json.status().message()));
     const auto map = json->find("weight_map");
     if (map == json->end() || !map->is_object()) {
       return absl::InvalidArgumentError(absl::StrCat(index_path, ": weight_map is missing"));
     }
     for (const auto& [tensor, file] : map->items()) {
       if (!file.is_string() || file.get<std::string>().find('/') != std::string::npos) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            index_path, ": weight_map[\"", tensor, "\"] must name a file in the same folder"));
+        return absl::InvalidArgumentError(absl::StrCat(index_path, ": weight_map[\"", tensor,
+                                                       "\"] must name a file in the same folder"));
       }
       weight_map[tensor] = file.get<std::string>();
-      if (std::find(shard_names.begin(), shard_names.end(), weight_map[tensor]) == shard_names.end()) {
+      if (std::find(shard_names.begin(), shard_names.end(), weight_map[tensor]) ==
+          shard_names.end()) {
         shard_names.push_back(weight_map[tensor]);
       }
     }
   } else {
-    return absl::NotFoundError(absl::StrCat(
-        model_dir, ": no model.safetensors or model.safetensors.index.json (lensd reads "
-                   "safetensors checkpoints)"));
+    return absl::NotFoundError(
+        absl::StrCat(model_dir,
+                     ": no model.safetensors or model.safetensors.index.json (lensd reads "
+                     "safetensors checkpoints)"));
   }
   for (const std::string& shard : shard_names) {
-    LENSD_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open((fs::path(model_dir) / shard).string()));
+    LENSD_ASSIGN_OR_RETURN(auto file,
+                           SafetensorsFile::Open((fs::path(model_dir) / shard).string()));
     const size_t position = ckpt->files_.size();
     for (const auto& [name, entry] : file->header().tensors) {
       const auto listed = weight_map.find(name);
@@ -93,14 +101,16 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
 
 std::string Checkpoint::Describe() const {
   std::vector<std::string> names;
-  for (const auto& f : files_) names.push_back(std::filesystem::path(f->path()).filename().string());
+  for (const auto& f : files_)
+    names.push_back(std::filesystem::path(f->path()).filename().string());
   return absl::StrCat(dir_, "/{", absl::StrJoin(names, ","), "}");
 }
 
-absl::Status Checkpoint::LoadInto(const std::string& name, at::Tensor destination) const {
+absl::Status Checkpoint::LoadInto(const std::string& name, const at::Tensor& destination) const {
   const auto it = index_.find(name);
   if (it == index_.end()) {
-    return absl::InvalidArgumentError(absl::StrCat(Describe(), ": tensor \"", name, "\" is missing"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(Describe(), ": tensor \"", name, "\" is missing"));
   }
   const SafetensorsFile& file = *files_[it->second];
   const TensorEntry& entry = file.header().tensors.at(name);
@@ -112,10 +122,9 @@ absl::Status Checkpoint::LoadInto(const std::string& name, at::Tensor destinatio
   }
   const std::vector<int64_t> want = destination.sizes().vec();
   if (entry.shape != want) {
-    return absl::InvalidArgumentError(absl::StrCat(where, " has shape [",
-                                                   absl::StrJoin(entry.shape, ", "),
-                                                   "], the config implies [",
-                                                   absl::StrJoin(want, ", "), "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, " has shape [", absl::StrJoin(entry.shape, ", "),
+                     "], the config implies [", absl::StrJoin(want, ", "), "]"));
   }
   return CatchTorch(where, [&]() -> absl::Status {
     const absl::string_view bytes = file.Bytes(entry);
@@ -125,7 +134,8 @@ absl::Status Checkpoint::LoadInto(const std::string& name, at::Tensor destinatio
     // resident beside the destination.
     const int64_t rows = entry.shape.empty() ? 1 : entry.shape[0];
     const size_t row_bytes = bytes.size() / static_cast<size_t>(std::max<int64_t>(rows, 1));
-    const int64_t chunk_rows = std::max<int64_t>(1, static_cast<int64_t>((8u << 20) / std::max<size_t>(row_bytes, 1)));
+    const int64_t chunk_rows =
+        std::max<int64_t>(1, static_cast<int64_t>((8u << 20) / std::max<size_t>(row_bytes, 1)));
     std::vector<int64_t> chunk_shape = entry.shape.empty() ? std::vector<int64_t>{} : entry.shape;
     for (int64_t row = 0; row < rows; row += chunk_rows) {
       const int64_t n = std::min(chunk_rows, rows - row);
@@ -133,7 +143,8 @@ absl::Status Checkpoint::LoadInto(const std::string& name, at::Tensor destinatio
       if (!chunk_shape.empty()) chunk_shape[0] = n;
       at::Tensor source;
       if (reinterpret_cast<uintptr_t>(src) % element == 0) {
-        source = at::from_blob(const_cast<char*>(src), chunk_shape, at::TensorOptions().dtype(*stored));
+        source =
+            at::from_blob(const_cast<char*>(src), chunk_shape, at::TensorOptions().dtype(*stored));
       } else {  // misaligned in the file: copy to an aligned buffer first
         source = at::empty(chunk_shape, at::TensorOptions().dtype(*stored));
         std::memcpy(source.data_ptr(), src, static_cast<size_t>(n) * row_bytes);
@@ -146,7 +157,7 @@ absl::Status Checkpoint::LoadInto(const std::string& name, at::Tensor destinatio
   });
 }
 
-absl::Status WeightLoader::Fill(const std::string& name, at::Tensor destination) {
+absl::Status WeightLoader::Fill(const std::string& name, const at::Tensor& destination) {
   const std::string resolved = Resolve(name);
   LENSD_RETURN_IF_ERROR(
       checkpoint_->LoadInto(resolved.empty() ? prefixes_.front() + name : resolved, destination));
@@ -156,29 +167,32 @@ absl::Status WeightLoader::Fill(const std::string& name, at::Tensor destination)
 
 absl::StatusOr<at::Tensor> WeightLoader::Get(const std::string& name, std::vector<int64_t> shape) {
   LENSD_ASSIGN_OR_RETURN(at::Tensor out, CatchTorch(name, [&]() -> absl::StatusOr<at::Tensor> {
-    return at::empty(shape, at::TensorOptions().dtype(dtype_).device(device_));
-  }));
+                           return at::empty(shape,
+                                            at::TensorOptions().dtype(dtype_).device(device_));
+                         }));
   LENSD_RETURN_IF_ERROR(Fill(name, out));
   return out;
 }
 
 absl::StatusOr<at::Tensor> WeightLoader::GetTransposed(const std::string& name, int64_t in,
                                                        int64_t out_features) {
-  LENSD_ASSIGN_OR_RETURN(at::Tensor weight, CatchTorch(name, [&]() -> absl::StatusOr<at::Tensor> {
-    return at::empty({out_features, in}, at::TensorOptions().dtype(dtype_).device(device_));
-  }));
+  LENSD_ASSIGN_OR_RETURN(
+      at::Tensor weight, CatchTorch(name, [&]() -> absl::StatusOr<at::Tensor> {
+        return at::empty({out_features, in}, at::TensorOptions().dtype(dtype_).device(device_));
+      }));
   LENSD_RETURN_IF_ERROR(Fill(name, weight.t()));
   return weight;
 }
 
-absl::StatusOr<at::Tensor> WeightLoader::GetStacked(const std::vector<std::string>& names,
-                                                    const std::vector<std::vector<int64_t>>& shapes) {
+absl::StatusOr<at::Tensor> WeightLoader::GetStacked(
+    const std::vector<std::string>& names, const std::vector<std::vector<int64_t>>& shapes) {
   std::vector<int64_t> total = shapes.front();
   total[0] = 0;
   for (const auto& shape : shapes) total[0] += shape[0];
-  LENSD_ASSIGN_OR_RETURN(at::Tensor out, CatchTorch(names.front(), [&]() -> absl::StatusOr<at::Tensor> {
-    return at::empty(total, at::TensorOptions().dtype(dtype_).device(device_));
-  }));
+  LENSD_ASSIGN_OR_RETURN(
+      at::Tensor out, CatchTorch(names.front(), [&]() -> absl::StatusOr<at::Tensor> {
+        return at::empty(total, at::TensorOptions().dtype(dtype_).device(device_));
+      }));
   int64_t row = 0;
   for (size_t i = 0; i < names.size(); ++i) {
     at::Tensor slice = out.narrow(0, row, shapes[i][0]);

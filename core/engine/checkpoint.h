@@ -30,7 +30,7 @@ class Checkpoint {
   // as a transpose or a slice of a stacked tensor), whose shape must be the tensor's shape in the
   // file. INVALID_ARGUMENT names the file and tensor when it is missing, not floating point, or of
   // another shape. Copies in chunks, releasing mapped pages as it goes.
-  absl::Status LoadInto(const std::string& name, at::Tensor destination) const;
+  absl::Status LoadInto(const std::string& name, const at::Tensor& destination) const;
   // The file(s) this checkpoint reads, for messages.
   std::string Describe() const;
 
@@ -62,7 +62,7 @@ class WeightLoader {
 
  private:
   std::string Resolve(const std::string& name) const;
-  absl::Status Fill(const std::string& name, at::Tensor destination);
+  absl::Status Fill(const std::string& name, const at::Tensor& destination);
 
   const Checkpoint* checkpoint_;
   at::ScalarType dtype_;

@@ -16,7 +16,8 @@ absl::StatusOr<c10::Device> ParseDevice(absl::string_view name) {
   int index = 0;
   if (name == "cuda") {
     index = 0;
-  } else if (name.substr(0, 5) == "cuda:" && absl::SimpleAtoi(name.substr(5), &index) && index >= 0) {
+  } else if (name.substr(0, 5) == "cuda:" && absl::SimpleAtoi(name.substr(5), &index) &&
+             index >= 0) {
   } else {
     return absl::InvalidArgumentError(
         absl::StrCat("device \"", name, "\" is not one of cpu, cuda, cuda:<index>"));
@@ -40,10 +41,14 @@ absl::StatusOr<c10::ScalarType> ParseDtype(absl::string_view name) {
 
 std::string DtypeName(c10::ScalarType dtype) {
   switch (dtype) {
-    case c10::kFloat: return "float32";
-    case c10::kBFloat16: return "bfloat16";
-    case c10::kHalf: return "float16";
-    default: return c10::toString(dtype);
+    case c10::kFloat:
+      return "float32";
+    case c10::kBFloat16:
+      return "bfloat16";
+    case c10::kHalf:
+      return "float16";
+    default:
+      return c10::toString(dtype);
   }
 }
 

@@ -17,9 +17,9 @@ at::Tensor InverseFrequencies(const ModelConfig& config, int64_t seq_len, at::De
   const int64_t dim = rope.rotary_dim;
   double base = rope.theta;
   if (rope.type == "dynamic" && seq_len > config.max_positions) {
-    base *= std::pow(rope.factor * static_cast<double>(seq_len) / config.max_positions -
-                         (rope.factor - 1.0),
-                     static_cast<double>(dim) / static_cast<double>(dim - 2));
+    base *= std::pow(
+        rope.factor * static_cast<double>(seq_len) / config.max_positions - (rope.factor - 1.0),
+        static_cast<double>(dim) / static_cast<double>(dim - 2));
   }
   const at::Tensor exponents =
       at::arange(0, dim, 2, at::TensorOptions().dtype(at::kLong).device(device)).to(at::kFloat) /
@@ -35,7 +35,8 @@ at::Tensor InverseFrequencies(const ModelConfig& config, int64_t seq_len, at::De
     const at::Tensor smooth = (old_context / wavelen - rope.low_freq_factor) /
                               (rope.high_freq_factor - rope.low_freq_factor);
     const at::Tensor smoothed = (1 - smooth) * scaled / rope.factor + smooth * scaled;
-    const at::Tensor medium = (wavelen >= high_freq_wavelen).logical_and(wavelen <= low_freq_wavelen);
+    const at::Tensor medium =
+        (wavelen >= high_freq_wavelen).logical_and(wavelen <= low_freq_wavelen);
     inv_freq = at::where(medium, smoothed, scaled);
   }
   return inv_freq;
@@ -44,8 +45,7 @@ at::Tensor InverseFrequencies(const ModelConfig& config, int64_t seq_len, at::De
 }  // namespace
 
 ForwardContext::ForwardContext(const ModelConfig& config, Hooks* hooks, KvCache* cache,
-                               at::Tensor valid, at::Tensor positions,
-                               at::ScalarType compute_dtype)
+                               at::Tensor valid, at::Tensor positions, at::ScalarType compute_dtype)
     : config_(config),
       hooks_(hooks),
       cache_(cache),
@@ -82,7 +82,7 @@ const std::pair<at::Tensor, at::Tensor>& ForwardContext::Rotary() {
   const int64_t seq_len = positions_.numel() > 0 ? positions_.max().item<int64_t>() + 1 : 0;
   const at::Tensor inv_freq = InverseFrequencies(config_, seq_len, positions_.device());
   const at::Tensor freqs = positions_.to(at::kFloat).unsqueeze(-1) * inv_freq;  // [b, t, dim/2]
-  const at::Tensor angles = at::cat({freqs, freqs}, -1).unsqueeze(2);          // [b, t, 1, dim]
+  const at::Tensor angles = at::cat({freqs, freqs}, -1).unsqueeze(2);           // [b, t, 1, dim]
   rotary_ = {angles.cos().to(dtype_), angles.sin().to(dtype_)};
   return rotary_;
 }

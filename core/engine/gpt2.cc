@@ -65,7 +65,9 @@ class Gpt2 : public CausalLm {
     return Norm(x, ln_f_, HookKind::kLnFinalScale, HookKind::kLnFinalNormalized, -1, ctx);
   }
 
-  at::Tensor Unembed(const at::Tensor& normed) const override { return at::linear(normed, unembed_); }
+  at::Tensor Unembed(const at::Tensor& normed) const override {
+    return at::linear(normed, unembed_);
+  }
 
  private:
   at::Tensor wte_, wpe_;
@@ -88,13 +90,14 @@ absl::StatusOr<ModelConfig> ParseConfig(const nlohmann::json& j) {
                          json_fields::OptionalString(j, "activation_function", ""));
   c.activation = activation.value_or("gelu_new");
   LENSD_ASSIGN_OR_RETURN(c.tied_embeddings, json_fields::Bool(j, "tie_word_embeddings", true, ""));
-  LENSD_ASSIGN_OR_RETURN(const bool scale_weights, json_fields::Bool(j, "scale_attn_weights", true, ""));
+  LENSD_ASSIGN_OR_RETURN(const bool scale_weights,
+                         json_fields::Bool(j, "scale_attn_weights", true, ""));
   LENSD_ASSIGN_OR_RETURN(c.scale_attn_by_inverse_layer_idx,
                          json_fields::Bool(j, "scale_attn_by_inverse_layer_idx", false, ""));
   LENSD_RETURN_IF_ERROR(ParseSpecialTokenIds(j, &c));
   if (c.num_heads <= 0 || c.d_model % c.num_heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("n_embd (", c.d_model,
-                                                   ") must be a multiple of n_head (", c.num_heads, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("n_embd (", c.d_model, ") must be a multiple of n_head (", c.num_heads, ")"));
   }
   c.num_kv_heads = c.num_heads;
   c.head_dim = c.d_model / c.num_heads;

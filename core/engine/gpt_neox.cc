@@ -49,15 +49,17 @@ class GptNeox : public CausalLm {
     const at::Tensor k = ctx.Hook(HookKind::kAttnK, i, qkv[1]);
     const at::Tensor v = ctx.Hook(HookKind::kAttnV, i, qkv[2]);
     const auto& rotary = ctx.Rotary();
-    const at::Tensor rq = ctx.Hook(HookKind::kAttnRotQ, i, ApplyRotary(q, rotary, c.rope.rotary_dim));
-    const at::Tensor rk = ctx.Hook(HookKind::kAttnRotK, i, ApplyRotary(k, rotary, c.rope.rotary_dim));
+    const at::Tensor rq =
+        ctx.Hook(HookKind::kAttnRotQ, i, ApplyRotary(q, rotary, c.rope.rotary_dim));
+    const at::Tensor rk =
+        ctx.Hook(HookKind::kAttnRotK, i, ApplyRotary(k, rotary, c.rope.rotary_dim));
     const at::Tensor z = Attend(rq, rk, v, i, {c.attention_scale, 0, true}, ctx);
     const at::Tensor attn_out =
         ctx.Hook(HookKind::kAttnOut, i, Linear(z.reshape({b, t, c.d_model}), l.dense_w, l.dense_b));
-    const at::Tensor mlp_in = c.parallel_residual
-                                  ? x
-                                  : ctx.Hook(HookKind::kResidMid, i, x + attn_out);
-    const at::Tensor h2 = Norm(mlp_in, l.ln2, HookKind::kLn2Scale, HookKind::kLn2Normalized, i, ctx);
+    const at::Tensor mlp_in =
+        c.parallel_residual ? x : ctx.Hook(HookKind::kResidMid, i, x + attn_out);
+    const at::Tensor h2 =
+        Norm(mlp_in, l.ln2, HookKind::kLn2Scale, HookKind::kLn2Normalized, i, ctx);
     const at::Tensor pre = ctx.Hook(HookKind::kMlpPre, i, Linear(h2, l.up_w, l.up_b));
     const at::Tensor post = ctx.Hook(HookKind::kMlpPost, i, Activation(c.activation, pre));
     const at::Tensor mlp_out = ctx.Hook(HookKind::kMlpOut, i, Linear(post, l.down_w, l.down_b));
@@ -68,7 +70,9 @@ class GptNeox : public CausalLm {
     return Norm(x, final_norm_, HookKind::kLnFinalScale, HookKind::kLnFinalNormalized, -1, ctx);
   }
 
-  at::Tensor Unembed(const at::Tensor& normed) const override { return at::linear(normed, unembed_); }
+  at::Tensor Unembed(const at::Tensor& normed) const override {
+    return at::linear(normed, unembed_);
+  }
 
  private:
   at::Tensor embed_;
@@ -89,11 +93,13 @@ absl::StatusOr<ModelConfig> ParseConfig(const nlohmann::json& j) {
   LENSD_ASSIGN_OR_RETURN(c.norm_eps, json_fields::Double(j, "layer_norm_eps", 1e-5, ""));
   LENSD_ASSIGN_OR_RETURN(const auto activation, json_fields::OptionalString(j, "hidden_act", ""));
   c.activation = activation.value_or("gelu");
-  LENSD_ASSIGN_OR_RETURN(c.parallel_residual, json_fields::Bool(j, "use_parallel_residual", true, ""));
+  LENSD_ASSIGN_OR_RETURN(c.parallel_residual,
+                         json_fields::Bool(j, "use_parallel_residual", true, ""));
   LENSD_ASSIGN_OR_RETURN(c.qkv_bias, json_fields::Bool(j, "attention_bias", true, ""));
   LENSD_ASSIGN_OR_RETURN(c.tied_embeddings, json_fields::Bool(j, "tie_word_embeddings", false, ""));
   LENSD_ASSIGN_OR_RETURN(const double rotary_pct, json_fields::Double(j, "rotary_pct", 0.25, ""));
-  LENSD_ASSIGN_OR_RETURN(const double rotary_base, json_fields::Double(j, "rotary_emb_base", 10000, ""));
+  LENSD_ASSIGN_OR_RETURN(const double rotary_base,
+                         json_fields::Double(j, "rotary_emb_base", 10000, ""));
   LENSD_RETURN_IF_ERROR(ParseSpecialTokenIds(j, &c));
   if (c.num_heads <= 0 || c.d_model % c.num_heads != 0) {
     return absl::InvalidArgumentError(absl::StrCat("hidden_size (", c.d_model,
@@ -107,8 +113,8 @@ absl::StatusOr<ModelConfig> ParseConfig(const nlohmann::json& j) {
   c.mlp_bias = true;
   c.norm = NormKind::kLayerNorm;
   c.rotary = true;
-  LENSD_ASSIGN_OR_RETURN(c.rope, ParseRope(j, rotary_base,
-                                           static_cast<int64_t>(c.head_dim * rotary_pct)));
+  LENSD_ASSIGN_OR_RETURN(c.rope,
+                         ParseRope(j, rotary_base, static_cast<int64_t>(c.head_dim * rotary_pct)));
   return c;
 }
 
@@ -120,7 +126,8 @@ absl::StatusOr<std::unique_ptr<CausalLm>> Load(const ModelConfig& c, WeightLoade
     LENSD_ASSIGN_OR_RETURN(n.bias, w->Get(name + ".bias", {d}));
     return n;
   };
-  const auto bias = [&](const std::string& name, int64_t n, bool present) -> absl::StatusOr<at::Tensor> {
+  const auto bias = [&](const std::string& name, int64_t n,
+                        bool present) -> absl::StatusOr<at::Tensor> {
     if (!present) return at::Tensor();
     return w->Get(name, {n});
   };
@@ -147,9 +154,9 @@ absl::StatusOr<std::unique_ptr<CausalLm>> Load(const ModelConfig& c, WeightLoade
   }
   const at::ScalarType dtype = embed.scalar_type();
   const at::Device device = embed.device();
-  return std::unique_ptr<CausalLm>(std::make_unique<GptNeox>(
-      c, dtype, device, w->bytes_loaded(), std::move(embed), std::move(layers),
-      std::move(final_norm), std::move(unembed)));
+  return std::unique_ptr<CausalLm>(
+      std::make_unique<GptNeox>(c, dtype, device, w->bytes_loaded(), std::move(embed),
+                                std::move(layers), std::move(final_norm), std::move(unembed)));
 }
 
 }  // namespace

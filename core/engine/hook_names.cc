@@ -4,23 +4,21 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "core/engine/model_config.h"
 
 namespace lensd::engine {
 namespace {
 
 constexpr std::array<const char*, kNumGlobalHooks + kNumBlockHooks> kSuffixes = {
-    "hook_embed",           "hook_pos_embed",      "ln_final.hook_scale",
-    "ln_final.hook_normalized", "unembed.hook_in", "hook_resid_pre",
-    "ln1.hook_scale",       "ln1.hook_normalized", "attn.hook_q",
-    "attn.hook_k",          "attn.hook_v",         "attn.hook_rot_q",
-    "attn.hook_rot_k",      "attn.hook_attn_scores", "attn.hook_pattern",
-    "attn.hook_z",          "hook_attn_out",       "hook_resid_mid",
-    "ln2.hook_scale",       "ln2.hook_normalized", "mlp.hook_pre",
-    "mlp.hook_pre_linear",  "mlp.hook_post",       "hook_mlp_out",
+    "hook_embed",      "hook_pos_embed",        "ln_final.hook_scale", "ln_final.hook_normalized",
+    "unembed.hook_in", "hook_resid_pre",        "ln1.hook_scale",      "ln1.hook_normalized",
+    "attn.hook_q",     "attn.hook_k",           "attn.hook_v",         "attn.hook_rot_q",
+    "attn.hook_rot_k", "attn.hook_attn_scores", "attn.hook_pattern",   "attn.hook_z",
+    "hook_attn_out",   "hook_resid_mid",        "ln2.hook_scale",      "ln2.hook_normalized",
+    "mlp.hook_pre",    "mlp.hook_pre_linear",   "mlp.hook_post",       "hook_mlp_out",
     "hook_resid_post",
 };
 
@@ -81,8 +79,8 @@ absl::StatusOr<HookPoint> ParseHookName(absl::string_view name, const ModelConfi
                                                    config.num_layers - 1));
   }
   if (!HasHook(point.kind, config)) {
-    return absl::InvalidArgumentError(absl::StrCat("hook \"", name, "\" does not exist in a ",
-                                                   config.model_type, " model"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("hook \"", name, "\" does not exist in a ", config.model_type, " model"));
   }
   return point;
 }

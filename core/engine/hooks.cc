@@ -41,7 +41,8 @@ void Hooks::Overwrite(HookPoint point, at::Tensor value) {
 }
 
 void Hooks::Add(HookPoint point, at::Tensor delta) {
-  Edit(point, [delta = std::move(delta)](const at::Tensor& x) { return x + delta.to(x.options()); });
+  Edit(point,
+       [delta = std::move(delta)](const at::Tensor& x) { return x + delta.to(x.options()); });
 }
 
 at::Tensor Hooks::Run(HookPoint point, at::Tensor value) {

@@ -41,7 +41,7 @@ class KvCache {
  private:
   static at::Tensor Grow(const at::Tensor& buffer, int64_t dim, int64_t needed);
 
-  std::vector<at::Tensor> keys_;    // [batch, kv_heads, capacity, head_dim]
+  std::vector<at::Tensor> keys_;  // [batch, kv_heads, capacity, head_dim]
   std::vector<at::Tensor> values_;
   std::vector<int64_t> layer_length_;
   at::Tensor valid_;      // [batch, capacity] bool

@@ -20,7 +20,7 @@ namespace {
 
 struct LlamaLayer {
   NormWeights ln1, ln2;
-  at::Tensor qkv_w, qkv_b;          // q | k | v stacked: [(heads + 2 kv_heads) * head_dim, d]
+  at::Tensor qkv_w, qkv_b;  // q | k | v stacked: [(heads + 2 kv_heads) * head_dim, d]
   at::Tensor o_w, o_b;
   at::Tensor gate_up_w, gate_up_b;  // gate | up stacked: [2 d_mlp, d]
   at::Tensor down_w, down_b;
@@ -50,14 +50,22 @@ class LlamaStyle : public CausalLm {
     const LlamaLayer& l = layers_[static_cast<size_t>(i)];
     const int64_t b = x.size(0), t = x.size(1);
     const at::Tensor h = Norm(x, l.ln1, HookKind::kLn1Scale, HookKind::kLn1Normalized, i, ctx);
-    const std::vector<at::Tensor> qkv = Linear(h, l.qkv_w, l.qkv_b).split_with_sizes(
-        {c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.num_kv_heads * c.head_dim}, -1);
-    const at::Tensor q = ctx.Hook(HookKind::kAttnQ, i, qkv[0].view({b, t, c.num_heads, c.head_dim}));
-    const at::Tensor k = ctx.Hook(HookKind::kAttnK, i, qkv[1].view({b, t, c.num_kv_heads, c.head_dim}));
-    const at::Tensor v = ctx.Hook(HookKind::kAttnV, i, qkv[2].view({b, t, c.num_kv_heads, c.head_dim}));
+    const std::vector<at::Tensor> qkv =
+        Linear(h, l.qkv_w, l.qkv_b)
+            .split_with_sizes({c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim,
+                               c.num_kv_heads * c.head_dim},
+                              -1);
+    const at::Tensor q =
+        ctx.Hook(HookKind::kAttnQ, i, qkv[0].view({b, t, c.num_heads, c.head_dim}));
+    const at::Tensor k =
+        ctx.Hook(HookKind::kAttnK, i, qkv[1].view({b, t, c.num_kv_heads, c.head_dim}));
+    const at::Tensor v =
+        ctx.Hook(HookKind::kAttnV, i, qkv[2].view({b, t, c.num_kv_heads, c.head_dim}));
     const auto& rotary = ctx.Rotary();
-    const at::Tensor rq = ctx.Hook(HookKind::kAttnRotQ, i, ApplyRotary(q, rotary, c.rope.rotary_dim));
-    const at::Tensor rk = ctx.Hook(HookKind::kAttnRotK, i, ApplyRotary(k, rotary, c.rope.rotary_dim));
+    const at::Tensor rq =
+        ctx.Hook(HookKind::kAttnRotQ, i, ApplyRotary(q, rotary, c.rope.rotary_dim));
+    const at::Tensor rk =
+        ctx.Hook(HookKind::kAttnRotK, i, ApplyRotary(k, rotary, c.rope.rotary_dim));
     const int64_t window = c.SlidingAt(i) ? c.sliding_window : 0;
     const at::Tensor z = Attend(rq, rk, v, i, {c.attention_scale, window, true}, ctx);
     const at::Tensor attn_out = ctx.Hook(
@@ -67,7 +75,8 @@ class LlamaStyle : public CausalLm {
     const std::vector<at::Tensor> gate_up = Linear(h2, l.gate_up_w, l.gate_up_b).split(c.d_mlp, -1);
     const at::Tensor pre = ctx.Hook(HookKind::kMlpPre, i, gate_up[0]);
     const at::Tensor pre_linear = ctx.Hook(HookKind::kMlpPreLinear, i, gate_up[1]);
-    const at::Tensor post = ctx.Hook(HookKind::kMlpPost, i, Activation(c.activation, pre) * pre_linear);
+    const at::Tensor post =
+        ctx.Hook(HookKind::kMlpPost, i, Activation(c.activation, pre) * pre_linear);
     return mid + ctx.Hook(HookKind::kMlpOut, i, Linear(post, l.down_w, l.down_b));
   }
 
@@ -75,7 +84,9 @@ class LlamaStyle : public CausalLm {
     return Norm(x, norm_, HookKind::kLnFinalScale, HookKind::kLnFinalNormalized, -1, ctx);
   }
 
-  at::Tensor Unembed(const at::Tensor& normed) const override { return at::linear(normed, unembed_); }
+  at::Tensor Unembed(const at::Tensor& normed) const override {
+    return at::linear(normed, unembed_);
+  }
 
  private:
   at::Tensor embed_;
@@ -101,7 +112,8 @@ absl::StatusOr<ModelConfig> ParseMistral(const nlohmann::json& j) {
 absl::StatusOr<ModelConfig> ParseQwen2(const nlohmann::json& j) {
   LENSD_ASSIGN_OR_RETURN(ModelConfig c, ParseLlamaStyleConfig(j, "qwen2", false, 1e-6));
   c.qkv_bias = true;
-  LENSD_ASSIGN_OR_RETURN(const bool windowed, json_fields::Bool(j, "use_sliding_window", false, ""));
+  LENSD_ASSIGN_OR_RETURN(const bool windowed,
+                         json_fields::Bool(j, "use_sliding_window", false, ""));
   if (windowed) {
     LENSD_ASSIGN_OR_RETURN(c.sliding_window, json_fields::Int(j, "sliding_window", 0, ""));
     LENSD_ASSIGN_OR_RETURN(c.first_sliding_layer, json_fields::Int(j, "max_window_layers", 0, ""));
@@ -120,11 +132,13 @@ absl::StatusOr<ModelConfig> ParseLlamaStyleConfig(const nlohmann::json& j,
   LENSD_ASSIGN_OR_RETURN(c.d_model, json_fields::Int(j, "hidden_size", ""));
   LENSD_ASSIGN_OR_RETURN(c.num_layers, json_fields::Int(j, "num_hidden_layers", ""));
   LENSD_ASSIGN_OR_RETURN(c.num_heads, json_fields::Int(j, "num_attention_heads", ""));
-  LENSD_ASSIGN_OR_RETURN(c.num_kv_heads, json_fields::Int(j, "num_key_value_heads", c.num_heads, ""));
+  LENSD_ASSIGN_OR_RETURN(c.num_kv_heads,
+                         json_fields::Int(j, "num_key_value_heads", c.num_heads, ""));
   LENSD_ASSIGN_OR_RETURN(c.d_mlp, json_fields::Int(j, "intermediate_size", ""));
   LENSD_ASSIGN_OR_RETURN(c.max_positions, json_fields::Int(j, "max_position_embeddings", 2048, ""));
   LENSD_ASSIGN_OR_RETURN(c.norm_eps, json_fields::Double(j, "rms_norm_eps", default_eps, ""));
-  LENSD_ASSIGN_OR_RETURN(c.tied_embeddings, json_fields::Bool(j, "tie_word_embeddings", default_tied, ""));
+  LENSD_ASSIGN_OR_RETURN(c.tied_embeddings,
+                         json_fields::Bool(j, "tie_word_embeddings", default_tied, ""));
   LENSD_ASSIGN_OR_RETURN(const auto activation, json_fields::OptionalString(j, "hidden_act", ""));
   c.activation = activation.value_or("silu");
   LENSD_RETURN_IF_ERROR(ParseSpecialTokenIds(j, &c));
@@ -134,7 +148,8 @@ absl::StatusOr<ModelConfig> ParseLlamaStyleConfig(const nlohmann::json& j,
   c.norm = NormKind::kRmsNorm;
   c.gated_mlp = true;
   c.rotary = true;
-  LENSD_ASSIGN_OR_RETURN(const double partial, json_fields::Double(j, "partial_rotary_factor", 1.0, ""));
+  LENSD_ASSIGN_OR_RETURN(const double partial,
+                         json_fields::Double(j, "partial_rotary_factor", 1.0, ""));
   LENSD_ASSIGN_OR_RETURN(c.rope, ParseRope(j, 10000.0, static_cast<int64_t>(c.head_dim * partial)));
   return c;
 }
@@ -142,9 +157,11 @@ absl::StatusOr<ModelConfig> ParseLlamaStyleConfig(const nlohmann::json& j,
 absl::StatusOr<std::unique_ptr<CausalLm>> LoadLlamaStyle(const ModelConfig& c, WeightLoader* w) {
   const int64_t d = c.d_model, q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
   const auto optional_bias = [&](const std::vector<std::string>& names,
-                                 const std::vector<int64_t>& sizes, bool present) -> absl::StatusOr<at::Tensor> {
+                                 const std::vector<int64_t>& sizes,
+                                 bool present) -> absl::StatusOr<at::Tensor> {
     if (!present) return at::Tensor();
     std::vector<std::vector<int64_t>> shapes;
+    shapes.reserve(sizes.size());
     for (int64_t n : sizes) shapes.push_back({n});
     return w->GetStacked(names, shapes);
   };
@@ -156,14 +173,17 @@ absl::StatusOr<std::unique_ptr<CausalLm>> LoadLlamaStyle(const ModelConfig& c, W
     LlamaLayer& l = layers[static_cast<size_t>(i)];
     LENSD_ASSIGN_OR_RETURN(l.ln1.weight, w->Get(p + "input_layernorm.weight", {d}));
     LENSD_ASSIGN_OR_RETURN(l.ln2.weight, w->Get(p + "post_attention_layernorm.weight", {d}));
-    LENSD_ASSIGN_OR_RETURN(l.qkv_w, w->GetStacked({a + "q_proj.weight", a + "k_proj.weight", a + "v_proj.weight"},
-                                            {{q, d}, {kv, d}, {kv, d}}));
-    LENSD_ASSIGN_OR_RETURN(l.qkv_b, optional_bias({a + "q_proj.bias", a + "k_proj.bias", a + "v_proj.bias"},
-                                                  {q, kv, kv}, c.qkv_bias));
+    LENSD_ASSIGN_OR_RETURN(
+        l.qkv_w, w->GetStacked({a + "q_proj.weight", a + "k_proj.weight", a + "v_proj.weight"},
+                               {{q, d}, {kv, d}, {kv, d}}));
+    LENSD_ASSIGN_OR_RETURN(l.qkv_b,
+                           optional_bias({a + "q_proj.bias", a + "k_proj.bias", a + "v_proj.bias"},
+                                         {q, kv, kv}, c.qkv_bias));
     LENSD_ASSIGN_OR_RETURN(l.o_w, w->Get(a + "o_proj.weight", {d, q}));
     LENSD_ASSIGN_OR_RETURN(l.o_b, optional_bias({a + "o_proj.bias"}, {d}, c.attn_out_bias));
-    LENSD_ASSIGN_OR_RETURN(l.gate_up_w, w->GetStacked({m + "gate_proj.weight", m + "up_proj.weight"},
-                                                {{c.d_mlp, d}, {c.d_mlp, d}}));
+    LENSD_ASSIGN_OR_RETURN(l.gate_up_w,
+                           w->GetStacked({m + "gate_proj.weight", m + "up_proj.weight"},
+                                         {{c.d_mlp, d}, {c.d_mlp, d}}));
     LENSD_ASSIGN_OR_RETURN(l.gate_up_b, optional_bias({m + "gate_proj.bias", m + "up_proj.bias"},
                                                       {c.d_mlp, c.d_mlp}, c.mlp_bias));
     LENSD_ASSIGN_OR_RETURN(l.down_w, w->Get(m + "down_proj.weight", {d, c.d_mlp}));
@@ -177,13 +197,15 @@ absl::StatusOr<std::unique_ptr<CausalLm>> LoadLlamaStyle(const ModelConfig& c, W
   }
   const at::ScalarType dtype = embed.scalar_type();
   const at::Device device = embed.device();
-  return std::unique_ptr<CausalLm>(std::make_unique<LlamaStyle>(
-      c, dtype, device, w->bytes_loaded(), std::move(embed), std::move(layers), std::move(norm),
-      std::move(unembed)));
+  return std::unique_ptr<CausalLm>(
+      std::make_unique<LlamaStyle>(c, dtype, device, w->bytes_loaded(), std::move(embed),
+                                   std::move(layers), std::move(norm), std::move(unembed)));
 }
 
 Architecture LlamaArchitecture() { return {"llama", {"model.", ""}, ParseLlama, LoadLlamaStyle}; }
-Architecture MistralArchitecture() { return {"mistral", {"model.", ""}, ParseMistral, LoadLlamaStyle}; }
+Architecture MistralArchitecture() {
+  return {"mistral", {"model.", ""}, ParseMistral, LoadLlamaStyle};
+}
 Architecture Qwen2Architecture() { return {"qwen2", {"model.", ""}, ParseQwen2, LoadLlamaStyle}; }
 
 }  // namespace lensd::engine

@@ -19,8 +19,8 @@ namespace lensd::engine {
 // Fields every Llama-style config.json shares (sizes, heads, head_dim, norm epsilon, activation,
 // tying, rope); `default_tied` and `default_eps` differ by family.
 absl::StatusOr<ModelConfig> ParseLlamaStyleConfig(const nlohmann::json& config,
-                                                  absl::string_view model_type,
-                                                  bool default_tied, double default_eps);
+                                                  absl::string_view model_type, bool default_tied,
+                                                  double default_eps);
 
 absl::StatusOr<std::unique_ptr<CausalLm>> LoadLlamaStyle(const ModelConfig& config,
                                                          WeightLoader* weights);

@@ -3,6 +3,7 @@
 // (float16 file to float32). Measured by lensd-load-peak in a fresh process.
 #include <ATen/ATen.h>
 
+#include <cinttypes>
 #include <cstdio>
 #include <string>
 
@@ -18,7 +19,7 @@ namespace {
 void WriteModel(const std::string& dir, at::ScalarType dtype) {
   const int64_t d = 512, v = 16384, ctx = 64, layers = 4;
   std::map<std::string, at::Tensor> t;
-  const auto add = [&](const std::string& name, std::vector<int64_t> shape) {
+  const auto add = [&](const std::string& name, const std::vector<int64_t>& shape) {
     t["transformer." + name] = at::randn(shape).mul_(0.02).to(dtype);
   };
   add("wte.weight", {v, d});
@@ -40,10 +41,13 @@ void WriteModel(const std::string& dir, at::ScalarType dtype) {
   }
   add("ln_f.weight", {d});
   add("ln_f.bias", {d});
-  testing::WriteText(dir + "/config.json",
-                     nlohmann::json{{"model_type", "gpt2"}, {"vocab_size", v}, {"n_embd", d},
-                                    {"n_layer", layers}, {"n_head", 8}, {"n_positions", ctx}}
-                         .dump());
+  testing::WriteText(dir + "/config.json", nlohmann::json{{"model_type", "gpt2"},
+                                                          {"vocab_size", v},
+                                                          {"n_embd", d},
+                                                          {"n_layer", layers},
+                                                          {"n_head", 8},
+                                                          {"n_positions", ctx}}
+                                               .dump());
   testing::WriteSafetensors(dir + "/model.safetensors", t);
 }
 
@@ -57,8 +61,9 @@ void ExpectPeakCloseToWeights(const std::string& file_dtype, at::ScalarType stor
                               " --warmup_model " + warm + " --dtype float32";
   FILE* pipe = popen(command.c_str(), "r");
   ASSERT_NE(pipe, nullptr);
-  long long weights = 0, added = 0;
-  const int fields = fscanf(pipe, "weights_bytes=%lld peak_added_bytes=%lld", &weights, &added);
+  int64_t weights = 0, added = 0;
+  const int fields =
+      fscanf(pipe, "weights_bytes=%" SCNd64 " peak_added_bytes=%" SCNd64, &weights, &added);
   ASSERT_EQ(pclose(pipe), 0) << command;
   ASSERT_EQ(fields, 2);
   const double weights_mb = static_cast<double>(weights) / (1 << 20);

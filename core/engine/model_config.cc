@@ -18,8 +18,8 @@ absl::StatusOr<RopeConfig> ParseRope(const nlohmann::json& config, double defaul
   std::string where;
   if (json_fields::Has(config, "rope_parameters")) {
     const nlohmann::json& params = config.at("rope_parameters");
-    LENSD_ASSIGN_OR_RETURN(rope.theta, json_fields::Double(params, "rope_theta", rope.theta,
-                                                           "rope_parameters"));
+    LENSD_ASSIGN_OR_RETURN(
+        rope.theta, json_fields::Double(params, "rope_theta", rope.theta, "rope_parameters"));
     scaling = &params;
     where = "rope_parameters";
   }
@@ -38,13 +38,14 @@ absl::StatusOr<RopeConfig> ParseRope(const nlohmann::json& config, double defaul
   rope.type = type.value_or("default");
   if (rope.type == "default") return rope;
   if (rope.type != "linear" && rope.type != "dynamic" && rope.type != "llama3") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, ".rope_type \"", rope.type,
-        "\" is not supported; lensd implements default, linear, dynamic and llama3"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ".rope_type \"", rope.type,
+                     "\" is not supported; lensd implements default, linear, dynamic and llama3"));
   }
   LENSD_ASSIGN_OR_RETURN(rope.factor, json_fields::Double(*scaling, "factor", where));
   if (rope.factor < 1.0) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ".factor must be >= 1, got ", rope.factor));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ".factor must be >= 1, got ", rope.factor));
   }
   if (rope.type == "llama3") {
     LENSD_ASSIGN_OR_RETURN(rope.low_freq_factor,
@@ -82,13 +83,17 @@ absl::Status ParseSpecialTokenIds(const nlohmann::json& config, ModelConfig* out
 }
 
 absl::Status ValidateSizes(const ModelConfig& c) {
-  const std::pair<const char*, int64_t> positive[] = {
-      {"num_hidden_layers", c.num_layers}, {"hidden_size", c.d_model},
-      {"num_attention_heads", c.num_heads}, {"num_key_value_heads", c.num_kv_heads},
-      {"head_dim", c.head_dim}, {"intermediate_size", c.d_mlp}, {"vocab_size", c.vocab_size}};
+  const std::pair<const char*, int64_t> positive[] = {{"num_hidden_layers", c.num_layers},
+                                                      {"hidden_size", c.d_model},
+                                                      {"num_attention_heads", c.num_heads},
+                                                      {"num_key_value_heads", c.num_kv_heads},
+                                                      {"head_dim", c.head_dim},
+                                                      {"intermediate_size", c.d_mlp},
+                                                      {"vocab_size", c.vocab_size}};
   for (const auto& [name, value] : positive) {
     if (value <= 0 || value > (int64_t{1} << 31)) {
-      return absl::InvalidArgumentError(absl::StrCat(name, " must be a positive size, got ", value));
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, " must be a positive size, got ", value));
     }
   }
   if (c.num_heads % c.num_kv_heads != 0) {
@@ -96,8 +101,8 @@ absl::Status ValidateSizes(const ModelConfig& c) {
                                                    ") must be a multiple of num_key_value_heads (",
                                                    c.num_kv_heads, ")"));
   }
-  if (c.rotary && (c.rope.rotary_dim <= 0 || c.rope.rotary_dim > c.head_dim ||
-                   c.rope.rotary_dim % 2 != 0)) {
+  if (c.rotary &&
+      (c.rope.rotary_dim <= 0 || c.rope.rotary_dim > c.head_dim || c.rope.rotary_dim % 2 != 0)) {
     return absl::InvalidArgumentError(absl::StrCat("rotary dimensions (", c.rope.rotary_dim,
                                                    ") must be even and within head_dim (",
                                                    c.head_dim, ")"));

@@ -42,9 +42,9 @@ struct ModelConfig {
   int64_t max_positions = 0;
   NormKind norm = NormKind::kLayerNorm;
   double norm_eps = 1e-5;
-  std::string activation;         // Hugging Face ACT2FN name, e.g. "gelu_new", "silu"
-  bool gated_mlp = false;         // down(act(gate(x)) * up(x))
-  bool parallel_residual = false; // x + attn(ln1(x)) + mlp(ln2(x))
+  std::string activation;          // Hugging Face ACT2FN name, e.g. "gelu_new", "silu"
+  bool gated_mlp = false;          // down(act(gate(x)) * up(x))
+  bool parallel_residual = false;  // x + attn(ln1(x)) + mlp(ln2(x))
   bool tied_embeddings = false;
   bool qkv_bias = false;
   bool attn_out_bias = false;
@@ -52,8 +52,8 @@ struct ModelConfig {
   bool absolute_positions = false;  // learned position embedding added to the tokens' (GPT-2)
   bool rotary = false;
   RopeConfig rope;
-  double embedding_scale = 1.0;     // Gemma multiplies embeddings by sqrt(d_model)
-  double attention_scale = 0.0;     // multiplies q.k; 0 means 1/sqrt(head_dim)
+  double embedding_scale = 1.0;                  // Gemma multiplies embeddings by sqrt(d_model)
+  double attention_scale = 0.0;                  // multiplies q.k; 0 means 1/sqrt(head_dim)
   bool scale_attn_by_inverse_layer_idx = false;  // GPT-2 option: also divide by layer + 1
   int64_t sliding_window = 0;       // 0: full attention; else keys with q_pos - k_pos < window
   int64_t first_sliding_layer = 0;  // layers >= this use the window (Qwen2 max_window_layers)
@@ -62,9 +62,7 @@ struct ModelConfig {
   std::optional<int64_t> bos_token_id;
 
   // Whether `layer` attends through the sliding window.
-  bool SlidingAt(int64_t layer) const {
-    return sliding_window > 0 && layer >= first_sliding_layer;
-  }
+  bool SlidingAt(int64_t layer) const { return sliding_window > 0 && layer >= first_sliding_layer; }
 };
 
 // Reads rotary settings from config.json in both the 4.x form (rope_theta, rope_scaling with

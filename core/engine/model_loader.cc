@@ -32,7 +32,8 @@ struct ParsedConfig {
 absl::StatusOr<ParsedConfig> Parse(const std::string& model_dir) {
   const std::string path = (std::filesystem::path(model_dir) / "config.json").string();
   std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open (is this a model folder?)"));
+  if (!in)
+    return absl::NotFoundError(absl::StrCat(path, ": cannot open (is this a model folder?)"));
   std::stringstream text;
   text << in.rdbuf();
   auto json = json_fields::Parse(text.str());
@@ -51,8 +52,8 @@ absl::StatusOr<ParsedConfig> Parse(const std::string& model_dir) {
   if (!dtype.ok()) return InFile(path, dtype.status());
   config->torch_dtype = dtype->value_or("");
   if (!IsSupportedActivation(config->activation)) {
-    return InFile(path, absl::InvalidArgumentError(absl::StrCat(
-                            "activation \"", config->activation, "\" is not supported")));
+    return InFile(path, absl::InvalidArgumentError(absl::StrCat("activation \"", config->activation,
+                                                                "\" is not supported")));
   }
   if (absl::Status sizes = ValidateSizes(*config); !sizes.ok()) return InFile(path, sizes);
   return ParsedConfig{architecture, *std::move(config)};

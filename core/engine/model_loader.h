@@ -15,7 +15,7 @@ struct LoadOptions {
   // float32 | bfloat16 | float16 | auto: the config's torch_dtype, or float32 where that dtype
   // cannot run on the device (float16 on CPU with libtorch < 2.1).
   std::string dtype = "float32";
-  std::string device = "cpu";     // cpu | cuda | cuda:<index>
+  std::string device = "cpu";  // cpu | cuda | cuda:<index>
 };
 
 // Reads <dir>/config.json only: NOT_FOUND without it; INVALID_ARGUMENT naming the file and field

@@ -22,7 +22,7 @@ using testing::WriteSafetensors;
 using testing::WriteText;
 using testing::WriteTinyGpt2;
 
-absl::Status LoadStatus(const std::string& dir, LoadOptions options = {}) {
+absl::Status LoadStatus(const std::string& dir, const LoadOptions& options = {}) {
   return LoadModel(dir, options).status();
 }
 
@@ -90,7 +90,7 @@ TEST(ModelLoader, CorruptHeaderNamesFile) {
 TEST(ModelLoader, WrongDtypeShapeAndMissingTensorNameTheTensor) {
   const std::string dir = TempDir("tensors");
   auto tensors = WriteTinyGpt2(dir, at::kFloat);
-  auto with = [&](const std::string& name, at::Tensor value) {
+  auto with = [&](const std::string& name, const at::Tensor& value) {
     auto edited = tensors;
     if (value.defined()) {
       edited[name] = value;
@@ -113,10 +113,14 @@ TEST(ModelLoader, ConfigErrorsNameTheField) {
   const std::string dir = TempDir("config");
   WriteTinyGpt2(dir, at::kFloat);
   EditConfig(dir, [](nlohmann::json& c) { c.erase("n_embd"); });
-  EXPECT_THAT(LoadStatus(dir).message(), AllOf(HasSubstr("config.json"), HasSubstr("n_embd is missing")));
+  EXPECT_THAT(LoadStatus(dir).message(),
+              AllOf(HasSubstr("config.json"), HasSubstr("n_embd is missing")));
   EditConfig(dir, [](nlohmann::json& c) { c["n_embd"] = "eight"; });
   EXPECT_THAT(LoadStatus(dir).message(), HasSubstr("n_embd must be an integer"));
-  EditConfig(dir, [](nlohmann::json& c) { c["n_embd"] = 8; c["model_type"] = "bert"; });
+  EditConfig(dir, [](nlohmann::json& c) {
+    c["n_embd"] = 8;
+    c["model_type"] = "bert";
+  });
   EXPECT_THAT(LoadStatus(dir).message(),
               AllOf(HasSubstr("\"bert\" is not supported"), HasSubstr("gpt2"), HasSubstr("llama")));
   WriteText(dir + "/config.json", "{\"model_type\": ");
@@ -126,7 +130,8 @@ TEST(ModelLoader, ConfigErrorsNameTheField) {
 TEST(ModelLoader, DtypeAndDeviceOptionsAreChecked) {
   const std::string dir = TempDir("options");
   WriteTinyGpt2(dir, at::kFloat);
-  EXPECT_THAT(LoadStatus(dir, {"float64", "cpu"}).message(), HasSubstr("float32, bfloat16, float16"));
+  EXPECT_THAT(LoadStatus(dir, {"float64", "cpu"}).message(),
+              HasSubstr("float32, bfloat16, float16"));
   EXPECT_EQ(LoadStatus(dir, {"float32", "tpu"}).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(LoadStatus(dir, {"float32", "cuda:99"}).code(), absl::StatusCode::kFailedPrecondition);
 }
@@ -136,10 +141,11 @@ TEST(ModelLoader, ForwardRejectsBadInputWithoutCrashing) {
   WriteTinyGpt2(dir, at::kFloat);
   auto model = LoadModel(dir, {});
   ASSERT_TRUE(model.ok());
-  const auto status = [&](ForwardRequest r) { return (*model)->Forward(r).status(); };
+  const auto status = [&](const ForwardRequest& r) { return (*model)->Forward(r).status(); };
   EXPECT_THAT(status({at::tensor({3, 16}, at::kLong).view({1, 2})}).message(),
               HasSubstr("token id 16 out of range: model has token ids 0..15"));
-  EXPECT_THAT(status({at::ones({9}, at::kLong).view({1, 9})}).message(), HasSubstr("positions 0..7"));
+  EXPECT_THAT(status({at::ones({9}, at::kLong).view({1, 9})}).message(),
+              HasSubstr("positions 0..7"));
   EXPECT_THAT(status({at::ones({3}, at::kFloat).view({1, 3})}).message(), HasSubstr("integer ids"));
   EXPECT_THAT(status({at::ones({1, 2}, at::kLong), at::ones({1, 3})}).message(),
               HasSubstr("attention_mask"));

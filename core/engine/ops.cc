@@ -63,8 +63,9 @@ at::Tensor ApplyRotary(const at::Tensor& x, const std::pair<at::Tensor, at::Tens
   const int64_t head_dim = x.size(-1);
   const at::Tensor rot = rotary_dim == head_dim ? x : x.narrow(-1, 0, rotary_dim);
   const int64_t half = rotary_dim / 2;
-  const at::Tensor rotated_half = at::cat({-rot.narrow(-1, half, half), rot.narrow(-1, 0, half)}, -1);
-  const at::Tensor out = rot * cos_sin.first + rotated_half * cos_sin.second;
+  const at::Tensor rotated_half =
+      at::cat({-rot.narrow(-1, half, half), rot.narrow(-1, 0, half)}, -1);
+  at::Tensor out = rot * cos_sin.first + rotated_half * cos_sin.second;
   if (rotary_dim == head_dim) return out;
   return at::cat({out, x.narrow(-1, rotary_dim, head_dim - rotary_dim)}, -1);
 }
@@ -81,8 +82,8 @@ at::Tensor Attend(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tens
     v = v.repeat_interleave(groups, 1);
   }
   const at::Tensor& mask = ctx.Mask(options.window);
-  const bool observed = ctx.Wants(HookKind::kAttnScores, layer) ||
-                        ctx.Wants(HookKind::kAttnPattern, layer);
+  const bool observed =
+      ctx.Wants(HookKind::kAttnScores, layer) || ctx.Wants(HookKind::kAttnPattern, layer);
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
   if (!observed) {
     const at::Tensor z = at::scaled_dot_product_attention(q, k, v, mask, 0.0, false, options.scale);

@@ -38,9 +38,9 @@ at::Tensor ApplyRotary(const at::Tensor& x, const std::pair<at::Tensor, at::Tens
                        int64_t rotary_dim);
 
 struct AttentionOptions {
-  double scale;              // multiplies q.k
-  int64_t window = 0;        // sliding window in positions, 0 for full attention
-  bool softmax_in_float32;   // Llama family upcasts; GPT-2 and NeoX stay in the model dtype
+  double scale;             // multiplies q.k
+  int64_t window = 0;       // sliding window in positions, 0 for full attention
+  bool softmax_in_float32;  // Llama family upcasts; GPT-2 and NeoX stay in the model dtype
 };
 
 // Causal attention of this call's q [b, t, heads, d_head] over the cached and new k, v

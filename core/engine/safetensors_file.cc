@@ -33,7 +33,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     void* mapped = ::mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (mapped == MAP_FAILED) {
       ::close(fd);
-      return absl::InvalidArgumentError(absl::StrCat(path, ": mmap failed: ", std::strerror(errno)));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": mmap failed: ", std::strerror(errno)));
     }
     file->data_ = static_cast<const char*>(mapped);
   }
@@ -55,16 +56,14 @@ absl::string_view SafetensorsFile::Bytes(const TensorEntry& entry) const {
 }
 
 void SafetensorsFile::Release(uint64_t begin_offset, uint64_t end_offset) const {
-  const long page = ::sysconf(_SC_PAGESIZE);
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(data_ + header_.data_start + begin_offset);
-  const uintptr_t end = reinterpret_cast<uintptr_t>(data_ + header_.data_start + end_offset);
-  // Rounded outward: the mapping is read-only and private, so a dropped page that a neighbouring
-  // tensor still needs is simply read again from the page cache.
-  const uintptr_t mask = ~static_cast<uintptr_t>(page - 1);
-  const uintptr_t first = std::max(begin & mask, reinterpret_cast<uintptr_t>(data_) & mask);
-  const uintptr_t last = std::min((end + static_cast<uintptr_t>(page) - 1) & mask,
-                                  reinterpret_cast<uintptr_t>(data_ + size_));
-  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+  // Offsets within the mapping, which starts on a page boundary. Rounded outward: the mapping is
+  // read-only and private, so a dropped page that a neighbouring tensor still needs is simply
+  // read again from the page cache.
+  const auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t first = (header_.data_start + begin_offset) / page * page;
+  const uint64_t last =
+      std::min<uint64_t>((header_.data_start + end_offset + page - 1) / page * page, size_);
+  if (last > first) ::madvise(const_cast<char*>(data_) + first, last - first, MADV_DONTNEED);
 }
 
 }  // namespace lensd::engine

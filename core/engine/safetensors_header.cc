@@ -16,9 +16,9 @@ constexpr uint64_t kMaxHeaderBytes = 100ull << 20;  // the reference library's o
 
 bool ParseDtype(absl::string_view name, FileDtype* out) {
   static const std::pair<const char*, FileDtype> kNames[] = {
-      {"F64", FileDtype::kF64}, {"F32", FileDtype::kF32}, {"F16", FileDtype::kF16},
+      {"F64", FileDtype::kF64},   {"F32", FileDtype::kF32}, {"F16", FileDtype::kF16},
       {"BF16", FileDtype::kBF16}, {"I64", FileDtype::kI64}, {"I32", FileDtype::kI32},
-      {"I16", FileDtype::kI16}, {"I8", FileDtype::kI8},   {"U8", FileDtype::kU8},
+      {"I16", FileDtype::kI16},   {"I8", FileDtype::kI8},   {"U8", FileDtype::kU8},
       {"BOOL", FileDtype::kBool}};
   for (const auto& [n, d] : kNames) {
     if (name == n) {
@@ -40,8 +40,9 @@ absl::StatusOr<TensorEntry> ParseEntry(const std::string& name, const nlohmann::
   const auto dtype = value.find("dtype");
   if (dtype == value.end() || !dtype->is_string() ||
       !ParseDtype(dtype->get<std::string>(), &entry.dtype)) {
-    return Bad(name, absl::StrCat("dtype ", dtype == value.end() ? "missing" : dtype->dump(),
-                                  " is not one of F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL"));
+    return Bad(name,
+               absl::StrCat("dtype ", dtype == value.end() ? "missing" : dtype->dump(),
+                            " is not one of F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL"));
   }
   const auto shape = value.find("shape");
   if (shape == value.end() || !shape->is_array()) return Bad(name, "shape missing or not a list");
@@ -97,16 +98,26 @@ size_t ElementSize(FileDtype dtype) {
 
 const char* DtypeName(FileDtype dtype) {
   switch (dtype) {
-    case FileDtype::kF64: return "F64";
-    case FileDtype::kF32: return "F32";
-    case FileDtype::kF16: return "F16";
-    case FileDtype::kBF16: return "BF16";
-    case FileDtype::kI64: return "I64";
-    case FileDtype::kI32: return "I32";
-    case FileDtype::kI16: return "I16";
-    case FileDtype::kI8: return "I8";
-    case FileDtype::kU8: return "U8";
-    case FileDtype::kBool: return "BOOL";
+    case FileDtype::kF64:
+      return "F64";
+    case FileDtype::kF32:
+      return "F32";
+    case FileDtype::kF16:
+      return "F16";
+    case FileDtype::kBF16:
+      return "BF16";
+    case FileDtype::kI64:
+      return "I64";
+    case FileDtype::kI32:
+      return "I32";
+    case FileDtype::kI16:
+      return "I16";
+    case FileDtype::kI8:
+      return "I8";
+    case FileDtype::kU8:
+      return "U8";
+    case FileDtype::kBool:
+      return "BOOL";
   }
   return "?";
 }
@@ -130,7 +141,8 @@ absl::StatusOr<SafetensorsHeader> ParseSafetensorsHeader(absl::string_view prefi
     return absl::InvalidArgumentError("header is cut short");
   }
   auto json = json_fields::Parse(prefix.substr(8, header_size));
-  if (!json.ok()) return absl::InvalidArgumentError(absl::StrCat("header ", json.status().message()));
+  if (!json.ok())
+    return absl::InvalidArgumentError(absl::StrCat("header ", json.status().message()));
   if (!json->is_object()) return absl::InvalidArgumentError("header is not a JSON object");
 
   SafetensorsHeader header;
@@ -156,8 +168,8 @@ absl::StatusOr<SafetensorsHeader> ParseSafetensorsHeader(absl::string_view prefi
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i) {
     if (ranges[i].first < ranges[i - 1].second) {
-      return absl::InvalidArgumentError(absl::StrCat("tensors overlap at data offset ",
-                                                     ranges[i].first));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensors overlap at data offset ", ranges[i].first));
     }
   }
   return header;

@@ -13,7 +13,8 @@ using ::testing::HasSubstr;
 // A file image: 8-byte little-endian length, the header text, then `data_bytes` zero bytes.
 std::string File(const std::string& header, size_t data_bytes) {
   std::string out(8, '\0');
-  for (int i = 0; i < 8; ++i) out[static_cast<size_t>(i)] = static_cast<char>((header.size() >> (8 * i)) & 0xFF);
+  for (int i = 0; i < 8; ++i)
+    out[static_cast<size_t>(i)] = static_cast<char>((header.size() >> (8 * i)) & 0xFF);
   return out + header + std::string(data_bytes, '\0');
 }
 
@@ -79,9 +80,8 @@ TEST(SafetensorsHeader, RejectsSizeThatDisagreesWithShape) {
 }
 
 TEST(SafetensorsHeader, RejectsOverlappingTensors) {
-  const std::string header =
-      R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-      R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})";
+  const std::string header = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                             R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})";
   EXPECT_THAT(Parse(File(header, 12)).status().message(), HasSubstr("overlap"));
 }
 

@@ -63,9 +63,8 @@ void AddedVocabulary::Matcher::Add(std::string pattern, size_t token) {
   patterns.push_back(std::move(pattern));
   token_index.push_back(token);
   bucket.push_back(index);
-  std::stable_sort(bucket.begin(), bucket.end(), [this](size_t a, size_t b) {
-    return patterns[a].size() > patterns[b].size();
-  });
+  std::stable_sort(bucket.begin(), bucket.end(),
+                   [this](size_t a, size_t b) { return patterns[a].size() > patterns[b].size(); });
 }
 
 std::pair<size_t, size_t> AddedVocabulary::Matcher::Find(absl::string_view text,
@@ -131,7 +130,8 @@ const AddedToken* AddedVocabulary::FindByContent(absl::string_view content) cons
 }
 
 std::vector<NormalizedString> AddedVocabulary::SplitWithMatcher(
-    NormalizedString text, const Matcher& matcher, std::vector<std::optional<int32_t>>* ids) const {
+    const NormalizedString& text, const Matcher& matcher,
+    std::vector<std::optional<int32_t>>* ids) const {
   const std::string& s = text.get();
   std::vector<std::pair<std::optional<int32_t>, Offsets>> splits;
   size_t start_offset = 0;
@@ -142,7 +142,8 @@ std::vector<NormalizedString> AddedVocabulary::SplitWithMatcher(
     bool keep = true;
     if (token.single_word) {
       const bool start_space = start == 0 || !EndsWithWord(absl::string_view(s).substr(0, start));
-      const bool stop_space = stop == s.size() || !StartsWithWord(absl::string_view(s).substr(stop));
+      const bool stop_space =
+          stop == s.size() || !StartsWithWord(absl::string_view(s).substr(stop));
       keep = start_space && stop_space;
     }
     if (keep) {
@@ -183,7 +184,7 @@ PreTokenized AddedVocabulary::ExtractAndNormalize(absl::string_view text,
       }
       if (pass == 1 && normalizer != nullptr) normalizer->Normalize(&piece.normalized);
       std::vector<std::optional<int32_t>> ids;
-      std::vector<NormalizedString> parts = SplitWithMatcher(std::move(piece.normalized), matcher, &ids);
+      std::vector<NormalizedString> parts = SplitWithMatcher(piece.normalized, matcher, &ids);
       for (size_t i = 0; i < parts.size(); ++i) {
         if (parts[i].empty()) continue;
         std::optional<std::vector<Token>> tokens;

@@ -8,8 +8,8 @@
 #include <array>
 #include <cstdint>
 #include <optional>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -48,7 +48,7 @@ class AddedVocabulary {
   // Leftmost-longest matching of literal patterns.
   struct Matcher {
     std::vector<std::string> patterns;
-    std::vector<size_t> token_index;  // index into tokens_ for each pattern
+    std::vector<size_t> token_index;                     // index into tokens_ for each pattern
     std::array<std::vector<size_t>, 256> by_first_byte;  // pattern indices, longest first
 
     void Add(std::string pattern, size_t token);
@@ -56,7 +56,8 @@ class AddedVocabulary {
     std::pair<size_t, size_t> Find(absl::string_view text, size_t from) const;
   };
 
-  std::vector<NormalizedString> SplitWithMatcher(NormalizedString text, const Matcher& matcher,
+  std::vector<NormalizedString> SplitWithMatcher(const NormalizedString& text,
+                                                 const Matcher& matcher,
                                                  std::vector<std::optional<int32_t>>* ids) const;
 
   std::vector<AddedToken> tokens_;

@@ -19,8 +19,8 @@ absl::StatusOr<std::pair<std::string, std::string>> ParseMerge(const nlohmann::j
     const std::string& text = merge.get_ref<const std::string&>();
     const size_t space = text.find(' ', 1);
     if (space == std::string::npos || text.find(' ', space + 1) != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "model.merges[", index, "] = \"", text, "\" is not two tokens separated by a space"));
+      return absl::InvalidArgumentError(absl::StrCat("model.merges[", index, "] = \"", text,
+                                                     "\" is not two tokens separated by a space"));
     }
     return std::make_pair(text.substr(0, space), text.substr(space + 1));
   }
@@ -48,19 +48,22 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const nlohmann::jso
     bpe->vocab_[token] = id.get<int32_t>();
     max_id = std::max(max_id, id.get<int32_t>());
   }
-  bpe->id_to_token_.resize(static_cast<size_t>(max_id + 1));
+  bpe->id_to_token_.resize(static_cast<size_t>(max_id) + 1);
   for (const auto& [token, id] : bpe->vocab_) bpe->id_to_token_[static_cast<size_t>(id)] = token;
 
   LENSD_ASSIGN_OR_RETURN(bpe->unk_token_, json_fields::OptionalString(model, "unk_token", "model"));
   std::optional<std::string> prefix;
   std::optional<std::string> suffix;
-  LENSD_ASSIGN_OR_RETURN(prefix, json_fields::OptionalString(model, "continuing_subword_prefix", "model"));
+  LENSD_ASSIGN_OR_RETURN(prefix,
+                         json_fields::OptionalString(model, "continuing_subword_prefix", "model"));
   LENSD_ASSIGN_OR_RETURN(suffix, json_fields::OptionalString(model, "end_of_word_suffix", "model"));
   bpe->continuing_subword_prefix_ = prefix.value_or("");
   bpe->end_of_word_suffix_ = suffix.value_or("");
   LENSD_ASSIGN_OR_RETURN(bpe->fuse_unk_, json_fields::Bool(model, "fuse_unk", false, "model"));
-  LENSD_ASSIGN_OR_RETURN(bpe->byte_fallback_, json_fields::Bool(model, "byte_fallback", false, "model"));
-  LENSD_ASSIGN_OR_RETURN(bpe->ignore_merges_, json_fields::Bool(model, "ignore_merges", false, "model"));
+  LENSD_ASSIGN_OR_RETURN(bpe->byte_fallback_,
+                         json_fields::Bool(model, "byte_fallback", false, "model"));
+  LENSD_ASSIGN_OR_RETURN(bpe->ignore_merges_,
+                         json_fields::Bool(model, "ignore_merges", false, "model"));
   const auto dropout = model.find("dropout");
   if (dropout != model.end() && !dropout->is_null() && dropout->get<double>() > 0.0) {
     return absl::InvalidArgumentError(
@@ -88,7 +91,7 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const nlohmann::jso
                                                      "\") uses a token missing from model.vocab"));
     }
     bpe->merges_.insert_or_assign(PairKey(a_id->second, b_id->second),
-                             Merge{static_cast<int32_t>(i), new_id->second});
+                                  Merge{static_cast<int32_t>(i), new_id->second});
   }
   return bpe;
 }
@@ -108,8 +111,7 @@ const std::string* BpeModel::IdToToken(int32_t id) const {
 std::vector<BpeModel::Symbol> BpeModel::InitialSymbols(absl::string_view word) const {
   std::vector<Symbol> symbols;
   std::optional<Symbol> unk;  // pending unknown run (fused when fuse_unk)
-  const std::optional<int32_t> unk_id =
-      unk_token_ ? TokenToId(*unk_token_) : std::optional<int32_t>();
+  const int32_t unk_id = unk_token_ ? TokenToId(*unk_token_).value_or(-1) : -1;
   const std::vector<CodePoint> chars = DecodeUtf8(word);
   for (size_t i = 0; i < chars.size(); ++i) {
     std::string piece(word.substr(chars[i].byte_offset, chars[i].byte_length));
@@ -132,12 +134,12 @@ std::vector<BpeModel::Symbol> BpeModel::InitialSymbols(absl::string_view word) c
         continue;
       }
     }
-    if (unk_id) {
+    if (unk_id >= 0) {
       if (unk && fuse_unk_) {
         unk->byte_length += chars[i].byte_length;
       } else {
         if (unk) symbols.push_back(*unk);
-        unk = Symbol{*unk_id, chars[i].byte_length};
+        unk = Symbol{unk_id, chars[i].byte_length};
       }
     }
   }
@@ -161,12 +163,15 @@ void BpeModel::MergeAll(std::vector<Symbol>* symbols) const {
   };
   const int n = static_cast<int>(symbols->size());
   std::vector<Node> nodes(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) nodes[static_cast<size_t>(i)] = {(*symbols)[static_cast<size_t>(i)], i - 1, i + 1 < n ? i + 1 : -1};
+  for (int i = 0; i < n; ++i)
+    nodes[static_cast<size_t>(i)] = {(*symbols)[static_cast<size_t>(i)], i - 1,
+                                     i + 1 < n ? i + 1 : -1};
   std::priority_queue<Candidate> queue;
   const auto push_pair = [&](int left) {
     const Node& l = nodes[static_cast<size_t>(left)];
     if (l.next < 0) return;
-    const auto it = merges_.find(PairKey(l.symbol.id, nodes[static_cast<size_t>(l.next)].symbol.id));
+    const auto it =
+        merges_.find(PairKey(l.symbol.id, nodes[static_cast<size_t>(l.next)].symbol.id));
     if (it != merges_.end()) queue.push({it->second.rank, left, it->second.new_id});
   };
   for (int i = 0; i + 1 < n; ++i) push_pair(i);
@@ -214,7 +219,8 @@ std::vector<Token> BpeModel::Tokenize(absl::string_view word) const {
   tokens.reserve(symbols.size());
   size_t offset = 0;
   for (const Symbol& s : symbols) {
-    tokens.push_back({s.id, id_to_token_[static_cast<size_t>(s.id)], {offset, offset + s.byte_length}});
+    tokens.push_back(
+        {s.id, id_to_token_[static_cast<size_t>(s.id)], {offset, offset + s.byte_length}});
     offset += s.byte_length;
   }
   return tokens;

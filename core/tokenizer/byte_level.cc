@@ -40,8 +40,8 @@ std::optional<uint8_t> CharToByte(char32_t c) {
 }
 
 const Pattern& Gpt2SplitPattern() {
-  static const Pattern* pattern = new Pattern(
-      *Pattern::Regex(R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)"));
+  static const Pattern* pattern = new Pattern(*Pattern::Regex(
+      R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)"));
   return *pattern;
 }
 

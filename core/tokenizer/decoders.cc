@@ -30,10 +30,12 @@ class FunctionDecoder : public Decoder {
   ChainFn fn_;
 };
 
-std::unique_ptr<Decoder> Make(ChainFn fn) { return std::make_unique<FunctionDecoder>(std::move(fn)); }
+std::unique_ptr<Decoder> Make(ChainFn fn) {
+  return std::make_unique<FunctionDecoder>(std::move(fn));
+}
 
 // Maps byte-level characters back to bytes; a token with any other character keeps its UTF-8.
-std::vector<std::string> ByteLevelDecode(std::vector<std::string> tokens) {
+std::vector<std::string> ByteLevelDecode(const std::vector<std::string>& tokens) {
   std::string bytes;
   for (const std::string& token : tokens) {
     std::string decoded;
@@ -90,7 +92,8 @@ absl::StatusOr<std::string> SingleChar(const nlohmann::json& json, absl::string_
   return value;
 }
 
-absl::StatusOr<std::unique_ptr<Decoder>> Strip(const nlohmann::json& json, absl::string_view where) {
+absl::StatusOr<std::unique_ptr<Decoder>> Strip(const nlohmann::json& json,
+                                               absl::string_view where) {
   LENSD_ASSIGN_OR_RETURN(const std::string content, SingleChar(json, "content", where));
   LENSD_ASSIGN_OR_RETURN(const int64_t start, json_fields::Int(json, "start", 0, where));
   LENSD_ASSIGN_OR_RETURN(const int64_t stop, json_fields::Int(json, "stop", 0, where));
@@ -99,7 +102,8 @@ absl::StatusOr<std::unique_ptr<Decoder>> Strip(const nlohmann::json& json, absl:
     for (std::string& token : tokens) {
       const std::vector<CodePoint> chars = DecodeUtf8(token);
       size_t begin = 0;
-      while (begin < chars.size() && static_cast<int64_t>(begin) < start && chars[begin].value == c) {
+      while (begin < chars.size() && static_cast<int64_t>(begin) < start &&
+             chars[begin].value == c) {
         ++begin;
       }
       size_t end = chars.size();
@@ -120,7 +124,8 @@ absl::StatusOr<std::unique_ptr<Decoder>> Metaspace(const nlohmann::json& json,
   LENSD_ASSIGN_OR_RETURN(const std::string replacement, SingleChar(json, "replacement", where));
   LENSD_ASSIGN_OR_RETURN(auto scheme, json_fields::OptionalString(json, "prepend_scheme", where));
   if (!scheme) {
-    LENSD_ASSIGN_OR_RETURN(const bool add, json_fields::Bool(json, "add_prefix_space", true, where));
+    LENSD_ASSIGN_OR_RETURN(const bool add,
+                           json_fields::Bool(json, "add_prefix_space", true, where));
     scheme = add ? "always" : "never";
   }
   const bool strip_first = *scheme != "never";
@@ -153,7 +158,8 @@ absl::StatusOr<std::unique_ptr<Decoder>> DecoderFromJson(const nlohmann::json& j
     }
     std::vector<std::shared_ptr<const Decoder>> stages;
     for (size_t i = 0; i < list->size(); ++i) {
-      LENSD_ASSIGN_OR_RETURN(auto stage, DecoderFromJson((*list)[i], absl::StrCat(where, ".decoders[", i, "]")));
+      LENSD_ASSIGN_OR_RETURN(
+          auto stage, DecoderFromJson((*list)[i], absl::StrCat(where, ".decoders[", i, "]")));
       stages.push_back(std::move(stage));
     }
     return Make([stages](std::vector<std::string> tokens) {
@@ -164,7 +170,7 @@ absl::StatusOr<std::unique_ptr<Decoder>> DecoderFromJson(const nlohmann::json& j
   if (type == "ByteLevel") return Make(ByteLevelDecode);
   if (type == "ByteFallback") return Make(ByteFallbackDecode);
   if (type == "Fuse") {
-    return Make([](std::vector<std::string> tokens) {
+    return Make([](const std::vector<std::string>& tokens) {
       return std::vector<std::string>{absl::StrJoin(tokens, "")};
     });
   }

@@ -75,16 +75,17 @@ void NormalizedString::Prepend(absl::string_view text) {
 
 void NormalizedString::Replace(const std::vector<MatchSegment>& segments,
                                absl::string_view content) {
-  const std::vector<CodePoint> content_chars = DecodeUtf8(content);
+  std::vector<Change> changes;
+  for (const CodePoint& cp : DecodeUtf8(content)) changes.push_back({cp.value, 1});
   std::ptrdiff_t shift = 0;
   for (const MatchSegment& segment : segments) {
     if (!segment.is_match) continue;
-    const size_t start = static_cast<size_t>(static_cast<std::ptrdiff_t>(segment.offsets.first) + shift);
-    const size_t end = static_cast<size_t>(static_cast<std::ptrdiff_t>(segment.offsets.second) + shift);
+    const size_t start =
+        static_cast<size_t>(static_cast<std::ptrdiff_t>(segment.offsets.first) + shift);
+    const size_t end =
+        static_cast<size_t>(static_cast<std::ptrdiff_t>(segment.offsets.second) + shift);
     const size_t removed_chars =
         CountCodePoints(absl::string_view(normalized_).substr(start, end - start));
-    std::vector<Change> changes;
-    for (const CodePoint& cp : content_chars) changes.push_back({cp.value, 1});
     TransformRange(start, end, changes, removed_chars);
     shift += static_cast<std::ptrdiff_t>(content.size()) -
              static_cast<std::ptrdiff_t>(segment.offsets.second - segment.offsets.first);
@@ -108,7 +109,8 @@ void NormalizedString::Strip(bool left, bool right) {
   size_t leading = 0;
   size_t trailing = 0;
   while (left && leading < chars.size() && IsWhitespace(chars[leading].value)) ++leading;
-  while (right && trailing < chars.size() && IsWhitespace(chars[chars.size() - 1 - trailing].value)) {
+  while (right && trailing < chars.size() &&
+         IsWhitespace(chars[chars.size() - 1 - trailing].value)) {
     ++trailing;
   }
   if (leading == 0 && trailing == 0) return;
@@ -152,7 +154,8 @@ void NormalizedString::UnicodeNormalize(absl::string_view form) {
     size_t j = i;
     while (j < chars.size() && u_getCombiningClass(chars[j].c) != 0) ++j;
     std::stable_sort(chars.begin() + static_cast<std::ptrdiff_t>(i),
-                     chars.begin() + static_cast<std::ptrdiff_t>(j), [](const Out& a, const Out& b) {
+                     chars.begin() + static_cast<std::ptrdiff_t>(j),
+                     [](const Out& a, const Out& b) {
                        return u_getCombiningClass(a.c) < u_getCombiningClass(b.c);
                      });
     i = j == i ? i + 1 : j;
@@ -166,7 +169,8 @@ void NormalizedString::UnicodeNormalize(absl::string_view form) {
         const bool adjacent = static_cast<std::ptrdiff_t>(composed.size()) - 1 == starter;
         const uint8_t last = u_getCombiningClass(composed.back().c);
         const bool blocked = !adjacent && (last == 0 || last >= ccc);
-        const UChar32 pair = blocked ? -1 : composer->composePair(composed[static_cast<size_t>(starter)].c, c.c);
+        const UChar32 pair =
+            blocked ? -1 : composer->composePair(composed[static_cast<size_t>(starter)].c, c.c);
         if (pair >= 0) {
           composed[static_cast<size_t>(starter)].c = pair;
           composed[static_cast<size_t>(starter)].consumed += c.consumed;

@@ -41,9 +41,7 @@ class NormalizedString {
   const std::string& original() const { return original_; }
   bool empty() const { return normalized_.empty(); }
   // Offsets of this (sub)string within the text the user gave.
-  Offsets OffsetsOriginal() const {
-    return {original_shift_, original_shift_ + original_.size()};
-  }
+  Offsets OffsetsOriginal() const { return {original_shift_, original_shift_ + original_.size()}; }
   // Original byte range (relative to this string's original) covering normalized bytes
   // [start, end). An empty range maps to itself, as in tokenizers.
   std::optional<Offsets> NormalizedToOriginal(size_t start, size_t end) const;

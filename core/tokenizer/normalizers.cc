@@ -51,8 +51,8 @@ absl::StatusOr<std::unique_ptr<Normalizer>> NormalizerFromJson(const nlohmann::j
     }
     std::vector<std::unique_ptr<Normalizer>> stages;
     for (size_t i = 0; i < list->size(); ++i) {
-      LENSD_ASSIGN_OR_RETURN(auto stage, NormalizerFromJson((*list)[i], absl::StrCat(
-                                                                            where, ".normalizers[", i, "]")));
+      LENSD_ASSIGN_OR_RETURN(
+          auto stage, NormalizerFromJson((*list)[i], absl::StrCat(where, ".normalizers[", i, "]")));
       stages.push_back(std::move(stage));
     }
     return std::unique_ptr<Normalizer>(std::make_unique<SequenceNormalizer>(std::move(stages)));

@@ -50,10 +50,10 @@ absl::StatusOr<Pattern> Pattern::Regex(absl::string_view expression) {
   UErrorCode status = U_ZERO_ERROR;
   UParseError parse_error;
   auto compiled = std::make_shared<CompiledRegex>();
-  compiled->pattern.reset(icu::RegexPattern::compile(
-      icu::UnicodeString::fromUTF8(icu::StringPiece(translated.data(),
-                                                    static_cast<int32_t>(translated.size()))),
-      0, parse_error, status));
+  compiled->pattern.reset(
+      icu::RegexPattern::compile(icu::UnicodeString::fromUTF8(icu::StringPiece(
+                                     translated.data(), static_cast<int32_t>(translated.size()))),
+                                 0, parse_error, status));
   if (U_FAILURE(status) || !compiled->pattern) {
     return absl::InvalidArgumentError(absl::StrCat("regex \"", expression,
                                                    "\" does not compile: ", u_errorName(status),

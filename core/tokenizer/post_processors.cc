@@ -120,10 +120,11 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> Template(const nlohmann::json& js
       continue;
     }
     LENSD_ASSIGN_OR_RETURN(const std::string name,
-                           json_fields::String(item.value("SpecialToken", nlohmann::json()), "id", at + ".SpecialToken"));
+                           json_fields::String(item.value("SpecialToken", nlohmann::json()), "id",
+                                               at + ".SpecialToken"));
     if (specials == json.end() || !specials->contains(name)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(at, " names special token \"", name, "\" missing from ", where, ".special_tokens"));
+      return absl::InvalidArgumentError(absl::StrCat(at, " names special token \"", name,
+                                                     "\" missing from ", where, ".special_tokens"));
     }
     const nlohmann::json& special = (*specials)[name];
     SpecialPiece piece;
@@ -159,7 +160,8 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> ClsSep(const nlohmann::json& json
   std::vector<std::unique_ptr<PostProcessor>> stages;
   if (roberta) {
     LENSD_ASSIGN_OR_RETURN(const bool trim, json_fields::Bool(json, "trim_offsets", true, where));
-    LENSD_ASSIGN_OR_RETURN(const bool prefix, json_fields::Bool(json, "add_prefix_space", true, where));
+    LENSD_ASSIGN_OR_RETURN(const bool prefix,
+                           json_fields::Bool(json, "add_prefix_space", true, where));
     stages.push_back(std::make_unique<ByteLevelProcessor>(trim, prefix));
   }
   stages.push_back(std::make_unique<TemplateProcessor>(std::move(items)));
@@ -174,7 +176,8 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> PostProcessorFromJson(const nlohm
   if (type == "TemplateProcessing") return Template(json, where);
   if (type == "ByteLevel") {
     LENSD_ASSIGN_OR_RETURN(const bool trim, json_fields::Bool(json, "trim_offsets", true, where));
-    LENSD_ASSIGN_OR_RETURN(const bool prefix, json_fields::Bool(json, "add_prefix_space", true, where));
+    LENSD_ASSIGN_OR_RETURN(const bool prefix,
+                           json_fields::Bool(json, "add_prefix_space", true, where));
     return std::unique_ptr<PostProcessor>(std::make_unique<ByteLevelProcessor>(trim, prefix));
   }
   if (type == "RobertaProcessing") return ClsSep(json, where, true);
@@ -186,7 +189,9 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> PostProcessorFromJson(const nlohm
     }
     std::vector<std::unique_ptr<PostProcessor>> stages;
     for (size_t i = 0; i < list->size(); ++i) {
-      LENSD_ASSIGN_OR_RETURN(auto stage, PostProcessorFromJson((*list)[i], absl::StrCat(where, ".processors[", i, "]")));
+      LENSD_ASSIGN_OR_RETURN(
+          auto stage,
+          PostProcessorFromJson((*list)[i], absl::StrCat(where, ".processors[", i, "]")));
       stages.push_back(std::move(stage));
     }
     return std::unique_ptr<PostProcessor>(std::make_unique<SequenceProcessor>(std::move(stages)));

@@ -2,6 +2,7 @@
 // WhitespaceSplit, Punctuation.
 #include <unicode/uchar.h>
 
+#include <cctype>
 #include <functional>
 #include <utility>
 
@@ -60,8 +61,8 @@ class ByteLevelPreTokenizer : public PreTokenizer {
       changes.reserve(text.size());
       for (const CodePoint& cp : DecodeUtf8(text)) {
         for (size_t i = 0; i < cp.byte_length; ++i) {
-          changes.push_back({ByteToChar(static_cast<uint8_t>(text[cp.byte_offset + i])),
-                             i > 0 ? 1 : 0});
+          changes.push_back(
+              {ByteToChar(static_cast<uint8_t>(text[cp.byte_offset + i])), i > 0 ? 1 : 0});
         }
       }
       piece.normalized.Transform(changes, 0);
@@ -117,7 +118,8 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> Metaspace(const nlohmann::json& js
   }
   LENSD_ASSIGN_OR_RETURN(auto scheme, json_fields::OptionalString(json, "prepend_scheme", where));
   if (!scheme) {  // legacy files: add_prefix_space true means "always"
-    LENSD_ASSIGN_OR_RETURN(const bool add, json_fields::Bool(json, "add_prefix_space", true, where));
+    LENSD_ASSIGN_OR_RETURN(const bool add,
+                           json_fields::Bool(json, "add_prefix_space", true, where));
     scheme = add ? "always" : "never";
   }
   if (*scheme != "always" && *scheme != "first" && *scheme != "never") {
@@ -127,11 +129,12 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> Metaspace(const nlohmann::json& js
   LENSD_ASSIGN_OR_RETURN(const bool split, json_fields::Bool(json, "split", true, where));
   const Pattern space = Pattern::Literal(" ");
   const Pattern marker = Pattern::Literal(replacement);
-  return std::unique_ptr<PreTokenizer>(std::make_unique<SplittingPreTokenizer>(
-      [=, scheme = *scheme](NormalizedString s) {
+  return std::unique_ptr<PreTokenizer>(
+      std::make_unique<SplittingPreTokenizer>([=, scheme = *scheme](NormalizedString s) {
         s.Replace(space.FindMatches(s.get()), replacement);
         const bool starts = s.get().compare(0, replacement.size(), replacement) == 0;
-        if (!starts && (scheme == "always" || (scheme == "first" && s.OffsetsOriginal().first == 0))) {
+        if (!starts &&
+            (scheme == "always" || (scheme == "first" && s.OffsetsOriginal().first == 0))) {
           s.Prepend(replacement);
         }
         if (!split) return std::vector<NormalizedString>{std::move(s)};
@@ -155,14 +158,16 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> PreTokenizerFromJson(const nlohman
     }
     std::vector<std::unique_ptr<PreTokenizer>> stages;
     for (size_t i = 0; i < list->size(); ++i) {
-      LENSD_ASSIGN_OR_RETURN(auto stage, PreTokenizerFromJson((*list)[i], absl::StrCat(
-                                                                              where, ".pretokenizers[", i, "]")));
+      LENSD_ASSIGN_OR_RETURN(
+          auto stage,
+          PreTokenizerFromJson((*list)[i], absl::StrCat(where, ".pretokenizers[", i, "]")));
       stages.push_back(std::move(stage));
     }
     return std::unique_ptr<PreTokenizer>(std::make_unique<SequencePreTokenizer>(std::move(stages)));
   }
   if (type == "ByteLevel") {
-    LENSD_ASSIGN_OR_RETURN(const bool prefix, json_fields::Bool(json, "add_prefix_space", true, where));
+    LENSD_ASSIGN_OR_RETURN(const bool prefix,
+                           json_fields::Bool(json, "add_prefix_space", true, where));
     LENSD_ASSIGN_OR_RETURN(const bool regex, json_fields::Bool(json, "use_regex", true, where));
     return std::unique_ptr<PreTokenizer>(std::make_unique<ByteLevelPreTokenizer>(prefix, regex));
   }
@@ -171,7 +176,7 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> PreTokenizerFromJson(const nlohman
     LENSD_ASSIGN_OR_RETURN(const SplitBehavior behavior,
                            ParseBehavior(json, where, SplitBehavior::kIsolated));
     LENSD_ASSIGN_OR_RETURN(const bool invert, json_fields::Bool(json, "invert", false, where));
-    return Splitting([p = std::move(compiled), behavior, invert](NormalizedString s) {
+    return Splitting([p = std::move(compiled), behavior, invert](const NormalizedString& s) {
       std::vector<MatchSegment> segments = p.FindMatches(s.get());
       return s.Split(invert ? Inverted(std::move(segments)) : segments, behavior);
     });
@@ -180,27 +185,37 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> PreTokenizerFromJson(const nlohman
   if (type == "Digits") {
     LENSD_ASSIGN_OR_RETURN(const bool individual,
                            json_fields::Bool(json, "individual_digits", false, where));
-    return Splitting([individual](NormalizedString s) {
-      return s.Split(CharMatches(s.get(), [](char32_t c) { return u_isdigit(static_cast<UChar32>(c)) || u_charType(static_cast<UChar32>(c)) == U_LETTER_NUMBER || u_charType(static_cast<UChar32>(c)) == U_OTHER_NUMBER; }),
+    return Splitting([individual](const NormalizedString& s) {
+      return s.Split(CharMatches(s.get(),
+                                 [](char32_t c) {
+                                   return u_isdigit(static_cast<UChar32>(c)) ||
+                                          u_charType(static_cast<UChar32>(c)) == U_LETTER_NUMBER ||
+                                          u_charType(static_cast<UChar32>(c)) == U_OTHER_NUMBER;
+                                 }),
                      individual ? SplitBehavior::kIsolated : SplitBehavior::kContiguous);
     });
   }
   if (type == "WhitespaceSplit") {
-    return Splitting([](NormalizedString s) {
+    return Splitting([](const NormalizedString& s) {
       return s.Split(CharMatches(s.get(), IsWhitespace), SplitBehavior::kRemoved);
     });
   }
   if (type == "Whitespace") {
     static const Pattern* words = new Pattern(*Pattern::Regex(R"(\w+|[^\w\s]+)"));
-    return Splitting([](NormalizedString s) {
+    return Splitting([](const NormalizedString& s) {
       return s.Split(Inverted(words->FindMatches(s.get())), SplitBehavior::kRemoved);
     });
   }
   if (type == "Punctuation") {
     LENSD_ASSIGN_OR_RETURN(const SplitBehavior behavior,
                            ParseBehavior(json, where, SplitBehavior::kIsolated));
-    return Splitting([behavior](NormalizedString s) {
-      return s.Split(CharMatches(s.get(), [](char32_t c) { return u_ispunct(static_cast<UChar32>(c)) != 0; }),
+    return Splitting([behavior](const NormalizedString& s) {
+      return s.Split(CharMatches(s.get(),
+                                 [](char32_t c) {
+                                   // Rust: is_ascii_punctuation() || is_punctuation()
+                                   return (c < 128 && std::ispunct(static_cast<int>(c)) != 0) ||
+                                          u_ispunct(static_cast<UChar32>(c)) != 0;
+                                 }),
                      behavior);
     });
   }

@@ -61,7 +61,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(absl::string_view
   auto parsed = json_fields::Parse(json);
   if (!parsed.ok()) return InFile(source, parsed.status());
   const nlohmann::json& root = *parsed;
-  if (!root.is_object()) return InFile(source, absl::InvalidArgumentError("top level must be an object"));
+  if (!root.is_object())
+    return InFile(source, absl::InvalidArgumentError("top level must be an object"));
   std::unique_ptr<Tokenizer> tok(new Tokenizer());
   const auto stage = [&](const char* key) -> const nlohmann::json* {
     const auto it = root.find(key);
@@ -84,8 +85,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(absl::string_view
   if (model == nullptr) return InFile(source, absl::InvalidArgumentError("model is missing"));
   const std::string type = model->value("type", "BPE");
   if (type != "BPE") {
-    return InFile(source, absl::InvalidArgumentError(absl::StrCat(
-                              "model.type \"", type, "\" is not supported; lensd reads BPE models")));
+    return InFile(source,
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "model.type \"", type, "\" is not supported; lensd reads BPE models")));
   }
   auto bpe = BpeModel::FromJson(*model);
   if (!bpe.ok()) return InFile(source, bpe.status());

@@ -28,9 +28,9 @@ class Decoder;
 
 struct Encoding {
   std::vector<int32_t> ids;
-  std::vector<std::string> tokens;                      // vocabulary strings, e.g. "Ġthe"
-  std::vector<std::pair<size_t, size_t>> offsets;       // [start, end) in code points of the input
-  std::vector<uint8_t> special_tokens_mask;             // 1 for tokens the post-processor added
+  std::vector<std::string> tokens;                 // vocabulary strings, e.g. "Ġthe"
+  std::vector<std::pair<size_t, size_t>> offsets;  // [start, end) in code points of the input
+  std::vector<uint8_t> special_tokens_mask;        // 1 for tokens the post-processor added
 };
 
 class Tokenizer {

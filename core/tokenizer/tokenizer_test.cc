@@ -55,8 +55,8 @@ TEST(Tokenizer, ReportsMissingAndUnsupportedParts) {
 
   j = Minimal();
   j["normalizer"] = {{"type", "Precompiled"}};
-  EXPECT_THAT(Status(j).message(), AllOf(HasSubstr("normalizer.type \"Precompiled\""),
-                                         HasSubstr("NFC")));
+  EXPECT_THAT(Status(j).message(),
+              AllOf(HasSubstr("normalizer.type \"Precompiled\""), HasSubstr("NFC")));
 
   j = Minimal();
   j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", {{{"type", "Split"}}}}};

@@ -159,7 +159,8 @@ TEST_P(KvCacheParity, DecodingEqualsFullForward) {
     for (int64_t r = 0; r < batch; ++r) {
       rows[static_cast<size_t>(r)].push_back(next[r][0].item<int64_t>());
       const auto& seq = rows[static_cast<size_t>(r)];
-      const at::Tensor full_ids = at::tensor(seq, at::kLong).view({1, static_cast<int64_t>(seq.size())});
+      const at::Tensor full_ids =
+          at::tensor(seq, at::kLong).view({1, static_cast<int64_t>(seq.size())});
       auto full = model->Forward({full_ids, {}, {}, -1, LogitsMode::kLast});
       ASSERT_TRUE(full.ok()) << full.status();
       EXPECT_LE((out->logits[r] - full->logits[0]).abs().max().item<double>(), kTolerance)

@@ -15,15 +15,24 @@ namespace lensd::testing {
 
 inline at::ScalarType ToTorch(engine::FileDtype dtype) {
   switch (dtype) {
-    case engine::FileDtype::kF32: return at::kFloat;
-    case engine::FileDtype::kF64: return at::kDouble;
-    case engine::FileDtype::kF16: return at::kHalf;
-    case engine::FileDtype::kBF16: return at::kBFloat16;
-    case engine::FileDtype::kI64: return at::kLong;
-    case engine::FileDtype::kI32: return at::kInt;
-    case engine::FileDtype::kU8: return at::kByte;
-    case engine::FileDtype::kBool: return at::kBool;
-    default: return at::kChar;
+    case engine::FileDtype::kF32:
+      return at::kFloat;
+    case engine::FileDtype::kF64:
+      return at::kDouble;
+    case engine::FileDtype::kF16:
+      return at::kHalf;
+    case engine::FileDtype::kBF16:
+      return at::kBFloat16;
+    case engine::FileDtype::kI64:
+      return at::kLong;
+    case engine::FileDtype::kI32:
+      return at::kInt;
+    case engine::FileDtype::kU8:
+      return at::kByte;
+    case engine::FileDtype::kBool:
+      return at::kBool;
+    default:
+      return at::kChar;
   }
 }
 

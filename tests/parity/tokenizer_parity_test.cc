@@ -1,4 +1,5 @@
-// Tokenizer parity with the Python `tokenizers` library (tokenizers 0.21.0, tests/requirements.txt).
+// Tokenizer parity with the Python `tokenizers` library (tokenizers 0.21.0,
+// tests/requirements.txt).
 //
 // For each fixture tokenizer (GPT-2's real vocabulary and one tokenizer of each family lensd
 // serves), tokenizer_reference.py encodes and decodes 2,100 generated strings with the library;
@@ -20,8 +21,8 @@ class TokenizerParity : public testing::TestWithParam<std::string> {};
 
 TEST_P(TokenizerParity, MatchesTokenizersLibrary) {
   const std::string family = GetParam();
-  auto tok = Tokenizer::FromFile(std::string(LENSD_TEST_SOURCE_DIR) + "/tests/fixtures/tokenizers/" +
-                                 family + "/tokenizer.json");
+  auto tok = Tokenizer::FromFile(std::string(LENSD_TEST_SOURCE_DIR) +
+                                 "/tests/fixtures/tokenizers/" + family + "/tokenizer.json");
   ASSERT_TRUE(tok.ok()) << tok.status();
   std::ifstream reference(std::string(LENSD_TEST_BINARY_DIR) + "/parity/tokenizers/" + family +
                           ".jsonl");
@@ -41,12 +42,13 @@ TEST_P(TokenizerParity, MatchesTokenizersLibrary) {
     auto plain = (*tok)->Encode(text, /*add_special_tokens=*/false);
     ASSERT_TRUE(plain.ok());
     const std::vector<int32_t> ids = want["ids"];
-    const bool same = got->ids == ids && got->tokens == want["tokens"].get<std::vector<std::string>>() &&
-                      offsets == want["offsets"].get<std::vector<std::vector<size_t>>>() &&
-                      got->special_tokens_mask == want["special_tokens_mask"].get<std::vector<uint8_t>>() &&
-                      plain->ids == want["ids_no_special"].get<std::vector<int32_t>>() &&
-                      (*tok)->Decode(ids, true) == want["decoded"].get<std::string>() &&
-                      (*tok)->Decode(ids, false) == want["decoded_with_special"].get<std::string>();
+    const bool same =
+        got->ids == ids && got->tokens == want["tokens"].get<std::vector<std::string>>() &&
+        offsets == want["offsets"].get<std::vector<std::vector<size_t>>>() &&
+        got->special_tokens_mask == want["special_tokens_mask"].get<std::vector<uint8_t>>() &&
+        plain->ids == want["ids_no_special"].get<std::vector<int32_t>>() &&
+        (*tok)->Decode(ids, true) == want["decoded"].get<std::string>() &&
+        (*tok)->Decode(ids, false) == want["decoded_with_special"].get<std::string>();
     if (!same && ++mismatches <= 5) {
       ADD_FAILURE() << family << " differs on " << Escaped(text) << "\n  want ids "
                     << nlohmann::json(ids).dump() << " tokens " << want["tokens"].dump()
@@ -64,7 +66,9 @@ TEST_P(TokenizerParity, MatchesTokenizersLibrary) {
 INSTANTIATE_TEST_SUITE_P(Families, TokenizerParity,
                          testing::Values("gpt2", "neox", "llama3", "qwen2", "llama2", "mistral",
                                          "gemma"),
-                         [](const testing::TestParamInfo<std::string>& info) { return info.param; });
+                         [](const testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
 
 }  // namespace
 }  // namespace lensd::tokenizer

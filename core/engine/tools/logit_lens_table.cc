@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
+#include <cmath>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -21,8 +22,7 @@
 #include "core/tokenizer/unicode.h"
 
 ABSL_FLAG(std::string, model, "deploy/models/kjv-gpt2", "Hugging Face model folder");
-ABSL_FLAG(std::string, prompt, "In the beginning God created the heaven and the",
-          "text to decode");
+ABSL_FLAG(std::string, prompt, "In the beginning God created the heaven and the", "text to decode");
 ABSL_FLAG(std::string, dtype, "float32", "float32, bfloat16 or float16");
 ABSL_FLAG(std::string, device, "cpu", "cpu, cuda or cuda:<index>");
 ABSL_FLAG(int, width, 9, "characters per table cell");
@@ -32,8 +32,8 @@ namespace {
 // Renders a vocabulary string readably: byte-level space and newline markers become _ and \n,
 // and long tokens are cut (tuned-lens's TokenFormatter does the same).
 std::string Readable(const std::string& token, size_t width) {
-  std::string text = absl::StrReplaceAll(token, {{"\xC4\xA0", "_"}, {"\xE2\x96\x81", "_"},
-                                                 {"\xC4\x8A", "\\n"}, {"\n", "\\n"}});
+  std::string text = absl::StrReplaceAll(
+      token, {{"\xC4\xA0", "_"}, {"\xE2\x96\x81", "_"}, {"\xC4\x8A", "\\n"}, {"\n", "\\n"}});
   if (lensd::tokenizer::CountCodePoints(text) > width) {
     std::string cut;
     size_t count = 0;
@@ -56,7 +56,8 @@ int Run() {
   const std::string dir = absl::GetFlag(FLAGS_model);
   auto tokenizer = lensd::tokenizer::Tokenizer::FromFile(dir + "/tokenizer.json");
   if (!tokenizer.ok()) return std::cerr << tokenizer.status() << "\n", 1;
-  auto model = lensd::engine::LoadModel(dir, {absl::GetFlag(FLAGS_dtype), absl::GetFlag(FLAGS_device)});
+  auto model =
+      lensd::engine::LoadModel(dir, {absl::GetFlag(FLAGS_dtype), absl::GetFlag(FLAGS_device)});
   if (!model.ok()) return std::cerr << model.status() << "\n", 1;
   auto encoding = (*tokenizer)->Encode(absl::GetFlag(FLAGS_prompt));
   if (!encoding.ok()) return std::cerr << encoding.status() << "\n", 1;
@@ -65,15 +66,18 @@ int Run() {
   const int64_t layers = (*model)->config().num_layers;
   lensd::engine::Hooks hooks(layers);
   for (int64_t i = 0; i < layers; ++i) hooks.Capture({HookKind::kResidPre, i});
-  const at::Tensor ids = at::tensor(std::vector<int64_t>(encoding->ids.begin(), encoding->ids.end()))
-                             .view({1, static_cast<int64_t>(encoding->ids.size())});
+  const at::Tensor ids =
+      at::tensor(std::vector<int64_t>(encoding->ids.begin(), encoding->ids.end()))
+          .view({1, static_cast<int64_t>(encoding->ids.size())});
   auto out = (*model)->Forward({ids}, &hooks);
   if (!out.ok()) return std::cerr << out.status() << "\n", 1;
 
   const auto width = static_cast<size_t>(absl::GetFlag(FLAGS_width));
   std::cout << "logit lens of " << dir << " (" << layers << " layers); each cell: top-1 token, "
-            << "probability\n\n" << Pad("layer", 8);
-  for (const std::string& token : encoding->tokens) std::cout << Pad(Readable(token, width), width + 1);
+            << "probability\n\n"
+            << Pad("layer", 8);
+  for (const std::string& token : encoding->tokens)
+    std::cout << Pad(Readable(token, width), width + 1);
   std::cout << "\n";
   c10::InferenceMode guard;
   for (int64_t row = 0; row <= layers; ++row) {
@@ -88,7 +92,7 @@ int Run() {
     for (int64_t p = 0; p < ids.size(1); ++p) {
       const auto token = (*tokenizer)->IdToToken(static_cast<int32_t>(top[p].item<int64_t>()));
       tokens_line << Pad(Readable(token.value_or("?"), width), width + 1);
-      probs_line << Pad(absl::StrCat(static_cast<int>(prob[p].item<float>() * 100 + 0.5), "%"), width + 1);
+      probs_line << Pad(absl::StrCat(std::lround(prob[p].item<float>() * 100), "%"), width + 1);
     }
     std::cout << Pad(row < layers ? std::to_string(row) : "output", 8) << tokens_line.str() << "\n"
               << Pad("", 8) << probs_line.str() << "\n";

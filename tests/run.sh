@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs every test of lensd on a fresh Debian 12 machine (as root, or as a user with sudo):
+#   1. deploy/setup.sh installs what is missing (Debian packages, the reference-library venv);
+#   2. builds everything with gcc and warnings as errors, and the fuzz target with clang;
+#   3. checks formatting (clang-format) and lints (clang-tidy) every first-party C++ file;
+#   4. runs CTest: unit tests, parity tests against transformers and tokenizers (their reference
+#      outputs are produced in the same run), and 30 seconds of fuzzing.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+jobs=$(nproc)
+started=$(date +%s)
+step() { echo; echo "== $* ($(( $(date +%s) - started ))s)"; }
+
+step "setup"
+bash deploy/setup.sh
+
+step "fuzz target (clang, libFuzzer)"
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DLENSD_FUZZ=ON -DLENSD_BUILD_TESTS=OFF >/dev/null
+ninja -C build-fuzz safetensors_header_fuzz
+
+step "build (gcc, -Werror)"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLENSD_WERROR=ON \
+  -DLENSD_FUZZ_BINARY="$root/build-fuzz/tests/fuzz/safetensors_header_fuzz" >/dev/null
+ninja -C build
+
+step "clang-format"
+sources() {
+  if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git ls-files -- 'core/*.cc' 'core/*.h' 'server/*.cc' 'server/*.h' 'clients/cli/*.cc' \
+      'clients/cli/*.h' 'tests/*.cc' 'tests/*.h'
+  else
+    find core server clients/cli tests -name '*.cc' -o -name '*.h' 2>/dev/null
+  fi
+}
+sources | xargs clang-format --dry-run --Werror
+
+step "clang-tidy"
+cmake -S . -B build-tidy -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_DISABLE_PRECOMPILE_HEADERS=ON >/dev/null
+run-clang-tidy -p build-tidy -j "$jobs" -quiet "$root/(core|server|clients/cli|tests)/.*\.cc$" \
+  > build-tidy/clang-tidy.log 2>&1 || { grep -E "error|warning" build-tidy/clang-tidy.log; exit 1; }
+
+step "tests"
+ctest --test-dir build --output-on-failure -j "$jobs"
+
+step "all tests passed"
