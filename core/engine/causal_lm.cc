@@ -12,12 +12,16 @@
 
 namespace lensd::engine {
 
-CausalLm::CausalLm(ModelConfig config, at::ScalarType dtype, at::Device device,
-                   int64_t parameter_bytes)
+CausalLm::CausalLm(ModelConfig config, int64_t parameter_bytes, NormWeights final_norm,
+                   at::Tensor unembed)
     : config_(std::move(config)),
-      dtype_(dtype),
-      device_(device),
-      parameter_bytes_(parameter_bytes) {}
+      parameter_bytes_(parameter_bytes),
+      final_norm_(std::move(final_norm)),
+      unembed_(std::move(unembed)) {}
+
+at::Tensor CausalLm::FinalNorm(const at::Tensor& x, ForwardContext& ctx) const {
+  return Norm(x, final_norm_, HookKind::kLnFinalScale, HookKind::kLnFinalNormalized, -1, ctx);
+}
 
 absl::Status CausalLm::Validate(const ForwardRequest& r, const KvCache* cache) const {
   const at::Tensor& tokens = r.tokens;
@@ -75,13 +79,13 @@ absl::Status CausalLm::Validate(const ForwardRequest& r, const KvCache* cache) c
 }
 
 ForwardResult CausalLm::Run(const ForwardRequest& request, Hooks* hooks, KvCache* cache) const {
-  const at::Tensor tokens = request.tokens.to(device_, at::kLong);
+  const at::Tensor tokens = request.tokens.to(device(), at::kLong);
   const at::Tensor valid = request.attention_mask.defined()
-                               ? request.attention_mask.to(device_).ne(0)
+                               ? request.attention_mask.to(device()).ne(0)
                                : at::ones(tokens.sizes(), tokens.options().dtype(at::kBool));
   at::Tensor positions;
   if (request.positions.defined()) {
-    positions = request.positions.to(device_, at::kLong);
+    positions = request.positions.to(device(), at::kLong);
   } else {
     positions = valid.to(at::kLong).cumsum(1) - 1;
     if (cache != nullptr && !cache->empty())
@@ -89,7 +93,7 @@ ForwardResult CausalLm::Run(const ForwardRequest& request, Hooks* hooks, KvCache
     positions = positions.clamp_min(0);
   }
   if (cache != nullptr) cache->BeginStep(valid, positions);
-  ForwardContext ctx(config_, hooks, cache, valid, positions, dtype_);
+  ForwardContext ctx(config_, hooks, cache, valid, positions, dtype());
 
   at::Tensor x = Embed(tokens, ctx);
   const int64_t layers = request.stop_at_layer >= 0 ? request.stop_at_layer : config_.num_layers;
@@ -110,7 +114,7 @@ ForwardResult CausalLm::Run(const ForwardRequest& request, Hooks* hooks, KvCache
   }
   at::Tensor normed = FinalNorm(x, ctx);
   normed = ctx.Hook(HookKind::kUnembedIn, -1, normed);
-  result.logits = Unembed(normed);
+  result.logits = at::linear(normed, unembed_);
   if (request.logits == LogitsMode::kLast) result.logits = result.logits.squeeze(1);
   return result;
 }
@@ -136,8 +140,8 @@ absl::StatusOr<at::Tensor> CausalLm::FinalNormAndUnembed(const at::Tensor& resid
           return absl::InvalidArgumentError(
               absl::StrCat("residual vectors must have d_model = ", config_.d_model, " entries"));
         }
-        ForwardContext ctx(config_, nullptr, nullptr, at::Tensor(), at::Tensor(), dtype_);
-        return Unembed(FinalNorm(residual.to(device_, dtype_), ctx));
+        ForwardContext ctx(config_, nullptr, nullptr, at::Tensor(), at::Tensor(), dtype());
+        return at::linear(FinalNorm(residual.to(device(), dtype()), ctx), unembed_);
       });
 }
 

@@ -16,6 +16,7 @@
 #include "core/engine/hooks.h"
 #include "core/engine/kv_cache.h"
 #include "core/engine/model_config.h"
+#include "core/engine/ops.h"
 
 namespace lensd::engine {
 
@@ -45,8 +46,8 @@ class CausalLm {
   CausalLm& operator=(const CausalLm&) = delete;
 
   const ModelConfig& config() const { return config_; }
-  at::ScalarType dtype() const { return dtype_; }
-  at::Device device() const { return device_; }
+  at::ScalarType dtype() const { return unembed_.scalar_type(); }
+  at::Device device() const { return unembed_.device(); }
   int64_t parameter_bytes() const { return parameter_bytes_; }
 
   // One forward call. `hooks` (optional) captures, edits and takes gradients at named points;
@@ -61,24 +62,25 @@ class CausalLm {
   absl::StatusOr<at::Tensor> FinalNormAndUnembed(const at::Tensor& residual) const;
 
  protected:
-  CausalLm(ModelConfig config, at::ScalarType dtype, at::Device device, int64_t parameter_bytes);
+  // `final_norm` and `unembed` ([vocab, d_model], no bias) are the model's last norm and output
+  // embedding; the model's dtype and device are the unembedding's.
+  CausalLm(ModelConfig config, int64_t parameter_bytes, NormWeights final_norm, at::Tensor unembed);
 
   // The stream entering block 0 (embeddings, positions); runs hook_embed and hook_pos_embed.
   virtual at::Tensor Embed(const at::Tensor& tokens, ForwardContext& ctx) const = 0;
   // One block: the stream entering it to the stream leaving it (resid_pre/post hooks are run by
   // the caller).
   virtual at::Tensor Block(int64_t layer, const at::Tensor& x, ForwardContext& ctx) const = 0;
-  virtual at::Tensor FinalNorm(const at::Tensor& x, ForwardContext& ctx) const = 0;
-  virtual at::Tensor Unembed(const at::Tensor& normed) const = 0;
 
  private:
   absl::Status Validate(const ForwardRequest& request, const KvCache* cache) const;
   ForwardResult Run(const ForwardRequest& request, Hooks* hooks, KvCache* cache) const;
+  at::Tensor FinalNorm(const at::Tensor& x, ForwardContext& ctx) const;
 
   ModelConfig config_;
-  at::ScalarType dtype_;
-  at::Device device_;
   int64_t parameter_bytes_;
+  NormWeights final_norm_;
+  at::Tensor unembed_;
 };
 
 }  // namespace lensd::engine

@@ -22,15 +22,12 @@ struct Gpt2Layer {
 
 class Gpt2 : public CausalLm {
  public:
-  Gpt2(const ModelConfig& config, at::ScalarType dtype, at::Device device, int64_t bytes,
-       at::Tensor wte, at::Tensor wpe, std::vector<Gpt2Layer> layers, NormWeights ln_f,
-       at::Tensor unembed)
-      : CausalLm(config, dtype, device, bytes),
+  Gpt2(const ModelConfig& config, int64_t bytes, at::Tensor wte, at::Tensor wpe,
+       std::vector<Gpt2Layer> layers, NormWeights ln_f, at::Tensor unembed)
+      : CausalLm(config, bytes, std::move(ln_f), std::move(unembed)),
         wte_(std::move(wte)),
         wpe_(std::move(wpe)),
-        layers_(std::move(layers)),
-        ln_f_(std::move(ln_f)),
-        unembed_(std::move(unembed)) {}
+        layers_(std::move(layers)) {}
 
  protected:
   at::Tensor Embed(const at::Tensor& tokens, ForwardContext& ctx) const override {
@@ -61,19 +58,10 @@ class Gpt2 : public CausalLm {
     return mid + ctx.Hook(HookKind::kMlpOut, i, Linear(post, l.out_w, l.out_b));
   }
 
-  at::Tensor FinalNorm(const at::Tensor& x, ForwardContext& ctx) const override {
-    return Norm(x, ln_f_, HookKind::kLnFinalScale, HookKind::kLnFinalNormalized, -1, ctx);
-  }
-
-  at::Tensor Unembed(const at::Tensor& normed) const override {
-    return at::linear(normed, unembed_);
-  }
 
  private:
   at::Tensor wte_, wpe_;
   std::vector<Gpt2Layer> layers_;
-  NormWeights ln_f_;
-  at::Tensor unembed_;
 };
 
 absl::StatusOr<ModelConfig> ParseConfig(const nlohmann::json& j) {
@@ -142,9 +130,8 @@ absl::StatusOr<std::unique_ptr<CausalLm>> Load(const ModelConfig& c, WeightLoade
   if (!c.tied_embeddings) {
     LENSD_ASSIGN_OR_RETURN(unembed, w->Get("lm_head.weight", {c.vocab_size, d}));
   }
-  const at::Tensor& any = wte;
   return std::unique_ptr<CausalLm>(std::make_unique<Gpt2>(
-      c, any.scalar_type(), any.device(), w->bytes_loaded(), std::move(wte), std::move(wpe),
+      c, w->bytes_loaded(), std::move(wte), std::move(wpe),
       std::move(layers), std::move(ln_f), std::move(unembed)));
 }
 

@@ -23,14 +23,11 @@ struct NeoxLayer {
 
 class GptNeox : public CausalLm {
  public:
-  GptNeox(const ModelConfig& config, at::ScalarType dtype, at::Device device, int64_t bytes,
-          at::Tensor embed, std::vector<NeoxLayer> layers, NormWeights final_norm,
-          at::Tensor unembed)
-      : CausalLm(config, dtype, device, bytes),
+  GptNeox(const ModelConfig& config, int64_t bytes, at::Tensor embed,
+          std::vector<NeoxLayer> layers, NormWeights final_norm, at::Tensor unembed)
+      : CausalLm(config, bytes, std::move(final_norm), std::move(unembed)),
         embed_(std::move(embed)),
-        layers_(std::move(layers)),
-        final_norm_(std::move(final_norm)),
-        unembed_(std::move(unembed)) {}
+        layers_(std::move(layers)) {}
 
  protected:
   at::Tensor Embed(const at::Tensor& tokens, ForwardContext& ctx) const override {
@@ -66,19 +63,10 @@ class GptNeox : public CausalLm {
     return c.parallel_residual ? mlp_out + attn_out + x : mlp_out + mlp_in;
   }
 
-  at::Tensor FinalNorm(const at::Tensor& x, ForwardContext& ctx) const override {
-    return Norm(x, final_norm_, HookKind::kLnFinalScale, HookKind::kLnFinalNormalized, -1, ctx);
-  }
-
-  at::Tensor Unembed(const at::Tensor& normed) const override {
-    return at::linear(normed, unembed_);
-  }
 
  private:
   at::Tensor embed_;
   std::vector<NeoxLayer> layers_;
-  NormWeights final_norm_;
-  at::Tensor unembed_;
 };
 
 absl::StatusOr<ModelConfig> ParseConfig(const nlohmann::json& j) {
@@ -152,10 +140,8 @@ absl::StatusOr<std::unique_ptr<CausalLm>> Load(const ModelConfig& c, WeightLoade
   if (!c.tied_embeddings) {
     LENSD_ASSIGN_OR_RETURN(unembed, w->Get("embed_out.weight", {c.vocab_size, d}));
   }
-  const at::ScalarType dtype = embed.scalar_type();
-  const at::Device device = embed.device();
   return std::unique_ptr<CausalLm>(
-      std::make_unique<GptNeox>(c, dtype, device, w->bytes_loaded(), std::move(embed),
+      std::make_unique<GptNeox>(c, w->bytes_loaded(), std::move(embed),
                                 std::move(layers), std::move(final_norm), std::move(unembed)));
 }
 

@@ -28,13 +28,11 @@ struct LlamaLayer {
 
 class LlamaStyle : public CausalLm {
  public:
-  LlamaStyle(const ModelConfig& config, at::ScalarType dtype, at::Device device, int64_t bytes,
-             at::Tensor embed, std::vector<LlamaLayer> layers, NormWeights norm, at::Tensor unembed)
-      : CausalLm(config, dtype, device, bytes),
+  LlamaStyle(const ModelConfig& config, int64_t bytes, at::Tensor embed,
+             std::vector<LlamaLayer> layers, NormWeights norm, at::Tensor unembed)
+      : CausalLm(config, bytes, std::move(norm), std::move(unembed)),
         embed_(std::move(embed)),
-        layers_(std::move(layers)),
-        norm_(std::move(norm)),
-        unembed_(std::move(unembed)) {}
+        layers_(std::move(layers)) {}
 
  protected:
   at::Tensor Embed(const at::Tensor& tokens, ForwardContext& ctx) const override {
@@ -80,19 +78,10 @@ class LlamaStyle : public CausalLm {
     return mid + ctx.Hook(HookKind::kMlpOut, i, Linear(post, l.down_w, l.down_b));
   }
 
-  at::Tensor FinalNorm(const at::Tensor& x, ForwardContext& ctx) const override {
-    return Norm(x, norm_, HookKind::kLnFinalScale, HookKind::kLnFinalNormalized, -1, ctx);
-  }
-
-  at::Tensor Unembed(const at::Tensor& normed) const override {
-    return at::linear(normed, unembed_);
-  }
 
  private:
   at::Tensor embed_;
   std::vector<LlamaLayer> layers_;
-  NormWeights norm_;
-  at::Tensor unembed_;
 };
 
 absl::StatusOr<ModelConfig> ParseLlama(const nlohmann::json& j) {
@@ -195,10 +184,8 @@ absl::StatusOr<std::unique_ptr<CausalLm>> LoadLlamaStyle(const ModelConfig& c, W
   if (!c.tied_embeddings) {
     LENSD_ASSIGN_OR_RETURN(unembed, w->Get("lm_head.weight", {c.vocab_size, d}));
   }
-  const at::ScalarType dtype = embed.scalar_type();
-  const at::Device device = embed.device();
   return std::unique_ptr<CausalLm>(
-      std::make_unique<LlamaStyle>(c, dtype, device, w->bytes_loaded(), std::move(embed),
+      std::make_unique<LlamaStyle>(c, w->bytes_loaded(), std::move(embed),
                                    std::move(layers), std::move(norm), std::move(unembed)));
 }
 

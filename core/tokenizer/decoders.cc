@@ -11,6 +11,7 @@
 #include "core/tokenizer/byte_level.h"
 #include "core/tokenizer/components.h"
 #include "core/tokenizer/pattern.h"
+#include "core/tokenizer/stage_list.h"
 #include "core/tokenizer/unicode.h"
 #include "nlohmann/json.hpp"
 
@@ -28,6 +29,19 @@ class FunctionDecoder : public Decoder {
 
  private:
   ChainFn fn_;
+};
+
+class SequenceDecoder : public Decoder {
+ public:
+  explicit SequenceDecoder(std::vector<std::unique_ptr<Decoder>> stages)
+      : stages_(std::move(stages)) {}
+  std::vector<std::string> DecodeChain(std::vector<std::string> tokens) const override {
+    for (const auto& stage : stages_) tokens = stage->DecodeChain(std::move(tokens));
+    return tokens;
+  }
+
+ private:
+  std::vector<std::unique_ptr<Decoder>> stages_;
 };
 
 std::unique_ptr<Decoder> Make(ChainFn fn) {
@@ -152,20 +166,9 @@ absl::StatusOr<std::unique_ptr<Decoder>> DecoderFromJson(const nlohmann::json& j
                                                          absl::string_view where) {
   LENSD_ASSIGN_OR_RETURN(const std::string type, json_fields::String(json, "type", where));
   if (type == "Sequence") {
-    const auto list = json.find("decoders");
-    if (list == json.end() || !list->is_array()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ".decoders must be an array"));
-    }
-    std::vector<std::shared_ptr<const Decoder>> stages;
-    for (size_t i = 0; i < list->size(); ++i) {
-      LENSD_ASSIGN_OR_RETURN(
-          auto stage, DecoderFromJson((*list)[i], absl::StrCat(where, ".decoders[", i, "]")));
-      stages.push_back(std::move(stage));
-    }
-    return Make([stages](std::vector<std::string> tokens) {
-      for (const auto& stage : stages) tokens = stage->DecodeChain(std::move(tokens));
-      return tokens;
-    });
+    LENSD_ASSIGN_OR_RETURN(auto stages,
+                           ParseStageList<Decoder>(json, "decoders", where, DecoderFromJson));
+    return std::unique_ptr<Decoder>(std::make_unique<SequenceDecoder>(std::move(stages)));
   }
   if (type == "ByteLevel") return Make(ByteLevelDecode);
   if (type == "ByteFallback") return Make(ByteFallbackDecode);

@@ -9,6 +9,7 @@
 #include "core/status_macros.h"
 #include "core/tokenizer/components.h"
 #include "core/tokenizer/pattern.h"
+#include "core/tokenizer/stage_list.h"
 #include "nlohmann/json.hpp"
 
 namespace lensd::tokenizer {
@@ -45,16 +46,8 @@ absl::StatusOr<std::unique_ptr<Normalizer>> NormalizerFromJson(const nlohmann::j
                                                                absl::string_view where) {
   LENSD_ASSIGN_OR_RETURN(const std::string type, json_fields::String(json, "type", where));
   if (type == "Sequence") {
-    const auto list = json.find("normalizers");
-    if (list == json.end() || !list->is_array()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ".normalizers must be an array"));
-    }
-    std::vector<std::unique_ptr<Normalizer>> stages;
-    for (size_t i = 0; i < list->size(); ++i) {
-      LENSD_ASSIGN_OR_RETURN(
-          auto stage, NormalizerFromJson((*list)[i], absl::StrCat(where, ".normalizers[", i, "]")));
-      stages.push_back(std::move(stage));
-    }
+    LENSD_ASSIGN_OR_RETURN(auto stages,
+                           ParseStageList<Normalizer>(json, "normalizers", where, NormalizerFromJson));
     return std::unique_ptr<Normalizer>(std::make_unique<SequenceNormalizer>(std::move(stages)));
   }
   if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD") {

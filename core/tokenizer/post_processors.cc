@@ -8,6 +8,7 @@
 #include "core/status_macros.h"
 #include "core/tokenizer/byte_level.h"
 #include "core/tokenizer/components.h"
+#include "core/tokenizer/stage_list.h"
 #include "core/tokenizer/unicode.h"
 #include "nlohmann/json.hpp"
 
@@ -183,17 +184,8 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> PostProcessorFromJson(const nlohm
   if (type == "RobertaProcessing") return ClsSep(json, where, true);
   if (type == "BertProcessing") return ClsSep(json, where, false);
   if (type == "Sequence") {
-    const auto list = json.find("processors");
-    if (list == json.end() || !list->is_array()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ".processors must be an array"));
-    }
-    std::vector<std::unique_ptr<PostProcessor>> stages;
-    for (size_t i = 0; i < list->size(); ++i) {
-      LENSD_ASSIGN_OR_RETURN(
-          auto stage,
-          PostProcessorFromJson((*list)[i], absl::StrCat(where, ".processors[", i, "]")));
-      stages.push_back(std::move(stage));
-    }
+    LENSD_ASSIGN_OR_RETURN(auto stages,
+                           ParseStageList<PostProcessor>(json, "processors", where, PostProcessorFromJson));
     return std::unique_ptr<PostProcessor>(std::make_unique<SequenceProcessor>(std::move(stages)));
   }
   return absl::InvalidArgumentError(absl::StrCat(

@@ -13,6 +13,7 @@
 #include "core/tokenizer/byte_level.h"
 #include "core/tokenizer/components.h"
 #include "core/tokenizer/pattern.h"
+#include "core/tokenizer/stage_list.h"
 #include "core/tokenizer/unicode.h"
 #include "nlohmann/json.hpp"
 
@@ -152,17 +153,8 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> PreTokenizerFromJson(const nlohman
                                                                    absl::string_view where) {
   LENSD_ASSIGN_OR_RETURN(const std::string type, json_fields::String(json, "type", where));
   if (type == "Sequence") {
-    const auto list = json.find("pretokenizers");
-    if (list == json.end() || !list->is_array()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ".pretokenizers must be an array"));
-    }
-    std::vector<std::unique_ptr<PreTokenizer>> stages;
-    for (size_t i = 0; i < list->size(); ++i) {
-      LENSD_ASSIGN_OR_RETURN(
-          auto stage,
-          PreTokenizerFromJson((*list)[i], absl::StrCat(where, ".pretokenizers[", i, "]")));
-      stages.push_back(std::move(stage));
-    }
+    LENSD_ASSIGN_OR_RETURN(auto stages,
+                           ParseStageList<PreTokenizer>(json, "pretokenizers", where, PreTokenizerFromJson));
     return std::unique_ptr<PreTokenizer>(std::make_unique<SequencePreTokenizer>(std::move(stages)));
   }
   if (type == "ByteLevel") {

@@ -42,11 +42,20 @@ std::vector<std::string> ModelNames() {
   return names;
 }
 
+// The model folder of a manifest entry (the demo model is checked where it lives).
+std::string ModelDir(const std::string& name) {
+  std::ifstream in(ModelsDir() + "/manifest.json");
+  for (const auto& entry : nlohmann::json::parse(in)) {
+    if (entry["name"] == name) return entry["dir"];
+  }
+  return ModelsDir() + "/" + name;
+}
+
 class ModelParity : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    dir_ = ModelsDir() + "/" + GetParam();
-    ref_ = ReadReference(dir_ + "/reference.safetensors");
+    dir_ = ModelDir(GetParam());
+    ref_ = ReadReference(ModelsDir() + "/" + GetParam() + "/reference.safetensors");
     ASSERT_FALSE(ref_.empty()) << "run the model_reference fixture first";
     ids_ = ref_.at("input_ids");
     mask_ = ref_.at("attention_mask");

@@ -15,7 +15,9 @@ different lengths (eager attention):
   targets                                  [B]
   steer_logits, steer_vector, steer_layer  logits when steer_vector is added to the input of
                                             block steer_layer
-Also writes <out>/manifest.json listing the models.
+With --demo, the embedded demo model is checked too: its reference outputs (on a batch of
+tokenized verses) go to <out>/<demo name>/reference.safetensors while the model stays where it is.
+Also writes <out>/manifest.json listing the models and their folders.
 """
 import argparse
 import json
@@ -63,12 +65,12 @@ def configs():
     }
 
 
-def batch(seed):
+def batch(seed, vocab=VOCAB):
     g = torch.Generator().manual_seed(seed)
     ids = torch.zeros(len(LENGTHS), max(LENGTHS), dtype=torch.long)
     mask = torch.zeros_like(ids)
     for row, n in enumerate(LENGTHS):
-        ids[row, :n] = torch.randint(1, VOCAB, (n,), generator=g)
+        ids[row, :n] = torch.randint(1, vocab, (n,), generator=g)
         mask[row, :n] = 1
     return ids, mask
 
@@ -117,6 +119,7 @@ def reference(model, ids, mask, num_layers, d_model):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--demo", help="the demo model folder, checked as it is")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     manifest = []
@@ -143,8 +146,23 @@ def main():
         tensors["attention_mask"] = mask
         save_file({k: v.contiguous() for k, v in tensors.items()},
                   os.path.join(folder, "reference.safetensors"))
-        manifest.append({"name": name, "model_type": cfg.model_type,
-                         "num_layers": cfg.num_hidden_layers})
+        manifest.append({"name": name, "dir": os.path.abspath(folder),
+                         "model_type": cfg.model_type})
+    if args.demo:
+        name = os.path.basename(os.path.normpath(args.demo)).replace("-", "_")
+        model = AutoModelForCausalLM.from_pretrained(args.demo, attn_implementation="eager").eval()
+        ids, mask = batch(99, model.config.vocab_size)
+        tensors = reference(model, ids, mask, model.config.num_hidden_layers, model.config.hidden_size)
+        with torch.no_grad():
+            tensors["logits_bf16"] = model.to(torch.bfloat16)(
+                input_ids=ids, attention_mask=mask).logits.float()
+        tensors["input_ids"] = ids
+        tensors["attention_mask"] = mask
+        os.makedirs(os.path.join(args.out, name), exist_ok=True)
+        save_file({k: v.contiguous() for k, v in tensors.items()},
+                  os.path.join(args.out, name, "reference.safetensors"))
+        manifest.append({"name": name, "dir": os.path.abspath(args.demo),
+                         "model_type": model.config.model_type})
     with open(os.path.join(args.out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
 

@@ -21,12 +21,17 @@ class TokenizerParity : public testing::TestWithParam<std::string> {};
 
 TEST_P(TokenizerParity, MatchesTokenizersLibrary) {
   const std::string family = GetParam();
-  auto tok = Tokenizer::FromFile(std::string(LENSD_TEST_SOURCE_DIR) +
-                                 "/tests/fixtures/tokenizers/" + family + "/tokenizer.json");
+  // The fixtures, and the demo model's own tokenizer.
+  const std::string path =
+      family == "kjv_gpt2"
+          ? std::string(LENSD_TEST_SOURCE_DIR) + "/deploy/models/kjv-gpt2/tokenizer.json"
+          : std::string(LENSD_TEST_SOURCE_DIR) + "/tests/fixtures/tokenizers/" + family +
+                "/tokenizer.json";
+  auto tok = Tokenizer::FromFile(path);
   ASSERT_TRUE(tok.ok()) << tok.status();
   std::ifstream reference(std::string(LENSD_TEST_BINARY_DIR) + "/parity/tokenizers/" + family +
                           ".jsonl");
-  ASSERT_TRUE(reference) << "reference file missing: run the parity_reference fixture";
+  ASSERT_TRUE(reference) << "reference file missing: run the tokenizer_reference fixture";
 
   int cases = 0;
   int mismatches = 0;
@@ -65,7 +70,7 @@ TEST_P(TokenizerParity, MatchesTokenizersLibrary) {
 
 INSTANTIATE_TEST_SUITE_P(Families, TokenizerParity,
                          testing::Values("gpt2", "neox", "llama3", "qwen2", "llama2", "mistral",
-                                         "gemma"),
+                                         "gemma", "kjv_gpt2"),
                          [](const testing::TestParamInfo<std::string>& info) {
                            return info.param;
                          });

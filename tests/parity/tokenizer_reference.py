@@ -91,10 +91,13 @@ def main():
     ap.add_argument("--fixtures", required=True, help="folder with <family>/tokenizer.json")
     ap.add_argument("--out", required=True)
     ap.add_argument("--count", type=int, default=2100)
+    ap.add_argument("--extra", action="append", default=[],
+                    help="name=path of another tokenizer.json (the demo model's)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    for family in sorted(os.listdir(args.fixtures)):
-        path = os.path.join(args.fixtures, family, "tokenizer.json")
+    paths = {f: os.path.join(args.fixtures, f, "tokenizer.json") for f in os.listdir(args.fixtures)}
+    paths.update(dict(e.split("=", 1) for e in args.extra))
+    for family, path in sorted(paths.items()):
         if not os.path.exists(path):
             continue
         tok = Tokenizer.from_file(path)
