@@ -58,7 +58,6 @@ class Gpt2 : public CausalLm {
     return mid + ctx.Hook(HookKind::kMlpOut, i, Linear(post, l.out_w, l.out_b));
   }
 
-
  private:
   at::Tensor wte_, wpe_;
   std::vector<Gpt2Layer> layers_;
@@ -130,9 +129,9 @@ absl::StatusOr<std::unique_ptr<CausalLm>> Load(const ModelConfig& c, WeightLoade
   if (!c.tied_embeddings) {
     LENSD_ASSIGN_OR_RETURN(unembed, w->Get("lm_head.weight", {c.vocab_size, d}));
   }
-  return std::unique_ptr<CausalLm>(std::make_unique<Gpt2>(
-      c, w->bytes_loaded(), std::move(wte), std::move(wpe),
-      std::move(layers), std::move(ln_f), std::move(unembed)));
+  return std::unique_ptr<CausalLm>(std::make_unique<Gpt2>(c, w->bytes_loaded(), std::move(wte),
+                                                          std::move(wpe), std::move(layers),
+                                                          std::move(ln_f), std::move(unembed)));
 }
 
 }  // namespace

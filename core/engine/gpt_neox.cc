@@ -23,8 +23,8 @@ struct NeoxLayer {
 
 class GptNeox : public CausalLm {
  public:
-  GptNeox(const ModelConfig& config, int64_t bytes, at::Tensor embed,
-          std::vector<NeoxLayer> layers, NormWeights final_norm, at::Tensor unembed)
+  GptNeox(const ModelConfig& config, int64_t bytes, at::Tensor embed, std::vector<NeoxLayer> layers,
+          NormWeights final_norm, at::Tensor unembed)
       : CausalLm(config, bytes, std::move(final_norm), std::move(unembed)),
         embed_(std::move(embed)),
         layers_(std::move(layers)) {}
@@ -62,7 +62,6 @@ class GptNeox : public CausalLm {
     const at::Tensor mlp_out = ctx.Hook(HookKind::kMlpOut, i, Linear(post, l.down_w, l.down_b));
     return c.parallel_residual ? mlp_out + attn_out + x : mlp_out + mlp_in;
   }
-
 
  private:
   at::Tensor embed_;
@@ -141,8 +140,8 @@ absl::StatusOr<std::unique_ptr<CausalLm>> Load(const ModelConfig& c, WeightLoade
     LENSD_ASSIGN_OR_RETURN(unembed, w->Get("embed_out.weight", {c.vocab_size, d}));
   }
   return std::unique_ptr<CausalLm>(
-      std::make_unique<GptNeox>(c, w->bytes_loaded(), std::move(embed),
-                                std::move(layers), std::move(final_norm), std::move(unembed)));
+      std::make_unique<GptNeox>(c, w->bytes_loaded(), std::move(embed), std::move(layers),
+                                std::move(final_norm), std::move(unembed)));
 }
 
 }  // namespace

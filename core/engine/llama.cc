@@ -78,7 +78,6 @@ class LlamaStyle : public CausalLm {
     return mid + ctx.Hook(HookKind::kMlpOut, i, Linear(post, l.down_w, l.down_b));
   }
 
-
  private:
   at::Tensor embed_;
   std::vector<LlamaLayer> layers_;
@@ -185,8 +184,8 @@ absl::StatusOr<std::unique_ptr<CausalLm>> LoadLlamaStyle(const ModelConfig& c, W
     LENSD_ASSIGN_OR_RETURN(unembed, w->Get("lm_head.weight", {c.vocab_size, d}));
   }
   return std::unique_ptr<CausalLm>(
-      std::make_unique<LlamaStyle>(c, w->bytes_loaded(), std::move(embed),
-                                   std::move(layers), std::move(norm), std::move(unembed)));
+      std::make_unique<LlamaStyle>(c, w->bytes_loaded(), std::move(embed), std::move(layers),
+                                   std::move(norm), std::move(unembed)));
 }
 
 Architecture LlamaArchitecture() { return {"llama", {"model.", ""}, ParseLlama, LoadLlamaStyle}; }

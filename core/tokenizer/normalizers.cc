@@ -46,8 +46,8 @@ absl::StatusOr<std::unique_ptr<Normalizer>> NormalizerFromJson(const nlohmann::j
                                                                absl::string_view where) {
   LENSD_ASSIGN_OR_RETURN(const std::string type, json_fields::String(json, "type", where));
   if (type == "Sequence") {
-    LENSD_ASSIGN_OR_RETURN(auto stages,
-                           ParseStageList<Normalizer>(json, "normalizers", where, NormalizerFromJson));
+    LENSD_ASSIGN_OR_RETURN(
+        auto stages, ParseStageList<Normalizer>(json, "normalizers", where, NormalizerFromJson));
     return std::unique_ptr<Normalizer>(std::make_unique<SequenceNormalizer>(std::move(stages)));
   }
   if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD") {

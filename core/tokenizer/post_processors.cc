@@ -184,8 +184,8 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> PostProcessorFromJson(const nlohm
   if (type == "RobertaProcessing") return ClsSep(json, where, true);
   if (type == "BertProcessing") return ClsSep(json, where, false);
   if (type == "Sequence") {
-    LENSD_ASSIGN_OR_RETURN(auto stages,
-                           ParseStageList<PostProcessor>(json, "processors", where, PostProcessorFromJson));
+    LENSD_ASSIGN_OR_RETURN(auto stages, ParseStageList<PostProcessor>(json, "processors", where,
+                                                                      PostProcessorFromJson));
     return std::unique_ptr<PostProcessor>(std::make_unique<SequenceProcessor>(std::move(stages)));
   }
   return absl::InvalidArgumentError(absl::StrCat(

@@ -153,8 +153,8 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> PreTokenizerFromJson(const nlohman
                                                                    absl::string_view where) {
   LENSD_ASSIGN_OR_RETURN(const std::string type, json_fields::String(json, "type", where));
   if (type == "Sequence") {
-    LENSD_ASSIGN_OR_RETURN(auto stages,
-                           ParseStageList<PreTokenizer>(json, "pretokenizers", where, PreTokenizerFromJson));
+    LENSD_ASSIGN_OR_RETURN(auto stages, ParseStageList<PreTokenizer>(json, "pretokenizers", where,
+                                                                     PreTokenizerFromJson));
     return std::unique_ptr<PreTokenizer>(std::make_unique<SequencePreTokenizer>(std::move(stages)));
   }
   if (type == "ByteLevel") {
