@@ -1,6 +1,7 @@
 #include "core/engine/causal_lm.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 #include <c10/core/InferenceMode.h>
 
 #include <optional>
@@ -125,7 +126,7 @@ absl::StatusOr<ForwardResult> CausalLm::Forward(const ForwardRequest& request, H
                     [&]() -> absl::StatusOr<ForwardResult> {
                       LENSD_RETURN_IF_ERROR(Validate(request, cache));
                       if (hooks != nullptr && hooks->needs_grad()) {
-                        at::AutoGradMode grad(true);
+                        c10::AutoGradMode grad(true);
                         return Run(request, hooks, cache);
                       }
                       c10::InferenceMode inference;

@@ -1,6 +1,7 @@
 #include "core/engine/model_loader.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 #include <filesystem>
 #include <fstream>
@@ -80,7 +81,7 @@ absl::StatusOr<std::unique_ptr<CausalLm>> LoadModel(const std::string& model_dir
   LENSD_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> checkpoint, Checkpoint::Open(model_dir));
   WeightLoader weights(checkpoint.get(), dtype, device, parsed.architecture->weight_prefixes);
   return CatchTorch(model_dir, [&]() -> absl::StatusOr<std::unique_ptr<CausalLm>> {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     return parsed.architecture->load(parsed.config, &weights);
   });
 }
