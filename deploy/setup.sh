@@ -9,7 +9,8 @@
 #    King James Bible text package the demo model was trained on.
 # 2. A Python virtual environment in .venv (created from /usr/bin/python3 with
 #    --system-site-packages so that it uses Debian's python3-torch 1.13 rather than a multi-GB PyPI
-#    torch with CUDA), holding the pinned reference libraries of tests/requirements.txt.
+#    torch with CUDA), holding the pinned reference libraries of tests/requirements.txt (and,
+#    without their declared dependencies, tests/requirements-nodeps.txt).
 #
 # Re-running it does nothing that is already done.
 set -euo pipefail
@@ -21,7 +22,7 @@ packages=(
   libtorch-dev libopenblas0-pthread
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libgtest-dev libgmock-dev
-  nlohmann-json3-dev libsqlite3-dev libicu-dev
+  nlohmann-json3-dev libsqlite3-dev libicu-dev zlib1g-dev
   clang clang-format clang-tidy libclang-rt-14-dev
   python3-venv python3-dev python3-torch python3-numpy
   bible-kjv
@@ -52,8 +53,9 @@ fi
 
 venv="$root/.venv"
 requirements="$root/tests/requirements.txt"
+nodeps="$root/tests/requirements-nodeps.txt"
 stamp="$venv/.requirements.sha256"
-want=$(sha256sum "$requirements" | cut -d' ' -f1)
+want=$(cat "$requirements" "$nodeps" | sha256sum | cut -d' ' -f1)
 if [ ! -x "$venv/bin/python" ]; then
   echo "setup: creating $venv"
   /usr/bin/python3 -m venv --system-site-packages "$venv"
@@ -61,6 +63,7 @@ fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing the pinned reference libraries into $venv"
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -r "$nodeps"
   echo "$want" >"$stamp"
 fi
 echo "setup: done"

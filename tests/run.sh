@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of lensd on a fresh Debian 12 machine (as root, or as a user with sudo):
 #   1. deploy/setup.sh installs what is missing (Debian packages, the reference-library venv);
-#   2. builds everything with gcc and warnings as errors, and the fuzz target with clang;
+#   2. builds everything with gcc and warnings as errors, and the fuzz targets with clang;
 #   3. checks formatting (clang-format) and lints (clang-tidy) every first-party C++ file;
 #   4. runs CTest: unit tests, parity tests against transformers and tokenizers (their reference
-#      outputs are produced in the same run), and 30 seconds of fuzzing.
+#      outputs are produced in the same run), and 20 seconds of each fuzz target.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -18,11 +18,11 @@ bash deploy/setup.sh
 step "fuzz target (clang, libFuzzer)"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DLENSD_FUZZ=ON -DLENSD_BUILD_TESTS=OFF >/dev/null
-ninja -C build-fuzz safetensors_header_fuzz
+ninja -C build-fuzz safetensors_header_fuzz torch_state_dict_fuzz pickle_fuzz
 
 step "build (gcc, -Werror)"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLENSD_WERROR=ON \
-  -DLENSD_FUZZ_BINARY="$root/build-fuzz/tests/fuzz/safetensors_header_fuzz" >/dev/null
+  -DLENSD_FUZZ_DIR="$root/build-fuzz/tests/fuzz" >/dev/null
 ninja -C build
 
 step "clang-format"
