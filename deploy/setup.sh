@@ -12,6 +12,8 @@
 #    torch with CUDA), holding the pinned reference libraries of tests/requirements.txt (and,
 #    without their declared dependencies, tests/requirements-nodeps.txt).
 #
+# 3. grpcurl in .tools/bin (built with Go from the Go module proxy), for the reflection tests.
+#
 # Re-running it does nothing that is already done.
 set -euo pipefail
 
@@ -22,7 +24,7 @@ packages=(
   libtorch-dev libopenblas0-pthread
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libgtest-dev libgmock-dev
-  nlohmann-json3-dev libsqlite3-dev libicu-dev zlib1g-dev
+  nlohmann-json3-dev libsqlite3-dev libicu-dev zlib1g-dev libssl-dev curl
   clang clang-format clang-tidy libclang-rt-14-dev
   python3-venv python3-dev python3-torch python3-numpy
   bible-kjv
@@ -65,5 +67,23 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
   "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -r "$nodeps"
   echo "$want" >"$stamp"
+fi
+# grpcurl, the generic gRPC client the tests use against reflection, built from the Go module
+# proxy into .tools/bin. The machine's Go when there is one; else Debian's Go 1.19 with the last
+# grpcurl release that builds with it.
+grpcurl="$root/.tools/bin/grpcurl"
+if [ ! -x "$grpcurl" ]; then
+  go=$(command -v go || true)
+  [ -z "$go" ] && [ -x /usr/local/go/bin/go ] && go=/usr/local/go/bin/go
+  version=v1.9.4
+  if [ -z "$go" ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      golang-go >/dev/null
+    go=/usr/bin/go
+    version=v1.8.9
+  fi
+  echo "setup: building grpcurl $version with $("$go" version)"
+  GOBIN="$root/.tools/bin" GOFLAGS=-mod=mod "$go" install \
+    "github.com/fullstorydev/grpcurl/cmd/grpcurl@$version"
 fi
 echo "setup: done"

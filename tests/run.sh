@@ -39,6 +39,7 @@ sources | xargs clang-format --dry-run --Werror
 step "clang-tidy"
 cmake -S . -B build-tidy -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_DISABLE_PRECOMPILE_HEADERS=ON >/dev/null
+ninja -C build-tidy lensd_proto_sources >/dev/null
 run-clang-tidy -p build-tidy -j "$jobs" -quiet "$root/(core|server|clients/cli|tests)/.*\.cc$" \
   > build-tidy/clang-tidy.log 2>&1 || { grep -E "error|warning" build-tidy/clang-tidy.log; exit 1; }
 

@@ -99,6 +99,21 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
   return ckpt;
 }
 
+int64_t Checkpoint::FloatElements() const {
+  int64_t total = 0;
+  for (const auto& [name, position] : index_) {
+    const TensorEntry& entry = files_[position]->header().tensors.at(name);
+    if (entry.dtype != FileDtype::kF64 && entry.dtype != FileDtype::kF32 &&
+        entry.dtype != FileDtype::kF16 && entry.dtype != FileDtype::kBF16) {
+      continue;
+    }
+    int64_t n = 1;
+    for (const int64_t d : entry.shape) n *= d;
+    total += n;
+  }
+  return total;
+}
+
 std::string Checkpoint::Describe() const {
   std::vector<std::string> names;
   for (const auto& f : files_)

@@ -31,6 +31,8 @@ class Checkpoint {
   // file. INVALID_ARGUMENT names the file and tensor when it is missing, not floating point, or of
   // another shape. Copies in chunks, releasing mapped pages as it goes.
   absl::Status LoadInto(const std::string& name, const at::Tensor& destination) const;
+  // Elements of all floating-point tensors (what a load converts and keeps, before tying).
+  int64_t FloatElements() const;
   // The file(s) this checkpoint reads, for messages.
   std::string Describe() const;
 

@@ -205,6 +205,7 @@ absl::StatusOr<DecodeResult> Decode(const CausalLm& model, const Lens& lens,
     c10::InferenceMode inference;
     const HookKind kind =
         request.readout == Readout::kResidMid ? HookKind::kResidMid : HookKind::kResidPre;
+    if (request.keep_going) LENSD_RETURN_IF_ERROR(request.keep_going());
     Hooks hooks(c.num_layers);
     for (const int64_t l : layers) hooks.Capture({kind, l});
     const bool need_model = request.include_output || (request.statistics & kForwardKl);
@@ -263,6 +264,7 @@ absl::StatusOr<DecodeResult> Decode(const CausalLm& model, const Lens& lens,
       const at::Tensor logp =
           writer.Write(static_cast<int64_t>(r), logits, false, other, bool(sink));
       if (sink) LENSD_RETURN_IF_ERROR(sink(layers[r], logp));
+      if (request.keep_going) LENSD_RETURN_IF_ERROR(request.keep_going());
     }
     if (request.include_output) {
       const at::Tensor other =

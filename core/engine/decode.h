@@ -18,26 +18,19 @@
 #include "absl/status/statusor.h"
 #include "core/engine/causal_lm.h"
 #include "core/engine/lens.h"
+#include "core/lens_types.h"
 
 namespace lensd::engine {
 
-// Statistics to compute (bit flags).
-enum Statistic : uint32_t {
-  kEntropy = 1u << 0,         // -sum_v q log q
-  kForwardKl = 1u << 1,       // KL(p_model || q_row) = sum_v p_model (log p_model - log q_row)
-  kCrossEntropy = 1u << 2,    // -log q_row(target)
-  kTargetRank = 1u << 3,      // 1 + #{v : q_row(v) > q_row(target)}
-  kMaxProbability = 1u << 4,  // max_v q_row(v)
-  kLogProbDiff = 1u << 5,     // log q_row(target) - log q_row(anti_target); needs anti_targets
-};
-inline constexpr uint32_t kDefaultStatistics =
-    kEntropy | kForwardKl | kCrossEntropy | kTargetRank | kMaxProbability;
-
-enum class Readout {
-  kResidPre,  // the stream entering block l (tuned-lens's hidden_states[l])
-  kResidMid,  // after block l's attention, before its MLP (tuned-lens #104); not for parallel
-              // residual models
-};
+// Statistic, kDefaultStatistics and Readout come from core/lens_types.h (namespace lensd).
+using ::lensd::kCrossEntropy;
+using ::lensd::kDefaultStatistics;
+using ::lensd::kEntropy;
+using ::lensd::kForwardKl;
+using ::lensd::kLogProbDiff;
+using ::lensd::kMaxProbability;
+using ::lensd::kTargetRank;
+using ::lensd::Readout;
 
 struct DecodeRequest {
   at::Tensor tokens;               // [batch, t] token ids
@@ -55,6 +48,9 @@ struct DecodeRequest {
   at::Tensor anti_targets;        // [batch, t]; required for kLogProbDiff
   bool mask_input = false;        // lens rows exclude every token id present in the row's input
   const Lens* compare = nullptr;  // a second lens compared row by row (see DecodeResult)
+  // Called before the forward pass and after each row; a non-OK status (cancelled, past the
+  // deadline) stops the work and is returned.
+  std::function<absl::Status()> keep_going;
 };
 
 struct DecodeResult {

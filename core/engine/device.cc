@@ -1,11 +1,22 @@
 #include "core/engine/device.h"
 
+#include <malloc.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
+#include <unistd.h>
+
+#if __has_include(<c10/cuda/CUDACachingAllocator.h>) && __has_include(<cuda_runtime_api.h>)
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_runtime_api.h>
+#define LENSD_HAVE_CUDA_ALLOCATOR 1
+#endif
 
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "core/engine/engine_factory.h"
+#include "core/status_macros.h"
 
 namespace lensd::engine {
 
@@ -63,6 +74,42 @@ absl::Status CheckComputeSupport(c10::ScalarType dtype, c10::Device device) {
   (void)dtype;
   (void)device;
   return absl::OkStatus();
+}
+
+std::vector<std::string> AvailableDevices() {
+  std::vector<std::string> out = {"cpu"};
+  for (int i = 0; i < CudaDeviceCount(); ++i) out.push_back(absl::StrCat("cuda:", i));
+  return out;
+}
+
+absl::StatusOr<std::string> CanonicalDevice(const std::string& name) {
+  LENSD_ASSIGN_OR_RETURN(const c10::Device device, ParseDevice(name));
+  if (device.is_cpu()) return std::string("cpu");
+  return absl::StrCat("cuda:", device.has_index() ? device.index() : 0);
+}
+
+int64_t DeviceTotalBytes(const std::string& device) {
+#ifdef LENSD_HAVE_CUDA_ALLOCATOR
+  if (device.rfind("cuda:", 0) == 0) {
+    int index = 0;
+    if (!absl::SimpleAtoi(device.substr(5), &index)) return 0;
+    size_t free_bytes = 0;
+    size_t total_bytes = 0;
+    c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(index));
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) return 0;
+    return static_cast<int64_t>(total_bytes);
+  }
+#endif
+  if (device != "cpu") return 0;
+  return static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) *
+         static_cast<int64_t>(sysconf(_SC_PAGE_SIZE));
+}
+
+void ReleaseFreedMemory() {
+#ifdef LENSD_HAVE_CUDA_ALLOCATOR
+  if (CudaDeviceCount() > 0) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+  malloc_trim(0);
 }
 
 }  // namespace lensd::engine

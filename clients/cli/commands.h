@@ -1,0 +1,36 @@
+// lensctl's subcommands. Each returns the process exit code: 0 on success, 1 for an RPC error
+// (printed as "<CODE>: <message>"), 2 for a usage error.
+#ifndef LENSD_CLIENTS_CLI_COMMANDS_H_
+#define LENSD_CLIENTS_CLI_COMMANDS_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "clients/cli/options.h"
+
+namespace lensctl {
+
+struct Connection {
+  std::shared_ptr<grpc::Channel> channel;
+  std::string token;
+  double timeout_seconds = 60;
+  // A context with the token, the client version and the deadline set.
+  std::unique_ptr<grpc::ClientContext> Context() const;
+};
+
+using Runner = std::function<int(const Connection&, const Parsed&)>;
+
+struct CommandEntry {
+  Command command;
+  Runner run;
+};
+
+std::vector<CommandEntry> Commands();
+
+}  // namespace lensctl
+
+#endif  // LENSD_CLIENTS_CLI_COMMANDS_H_

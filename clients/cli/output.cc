@@ -1,0 +1,123 @@
+#include "clients/cli/output.h"
+
+#include <cstdint>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "nlohmann/json.hpp"
+
+namespace lensctl {
+namespace {
+
+size_t CodePoints(const std::string& s) {
+  size_t n = 0;
+  for (const char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  return n;
+}
+
+std::string Pad(const std::string& text, size_t width) {
+  const size_t n = CodePoints(text);
+  return text + std::string(n < width ? width - n : 1, ' ');
+}
+
+}  // namespace
+
+std::string Readable(const std::string& text, size_t width) {
+  std::string s = absl::StrReplaceAll(text, {{" ", "_"}, {"\n", "\\n"}, {"\t", "\\t"}});
+  if (CodePoints(s) <= width) return s;
+  std::string cut;
+  size_t count = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80 && ++count > width - 1) break;
+    cut.push_back(s[i]);
+  }
+  return cut + "\xE2\x80\xA6";
+}
+
+std::string DecodeTable(const lensd::v1::DecodeResponse& r, size_t width) {
+  std::ostringstream out;
+  const size_t label = 8;
+  out << Pad("layer", label);
+  std::vector<int64_t> positions;
+  if (r.rows_size() > 0) {
+    for (const auto& cell : r.rows(0).cells()) positions.push_back(cell.position());
+  }
+  for (const int64_t p : positions)
+    out << Pad(Readable(r.input_tokens(static_cast<int>(p)).text(), width), width + 7);
+  out << "\n";
+  for (const auto& row : r.rows()) {
+    out << Pad(row.is_output() ? "output" : std::to_string(row.layer()), label);
+    for (const auto& cell : row.cells()) {
+      if (cell.top_size() == 0) {
+        out << Pad("-", width + 7);
+        continue;
+      }
+      out << Pad(
+          absl::StrFormat("%s %.2f", Readable(cell.top(0).text(), width), cell.top(0).prob()),
+          width + 7);
+    }
+    out << "\n";
+  }
+  out << "(" << r.lens() << " lens on " << r.model() << "; rows: the stream entering each block, "
+      << "then the model's output; cells: top-1 token and its probability)\n";
+  return out.str();
+}
+
+std::string WriteTensors(const std::string& path, const std::map<std::string, Assembled>& tensors) {
+  static const std::map<std::string, std::pair<std::string, std::string>> kTypes = {
+      {"float32", {"F32", "<f4"}},
+      {"float16", {"F16", "<f2"}},
+      {"bfloat16", {"BF16", ""}},
+      {"int64", {"I64", "<i8"}},
+      {"int32", {"I32", "<i4"}}};
+  const bool npy = path.size() > 4 && path.substr(path.size() - 4) == ".npy";
+  if (npy) {
+    if (tensors.size() != 1)
+      return "a .npy file holds one tensor; ask for one hook or write .safetensors";
+    const Assembled& t = tensors.begin()->second;
+    const auto type = kTypes.find(t.dtype);
+    if (type == kTypes.end() || type->second.second.empty()) {
+      return absl::StrCat("numpy has no ", t.dtype, "; write .safetensors or ask for float32");
+    }
+    std::vector<std::string> dims;
+    for (const int64_t d : t.shape) dims.push_back(std::to_string(d));
+    std::string header =
+        absl::StrCat("{'descr': '", type->second.second, "', 'fortran_order': False, 'shape': (",
+                     absl::StrJoin(dims, ", "), dims.size() == 1 ? ",), }" : "), }");
+    // Magic, version 1.0, and a header padded with spaces to a multiple of 64 bytes.
+    const size_t total = 10 + header.size() + 1;
+    header += std::string((64 - total % 64) % 64, ' ') + "\n";
+    std::ofstream f(path, std::ios::binary);
+    const uint16_t len = static_cast<uint16_t>(header.size());
+    f << "\x93NUMPY" << '\x01' << '\x00';
+    f.put(static_cast<char>(len & 0xFF));
+    f.put(static_cast<char>(len >> 8));
+    f << header << t.data;
+    return f ? "" : absl::StrCat("cannot write ", path);
+  }
+  nlohmann::json header = nlohmann::json::object();
+  size_t offset = 0;
+  for (const auto& [name, t] : tensors) {
+    const auto type = kTypes.find(t.dtype);
+    if (type == kTypes.end()) return absl::StrCat("unknown dtype ", t.dtype);
+    header[name] = {{"dtype", type->second.first},
+                    {"shape", t.shape},
+                    {"data_offsets", {offset, offset + t.data.size()}}};
+    offset += t.data.size();
+  }
+  std::string text = header.dump();
+  text += std::string((8 - text.size() % 8) % 8, ' ');
+  std::ofstream f(path, std::ios::binary);
+  const uint64_t n = text.size();
+  for (int i = 0; i < 8; ++i) f.put(static_cast<char>((n >> (8 * i)) & 0xFF));
+  f << text;
+  for (const auto& [name, t] : tensors) f << t.data;
+  return f ? "" : absl::StrCat("cannot write ", path);
+}
+
+}  // namespace lensctl

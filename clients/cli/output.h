@@ -1,0 +1,33 @@
+// lensctl's renderings: the per-layer decode table, and tensors written as .safetensors or .npy.
+#ifndef LENSD_CLIENTS_CLI_OUTPUT_H_
+#define LENSD_CLIENTS_CLI_OUTPUT_H_
+
+#include <map>
+#include <string>
+
+#include "lensd/v1/lens.pb.h"
+
+namespace lensctl {
+
+// A token's text made printable in a table cell: leading/inner spaces as "_", newlines as "\n",
+// cut to `width` characters with an ellipsis.
+std::string Readable(const std::string& text, size_t width);
+
+// Layers as rows (the model's output last), input positions as columns; each cell the top-1
+// token and its probability.
+std::string DecodeTable(const lensd::v1::DecodeResponse& response, size_t width);
+
+// A tensor assembled from its streamed chunks.
+struct Assembled {
+  std::string dtype;
+  std::vector<int64_t> shape;
+  std::string data;
+};
+
+// Writes tensors as one .safetensors file (any number) or one .npy file (exactly one tensor).
+// Returns an empty string on success, else the reason.
+std::string WriteTensors(const std::string& path, const std::map<std::string, Assembled>& tensors);
+
+}  // namespace lensctl
+
+#endif  // LENSD_CLIENTS_CLI_OUTPUT_H_

@@ -1,0 +1,300 @@
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "core/engine/causal_lm.h"
+#include "core/engine/checkpoint.h"
+#include "core/engine/decode.h"
+#include "core/engine/device.h"
+#include "core/engine/engine_factory.h"
+#include "core/engine/generate.h"
+#include "core/engine/hook_names.h"
+#include "core/engine/lens.h"
+#include "core/engine/model_loader.h"
+#include "core/engine/served_batch.h"
+#include "core/engine/torch_errors.h"
+#include "core/status_macros.h"
+
+namespace lensd::engine {
+namespace {
+
+HostTensor ToHost(const at::Tensor& value) {
+  const at::Tensor t = value.contiguous().cpu();
+  HostTensor out;
+  out.dtype = DtypeName(t.scalar_type());
+  if (t.scalar_type() == at::kLong) out.dtype = "int64";
+  if (t.scalar_type() == at::kInt) out.dtype = "int32";
+  out.shape.assign(t.sizes().begin(), t.sizes().end());
+  out.data.assign(static_cast<const char*>(t.data_ptr()), t.nbytes());
+  return out;
+}
+
+class ServedModelImpl : public ServedModel {
+ public:
+  explicit ServedModelImpl(std::unique_ptr<CausalLm> model) : model_(std::move(model)) {
+    const ModelConfig& c = model_->config();
+    info_.architecture = c.model_type;
+    info_.num_layers = c.num_layers;
+    info_.d_model = c.d_model;
+    info_.num_heads = c.num_heads;
+    info_.vocab_size = c.vocab_size;
+    info_.max_positions = c.absolute_positions ? c.max_positions : 0;
+    info_.absolute_positions = c.absolute_positions;
+    info_.dtype = DtypeName(model_->dtype());
+    info_.device = model_->device().str();
+    if (info_.device == "cuda") info_.device = "cuda:0";
+    info_.parameter_bytes = model_->parameter_bytes();
+    info_.eos_token_ids = c.eos_token_ids;
+    for (const HookPoint& p : AllHookPoints(c)) info_.hook_points.push_back(HookName(p));
+    lenses_["logit"] = std::make_shared<LogitLens>();
+  }
+
+  const ServedModelInfo& info() const override { return info_; }
+
+  absl::StatusOr<LensDescription> LoadLens(const std::string& name,
+                                           const std::string& dir) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (lenses_.count(name) > 0) {
+        return absl::AlreadyExistsError(absl::StrCat("lens \"", name, "\" is already loaded"));
+      }
+    }
+    LENSD_ASSIGN_OR_RETURN(std::shared_ptr<const Lens> lens, TunedLens::Load(dir, *model_, name));
+    absl::MutexLock lock(&mu_);
+    if (!lenses_.emplace(name, lens).second) {
+      return absl::AlreadyExistsError(absl::StrCat("lens \"", name, "\" is already loaded"));
+    }
+    return Describe(name, *lens);
+  }
+
+  absl::StatusOr<int64_t> UnloadLens(const std::string& name) override {
+    if (name == "logit") {
+      return absl::InvalidArgumentError(
+          "lens: the logit lens is part of the model; unload the "
+          "model instead");
+    }
+    absl::MutexLock lock(&mu_);
+    const auto it = lenses_.find(name);
+    if (it == lenses_.end())
+      return absl::NotFoundError(absl::StrCat("lens \"", name, "\" is not loaded"));
+    const int64_t bytes = Describe(name, *it->second).bytes;
+    lenses_.erase(it);
+    return bytes;
+  }
+
+  std::vector<LensDescription> Lenses() const override {
+    absl::MutexLock lock(&mu_);
+    std::vector<LensDescription> out;
+    for (const auto& [name, lens] : lenses_) out.push_back(Describe(name, *lens));
+    return out;
+  }
+
+  absl::StatusOr<int64_t> EstimateLensBytes(const std::string& dir) const override {
+    const int64_t d = info_.d_model;
+    return info_.num_layers * (d * d + d) * static_cast<int64_t>(c10::elementSize(model_->dtype()));
+  }
+
+  absl::Status ValidateDecode(const DecodeSpec& spec) const override {
+    LENSD_RETURN_IF_ERROR(ValidateTokens(spec.tokens, "input"));
+    LENSD_RETURN_IF_ERROR(FindLens(spec.lens, "lens").status());
+    if (!spec.compare_lens.empty())
+      LENSD_RETURN_IF_ERROR(FindLens(spec.compare_lens, "compare_lens").status());
+    return ValidateDecodeSpec(model_->config(), spec);
+  }
+
+  absl::StatusOr<std::vector<DecodeOutput>> Decode(absl::Span<const DecodeSpec* const> batch,
+                                                   const KeepGoing& keep_going,
+                                                   const HostLogProbSink& sink) const override {
+    if (batch.empty()) return std::vector<DecodeOutput>{};
+    for (const DecodeSpec* spec : batch) LENSD_RETURN_IF_ERROR(ValidateDecode(*spec));
+    const DecodeSpec& first = *batch.front();
+    LENSD_ASSIGN_OR_RETURN(const std::shared_ptr<const Lens> lens, FindLens(first.lens, "lens"));
+    std::shared_ptr<const Lens> compare;
+    if (!first.compare_lens.empty()) {
+      LENSD_ASSIGN_OR_RETURN(compare, FindLens(first.compare_lens, "compare_lens"));
+    }
+    return CatchTorch(
+        absl::StrCat("decode on ", info_.architecture),
+        [&]() -> absl::StatusOr<std::vector<DecodeOutput>> {
+          BatchedDecode run(*model_, batch);
+          run.request().compare = compare.get();
+          run.request().keep_going = keep_going;
+          LogProbSink row_sink;
+          if (sink) {
+            row_sink = [&](int64_t layer, const at::Tensor& log_probs) {
+              for (size_t i = 0; i < batch.size(); ++i) {
+                LENSD_RETURN_IF_ERROR(sink(i, layer, ToHost(run.Slice(log_probs, i))));
+              }
+              return absl::OkStatus();
+            };
+          }
+          LENSD_ASSIGN_OR_RETURN(const DecodeResult result,
+                                 engine::Decode(*model_, *lens, run.request(), row_sink));
+          return run.Split(result);
+        });
+  }
+
+  absl::StatusOr<GenerateOutput> Generate(
+      const GenerateSpec& spec,
+      const std::function<absl::Status(int64_t, int64_t)>& on_token) const override {
+    LENSD_RETURN_IF_ERROR(ValidateTokens(spec.tokens, "input"));
+    LENSD_ASSIGN_OR_RETURN(const std::shared_ptr<const Lens> lens, FindLens(spec.lens, "lens"));
+    return CatchTorch("generate", [&]() -> absl::StatusOr<GenerateOutput> {
+      GenerateRequest r;
+      r.tokens = at::tensor(spec.tokens, at::kLong).unsqueeze(0);
+      r.layer = spec.layer < 0 ? info_.num_layers : spec.layer;
+      r.max_new_tokens = spec.max_new_tokens;
+      r.greedy = spec.greedy;
+      r.temperature = spec.temperature;
+      r.top_k = spec.top_k;
+      r.top_p = spec.top_p;
+      r.seed = spec.seed;
+      r.stop_tokens = spec.stop_tokens;
+      r.stop_at_eos = spec.stop_at_eos;
+      r.early_exit = spec.early_exit;
+      StepSink step;
+      if (on_token) {
+        step = [&](int64_t i, const std::vector<int64_t>& tokens) {
+          return tokens[0] >= 0 ? on_token(i, tokens[0]) : absl::OkStatus();
+        };
+      }
+      LENSD_ASSIGN_OR_RETURN(GenerateResult result, engine::Generate(*model_, *lens, r, step));
+      return GenerateOutput{std::move(result.tokens[0]), result.finish_reasons[0]};
+    });
+  }
+
+  absl::Status ValidateHookPoints(const std::vector<std::string>& names) const override {
+    for (const std::string& name : names) {
+      LENSD_RETURN_IF_ERROR(ParseHookName(name, model_->config()).status());
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Activations(
+      const ActivationsSpec& spec,
+      const std::function<absl::Status(const std::string&, HostTensor)>& sink) const override {
+    LENSD_RETURN_IF_ERROR(ValidateTokens(spec.tokens, "input"));
+    std::vector<HookPoint> points;
+    int64_t last_layer = -1;
+    bool needs_final = false;
+    for (const std::string& name : spec.hook_points) {
+      LENSD_ASSIGN_OR_RETURN(const HookPoint p, ParseHookName(name, model_->config()));
+      points.push_back(p);
+      if (p.is_global() && p.kind != HookKind::kEmbed && p.kind != HookKind::kPosEmbed) {
+        needs_final = true;
+      }
+      last_layer = std::max(last_layer, p.layer);
+    }
+    return CatchTorch("activations", [&]() -> absl::Status {
+      c10::InferenceMode inference;
+      Hooks hooks(info_.num_layers);
+      for (const HookPoint& p : points) hooks.Capture(p);
+      ForwardRequest forward;
+      forward.tokens = at::tensor(spec.tokens, at::kLong).unsqueeze(0);
+      forward.logits = needs_final ? LogitsMode::kAll : LogitsMode::kNone;
+      if (!needs_final) forward.stop_at_layer = last_layer + 1;
+      LENSD_RETURN_IF_ERROR(model_->Forward(forward, &hooks).status());
+      for (size_t i = 0; i < points.size(); ++i) {
+        at::Tensor value = hooks.Captured(points[i]);
+        if (!spec.native_dtype && value.is_floating_point()) value = value.to(at::kFloat);
+        LENSD_RETURN_IF_ERROR(sink(spec.hook_points[i], ToHost(value)));
+      }
+      return absl::OkStatus();
+    });
+  }
+
+ private:
+  absl::Status ValidateTokens(const std::vector<int64_t>& tokens, const char* field) const {
+    if (tokens.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": no tokens"));
+    for (const int64_t id : tokens) {
+      if (id < 0 || id >= info_.vocab_size) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(field, ": token id ", id, " out of range 0..", info_.vocab_size - 1));
+      }
+    }
+    if (info_.absolute_positions && static_cast<int64_t>(tokens.size()) > info_.max_positions) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ": ", tokens.size(),
+                                                     " tokens exceed the model's context of ",
+                                                     info_.max_positions, " positions"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::shared_ptr<const Lens>> FindLens(const std::string& name,
+                                                       const char* field) const {
+    absl::MutexLock lock(&mu_);
+    const auto it = lenses_.find(name);
+    if (it == lenses_.end()) {
+      std::string loaded;
+      for (const auto& [n, l] : lenses_) absl::StrAppend(&loaded, loaded.empty() ? "" : ", ", n);
+      return absl::NotFoundError(absl::StrCat(
+          field, ": lens \"", name, "\" is not loaded for this model (loaded: ", loaded, ")"));
+    }
+    return it->second;
+  }
+
+  LensDescription Describe(const std::string& name, const Lens& lens) const {
+    LensDescription d{name, lens.kind(), 0, ""};
+    if (const auto* tuned = dynamic_cast<const TunedLens*>(&lens)) {
+      d.bytes = static_cast<int64_t>(tuned->weights().nbytes() + tuned->biases().nbytes());
+      d.base_model = tuned->config().base_model;
+    }
+    return d;
+  }
+
+  std::unique_ptr<const CausalLm> model_;
+  ServedModelInfo info_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<const Lens>> lenses_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+void UsePassiveOpenMpWaits(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  setenv("OMP_WAIT_POLICY", "passive", 1);
+  execv("/proc/self/exe", argv);  // returns only on failure: go on as we are
+}
+
+void ConfigureRuntime(int intra_op_threads) {
+  if (intra_op_threads > 0) at::set_num_threads(intra_op_threads);
+}
+
+absl::StatusOr<int64_t> EstimateModelBytes(const std::string& dir,
+                                           const ServedModelOptions& options) {
+  LENSD_ASSIGN_OR_RETURN(const ModelConfig config, ReadModelConfig(dir));
+  std::string name = options.dtype.empty() ? "float32" : options.dtype;
+  if (name == "auto") name = config.torch_dtype.empty() ? "float32" : config.torch_dtype;
+  LENSD_ASSIGN_OR_RETURN(const c10::ScalarType type, ParseDtype(name));
+  LENSD_ASSIGN_OR_RETURN(const auto checkpoint, Checkpoint::Open(dir));
+  return checkpoint->FloatElements() * static_cast<int64_t>(c10::elementSize(type));
+}
+
+absl::StatusOr<std::unique_ptr<ServedModel>> LoadServedModel(const std::string& dir,
+                                                             const ServedModelOptions& options) {
+  LENSD_ASSIGN_OR_RETURN(std::unique_ptr<CausalLm> model,
+                         LoadModel(dir, {options.dtype.empty() ? "float32" : options.dtype,
+                                         options.device.empty() ? "cpu" : options.device}));
+  return std::unique_ptr<ServedModel>(new ServedModelImpl(std::move(model)));
+}
+
+ModelFactory EngineModelFactory() {
+  ModelFactory f;
+  f.estimate_bytes = EstimateModelBytes;
+  f.load = LoadServedModel;
+  f.canonical_device = CanonicalDevice;
+  f.release_memory = ReleaseFreedMemory;
+  return f;
+}
+
+}  // namespace lensd::engine

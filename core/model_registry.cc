@@ -1,0 +1,298 @@
+#include "core/model_registry.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <system_error>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/status_macros.h"
+
+namespace lensd {
+namespace fs = std::filesystem;
+
+const char* ModelStateName(ModelState state) {
+  switch (state) {
+    case ModelState::kAvailable:
+      return "available";
+    case ModelState::kLoading:
+      return "loading";
+    case ModelState::kReady:
+      return "ready";
+    case ModelState::kUnloading:
+      return "unloading";
+    case ModelState::kFailed:
+      return "failed";
+  }
+  return "unknown";
+}
+
+namespace {
+
+std::vector<std::string> SubFolders(const fs::path& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->is_directory(ec)) out.push_back(it->path().filename().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(RegistryOptions options,
+                                                                     ModelFactory factory,
+                                                                     SchedulerObserver* observer) {
+  std::error_code ec;
+  if (!fs::is_directory(options.repository, ec)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model repository ", options.repository, " is not a folder"));
+  }
+  return std::unique_ptr<ModelRegistry>(
+      new ModelRegistry(std::move(options), std::move(factory), observer));
+}
+
+ModelRegistry::ModelRegistry(RegistryOptions options, ModelFactory factory,
+                             SchedulerObserver* observer)
+    : options_(std::move(options)),
+      factory_(std::move(factory)),
+      observer_(observer),
+      budget_(options_.budgets) {}
+
+ModelRegistry::~ModelRegistry() {
+  absl::MutexLock lock(&mu_);
+  for (auto& [name, slot] : slots_) {
+    if (slot.scheduler != nullptr) slot.scheduler->Drain();
+  }
+}
+
+std::vector<std::string> ModelRegistry::RepositoryModels() const {
+  std::vector<std::string> out;
+  for (const std::string& name : SubFolders(options_.repository)) {
+    std::error_code ec;
+    if (fs::exists(fs::path(options_.repository) / name / "config.json", ec)) out.push_back(name);
+  }
+  return out;
+}
+
+absl::Status ModelRegistry::CheckName(const std::string& name, const char* field) const {
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos ||
+      name.find('\\') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": \"", name, "\" is not a folder name (no slashes, not empty)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ModelStatus> ModelRegistry::Load(const std::string& name,
+                                                const ServedModelOptions& requested) {
+  LENSD_RETURN_IF_ERROR(CheckName(name, "model"));
+  const std::vector<std::string> known = RepositoryModels();
+  if (std::find(known.begin(), known.end(), name) == known.end()) {
+    return absl::NotFoundError(absl::StrCat("model ", name, " is not in the repository ",
+                                            options_.repository,
+                                            " (it has: ", absl::StrJoin(known, ", "), ")"));
+  }
+  ServedModelOptions options = requested;
+  if (options.device.empty()) options.device = "cpu";
+  if (options.dtype.empty()) options.dtype = "float32";
+  LENSD_ASSIGN_OR_RETURN(options.device, factory_.canonical_device(options.device));
+  const std::string dir = (fs::path(options_.repository) / name).string();
+  LENSD_ASSIGN_OR_RETURN(const int64_t estimate, factory_.estimate_bytes(dir, options));
+  {
+    absl::MutexLock lock(&mu_);
+    Slot& slot = slots_[name];
+    if (slot.state == ModelState::kReady) {
+      return absl::AlreadyExistsError(absl::StrCat("model ", name, " is already loaded"));
+    }
+    if (slot.state == ModelState::kLoading || slot.state == ModelState::kUnloading) {
+      return absl::UnavailableError(
+          absl::StrCat("model ", name, " is ", ModelStateName(slot.state), "; retry shortly"));
+    }
+    LENSD_RETURN_IF_ERROR(
+        budget_.Reserve(options.device, estimate, absl::StrCat("loading model ", name)));
+    slot.state = ModelState::kLoading;
+    slot.reason.clear();
+  }
+  absl::StatusOr<std::unique_ptr<ServedModel>> model = factory_.load(dir, options);
+  std::shared_ptr<const tokenizer::Tokenizer> tok;
+  std::error_code ec;
+  const fs::path tokenizer_path = fs::path(dir) / "tokenizer.json";
+  if (model.ok() && fs::exists(tokenizer_path, ec)) {
+    absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> t =
+        tokenizer::Tokenizer::FromFile(tokenizer_path.string());
+    if (t.ok()) {
+      tok = *std::move(t);
+    } else {
+      model = t.status();
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  Slot& slot = slots_[name];
+  if (!model.ok()) {
+    budget_.Release(options.device, estimate);
+    slot.state = ModelState::kFailed;
+    slot.reason = std::string(model.status().message());
+    return model.status();
+  }
+  slot.model = *std::move(model);
+  // Count what the load really took; the estimate only guarded the budget during the load.
+  slot.weight_bytes = slot.model->info().parameter_bytes;
+  budget_.Release(options.device, estimate);
+  budget_.Charge(options.device, slot.weight_bytes);
+  slot.scheduler = std::make_unique<Scheduler>(name, options_.scheduler, observer_);
+  auto loaded = std::make_shared<LoadedModel>();
+  loaded->name = name;
+  loaded->device = options.device;
+  loaded->model = slot.model;
+  loaded->tokenizer = std::move(tok);
+  loaded->scheduler = slot.scheduler.get();
+  slot.loaded = std::move(loaded);
+  slot.state = ModelState::kReady;
+  return Describe(name, &slot);
+}
+
+absl::StatusOr<int64_t> ModelRegistry::Unload(const std::string& name) {
+  LENSD_RETURN_IF_ERROR(Get(name).status());
+  Scheduler* scheduler = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    Slot& slot = slots_[name];
+    if (slot.state != ModelState::kReady) {
+      return absl::UnavailableError(
+          absl::StrCat("model ", name, " is ", ModelStateName(slot.state), "; retry shortly"));
+    }
+    slot.state = ModelState::kUnloading;
+    scheduler = slot.scheduler.get();
+  }
+  // Queued and running work finishes; new work is refused with UNAVAILABLE meanwhile.
+  scheduler->Drain();
+  int64_t freed = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    Slot& slot = slots_[name];
+    freed = slot.weight_bytes;
+    for (const auto& [lens, bytes] : slot.lens_bytes) freed += bytes;
+    budget_.Release(slot.loaded->device, freed);
+    slots_.erase(name);  // the last references to the weights, unless a caller still holds one
+  }
+  factory_.release_memory();
+  return freed;
+}
+
+absl::StatusOr<LensDescription> ModelRegistry::LoadLens(const std::string& model,
+                                                        const std::string& lens) {
+  LENSD_RETURN_IF_ERROR(CheckName(lens, "lens"));
+  LENSD_ASSIGN_OR_RETURN(const std::shared_ptr<const LoadedModel> loaded, Get(model));
+  std::shared_ptr<ServedModel> handle;
+  {
+    absl::MutexLock lock(&mu_);
+    handle = slots_[model].model;
+  }
+  const std::string dir = (fs::path(options_.repository) / model / "lenses" / lens).string();
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    return absl::NotFoundError(absl::StrCat(
+        "lens ", lens, " is not in ", model,
+        "/lenses/ (it has: ", absl::StrJoin(SubFolders(fs::path(dir).parent_path()), ", "), ")"));
+  }
+  LENSD_ASSIGN_OR_RETURN(const int64_t estimate, handle->EstimateLensBytes(dir));
+  LENSD_RETURN_IF_ERROR(budget_.Reserve(loaded->device, estimate,
+                                        absl::StrCat("loading lens ", lens, " of ", model)));
+  absl::StatusOr<LensDescription> description = handle->LoadLens(lens, dir);
+  if (!description.ok()) {
+    budget_.Release(loaded->device, estimate);
+    return description.status();
+  }
+  absl::MutexLock lock(&mu_);
+  slots_[model].lens_bytes[lens] = estimate;
+  return description;
+}
+
+absl::StatusOr<int64_t> ModelRegistry::UnloadLens(const std::string& model,
+                                                  const std::string& lens) {
+  LENSD_ASSIGN_OR_RETURN(const std::shared_ptr<const LoadedModel> loaded, Get(model));
+  absl::MutexLock lock(&mu_);
+  Slot& slot = slots_[model];
+  LENSD_ASSIGN_OR_RETURN(const int64_t freed, slot.model->UnloadLens(lens));
+  budget_.Release(loaded->device, slot.lens_bytes[lens]);
+  slot.lens_bytes.erase(lens);
+  return freed;
+}
+
+absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelRegistry::Get(
+    const std::string& name) const {
+  absl::ReaderMutexLock lock(&mu_);
+  const auto it = slots_.find(name);
+  if (it != slots_.end() && it->second.state == ModelState::kReady) return it->second.loaded;
+  if (it != slots_.end() &&
+      (it->second.state == ModelState::kLoading || it->second.state == ModelState::kUnloading)) {
+    return absl::UnavailableError(
+        absl::StrCat("model ", name, " is ", ModelStateName(it->second.state), "; retry shortly"));
+  }
+  const std::vector<std::string> known = RepositoryModels();
+  if (std::find(known.begin(), known.end(), name) == known.end()) {
+    return absl::NotFoundError(absl::StrCat(
+        "model ", name, " is not in the repository (it has: ", absl::StrJoin(known, ", "), ")"));
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("model ", name, " is not loaded; an admin can load it with LoadModel",
+                   it != slots_.end() && !it->second.reason.empty()
+                       ? absl::StrCat(" (the last load failed: ", it->second.reason, ")")
+                       : ""));
+}
+
+ModelStatus ModelRegistry::Describe(const std::string& name, const Slot* slot) const {
+  ModelStatus s;
+  s.name = name;
+  s.available_lenses = SubFolders(fs::path(options_.repository) / name / "lenses");
+  if (slot == nullptr) return s;
+  s.state = slot->state;
+  s.reason = slot->reason;
+  if (slot->state == ModelState::kReady) {
+    s.loaded = slot->loaded;
+    s.lenses = slot->model->Lenses();
+    s.queue_depth = slot->scheduler->depth();
+  }
+  return s;
+}
+
+absl::StatusOr<ModelStatus> ModelRegistry::Status(const std::string& name) const {
+  absl::ReaderMutexLock lock(&mu_);
+  const auto it = slots_.find(name);
+  if (it != slots_.end()) return Describe(name, &it->second);
+  const std::vector<std::string> known = RepositoryModels();
+  if (std::find(known.begin(), known.end(), name) == known.end()) {
+    return absl::NotFoundError(absl::StrCat(
+        "model ", name, " is not in the repository (it has: ", absl::StrJoin(known, ", "), ")"));
+  }
+  return Describe(name, nullptr);
+}
+
+std::vector<ModelStatus> ModelRegistry::List() const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<std::string> names = RepositoryModels();
+  for (const auto& [name, slot] : slots_) {
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  std::vector<ModelStatus> out;
+  for (const std::string& name : names) {
+    const auto it = slots_.find(name);
+    out.push_back(Describe(name, it == slots_.end() ? nullptr : &it->second));
+  }
+  return out;
+}
+
+bool ModelRegistry::AllReady(const std::vector<std::string>& names) const {
+  absl::ReaderMutexLock lock(&mu_);
+  for (const std::string& name : names) {
+    const auto it = slots_.find(name);
+    if (it == slots_.end() || it->second.state != ModelState::kReady) return false;
+  }
+  return true;
+}
+
+}  // namespace lensd

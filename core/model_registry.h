@@ -1,0 +1,122 @@
+// The models a server holds: the repository's folders, which of them are loaded, their lenses,
+// tokenizers and work queues, and the device memory they take (MemoryBudget).
+//
+// Repository layout (ARCHITECTURE.md): <repository>/<model>/{config.json, *.safetensors,
+// tokenizer.json} and <repository>/<model>/lenses/<lens>/{config.json, params.pt}.
+//
+// Thread-safe. Load and Unload block (they load weights, or wait for queued work): call them from
+// a thread that may block, never from a gRPC thread.
+#ifndef LENSD_CORE_MODEL_REGISTRY_H_
+#define LENSD_CORE_MODEL_REGISTRY_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "core/memory_budget.h"
+#include "core/scheduler.h"
+#include "core/served_model.h"
+#include "core/tokenizer/tokenizer.h"
+
+namespace lensd {
+
+enum class ModelState { kAvailable, kLoading, kReady, kUnloading, kFailed };
+
+// A loaded model: immutable once published; shared by the requests that use it.
+struct LoadedModel {
+  std::string name;
+  std::string device;
+  std::shared_ptr<const ServedModel> model;               // lens loads go through the registry
+  std::shared_ptr<const tokenizer::Tokenizer> tokenizer;  // null without tokenizer.json
+  Scheduler* scheduler = nullptr;                         // owned by the registry's slot
+};
+
+struct ModelStatus {
+  std::string name;
+  ModelState state = ModelState::kAvailable;
+  std::string reason;                         // the load error for kFailed
+  std::shared_ptr<const LoadedModel> loaded;  // set when kReady
+  std::vector<LensDescription> lenses;
+  std::vector<std::string> available_lenses;  // folders under <model>/lenses/
+  int64_t queue_depth = 0;
+};
+
+// How the registry makes models (core/engine/engine_factory.h in the server), kept out of core.
+struct ModelFactory {
+  std::function<absl::StatusOr<int64_t>(const std::string& dir, const ServedModelOptions&)>
+      estimate_bytes;
+  std::function<absl::StatusOr<std::unique_ptr<ServedModel>>(const std::string& dir,
+                                                             const ServedModelOptions&)>
+      load;
+  std::function<absl::StatusOr<std::string>(const std::string& device)> canonical_device;
+  std::function<void()> release_memory;
+};
+
+struct RegistryOptions {
+  std::string repository;
+  std::map<std::string, int64_t> budgets;  // device -> bytes
+  SchedulerOptions scheduler;
+};
+
+class ModelRegistry {
+ public:
+  // INVALID_ARGUMENT when the repository is not a readable folder.
+  static absl::StatusOr<std::unique_ptr<ModelRegistry>> Create(RegistryOptions options,
+                                                               ModelFactory factory,
+                                                               SchedulerObserver* observer);
+  ~ModelRegistry();  // drains every model
+
+  // Loads <repository>/<name>. NOT_FOUND (listing what the repository has), ALREADY_EXISTS,
+  // UNAVAILABLE while it loads or unloads, RESOURCE_EXHAUSTED over the device budget, the
+  // engine's errors (the model is then FAILED with the reason).
+  absl::StatusOr<ModelStatus> Load(const std::string& name, const ServedModelOptions& options);
+  // Stops new work, finishes queued work, frees the memory. Returns the bytes freed.
+  absl::StatusOr<int64_t> Unload(const std::string& name);
+  absl::StatusOr<LensDescription> LoadLens(const std::string& model, const std::string& lens);
+  absl::StatusOr<int64_t> UnloadLens(const std::string& model, const std::string& lens);
+
+  // A ready model. NOT_FOUND for a name the repository lacks; FAILED_PRECONDITION when it is not
+  // loaded; UNAVAILABLE while it loads or unloads.
+  absl::StatusOr<std::shared_ptr<const LoadedModel>> Get(const std::string& name) const;
+  absl::StatusOr<ModelStatus> Status(const std::string& name) const;
+  std::vector<ModelStatus> List() const;
+  std::vector<MemoryBudget::Device> Devices() const { return budget_.Devices(); }
+  // Whether every model in `names` is ready.
+  bool AllReady(const std::vector<std::string>& names) const;
+
+ private:
+  struct Slot {
+    ModelState state = ModelState::kAvailable;
+    std::string reason;
+    std::shared_ptr<const LoadedModel> loaded;
+    std::shared_ptr<ServedModel> model;  // the mutable handle (lens loads)
+    std::unique_ptr<Scheduler> scheduler;
+    int64_t weight_bytes = 0;
+    std::map<std::string, int64_t> lens_bytes;
+  };
+
+  ModelRegistry(RegistryOptions options, ModelFactory factory, SchedulerObserver* observer);
+  std::vector<std::string> RepositoryModels() const;
+  absl::Status CheckName(const std::string& name, const char* field) const;
+  ModelStatus Describe(const std::string& name, const Slot* slot) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+
+  const RegistryOptions options_;
+  const ModelFactory factory_;
+  SchedulerObserver* const observer_;
+  MemoryBudget budget_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, Slot> slots_ ABSL_GUARDED_BY(mu_);
+};
+
+const char* ModelStateName(ModelState state);
+
+}  // namespace lensd
+
+#endif  // LENSD_CORE_MODEL_REGISTRY_H_

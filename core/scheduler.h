@@ -1,0 +1,120 @@
+// The per-model work queue: a bounded queue that shares the model's worker threads fairly among
+// tenants (round robin), forms batches of compatible work (equal batch keys) up to a token budget
+// or a short delay, and drops work whose deadline passed or whose client cancelled before it ran.
+//
+// Thread-safe. Work runs on the scheduler's own threads, never on the submitter's.
+#ifndef LENSD_CORE_SCHEDULER_H_
+#define LENSD_CORE_SCHEDULER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+
+namespace lensd {
+
+// A client's cancellation, set from the RPC layer (any thread) and read by the worker.
+class Cancellation {
+ public:
+  void Cancel() { cancelled_.store(true, std::memory_order_release); }
+  bool cancelled() const { return cancelled_.load(std::memory_order_acquire); }
+
+ private:
+  std::atomic<bool> cancelled_{false};
+};
+
+// One request's work. Subclasses hold the request and finish it (exactly once) from Run or
+// Reject.
+class Work {
+ public:
+  virtual ~Work() = default;
+
+  // Runs `batch` (batch[0] == this; every item has this item's batch key and type) and finishes
+  // every item in it.
+  virtual void Run(absl::Span<Work* const> batch) = 0;
+  // Finishes the item without running it (deadline passed, cancelled, queue shut down).
+  virtual void Reject(const absl::Status& status) = 0;
+
+  // OK while the work should go on; CANCELLED or DEADLINE_EXCEEDED once it should stop.
+  absl::Status KeepGoing() const;
+
+  std::string tenant;
+  int64_t tokens = 0;     // counts against the batch's token budget
+  std::string batch_key;  // empty: never batched
+  absl::Time deadline = absl::InfiniteFuture();
+  std::shared_ptr<const Cancellation> cancellation;  // optional
+  absl::Time enqueued;                               // set by Submit
+};
+
+// Receives the scheduler's gauges (Prometheus lives in server/).
+class SchedulerObserver {
+ public:
+  virtual ~SchedulerObserver() = default;
+  virtual void QueueDepth(const std::string& model, int64_t depth) = 0;
+  virtual void Batch(const std::string& model, int64_t size, int64_t tokens) = 0;
+};
+
+struct SchedulerOptions {
+  int workers = 1;                  // threads running this model's work
+  int64_t max_queue = 256;          // queued items; more is RESOURCE_EXHAUSTED
+  int64_t batch_max_tokens = 4096;  // tokens in one batch
+  int64_t batch_max_size = 32;      // items in one batch
+  // The head of a batch waits up to this long for company, but only while requests are arriving
+  // concurrently (the previous batch had more than one item): a lone sequential client pays no
+  // delay.
+  absl::Duration batch_max_delay = absl::Milliseconds(2);
+};
+
+class Scheduler {
+ public:
+  // `observer` may be null; it must outlive the scheduler.
+  Scheduler(std::string model, SchedulerOptions options, SchedulerObserver* observer);
+  ~Scheduler();  // Drain()s
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Queues work. RESOURCE_EXHAUSTED when the queue is full, UNAVAILABLE once draining; on error
+  // the work is returned unrun in *rejected (the caller finishes it).
+  absl::Status Submit(std::unique_ptr<Work> work, std::unique_ptr<Work>* rejected);
+  // Stops accepting work, runs everything already queued, waits for the workers and joins them.
+  void Drain();
+
+  int64_t depth() const;
+
+ private:
+  void Loop();
+  // Takes the next batch (round robin over tenants); empty once draining and idle.
+  std::vector<std::unique_ptr<Work>> NextBatch();
+  std::unique_ptr<Work> PopHead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Gather(const Work& head, std::vector<std::unique_ptr<Work>>* batch, int64_t* tokens)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int64_t Compatible(const Work& head, int64_t tokens) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Publish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::string model_;
+  const SchedulerOptions options_;
+  SchedulerObserver* const observer_;
+
+  mutable absl::Mutex mu_;
+  absl::CondVar changed_;
+  std::map<std::string, std::deque<std::unique_ptr<Work>>> queues_ ABSL_GUARDED_BY(mu_);
+  std::string last_tenant_ ABSL_GUARDED_BY(mu_);  // served last, for round robin
+  int64_t last_batch_size_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t depth_ ABSL_GUARDED_BY(mu_) = 0;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace lensd
+
+#endif  // LENSD_CORE_SCHEDULER_H_

@@ -1,0 +1,183 @@
+// The scheduler's promises: compatible work is batched up to the token budget, tenants are
+// served round robin, a full queue and a drained scheduler refuse work, and work whose deadline
+// passed or whose client cancelled is rejected instead of run.
+#include "core/scheduler.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "gtest/gtest.h"
+
+namespace lensd {
+namespace {
+
+struct Log {
+  absl::Mutex mu;
+  std::vector<std::vector<std::string>> batches;  // names of each batch run
+  std::vector<absl::Time> ran;                    // when each batch ran
+  std::vector<std::pair<std::string, absl::StatusCode>> rejected;
+};
+
+class TestWork : public Work {
+ public:
+  TestWork(Log* log, std::string name, std::string tenant_name, std::string key,
+           int64_t token_count, absl::Notification* gate = nullptr)
+      : log_(log), name_(std::move(name)), gate_(gate) {
+    tenant = std::move(tenant_name);
+    batch_key = std::move(key);
+    tokens = token_count;
+  }
+  void Run(absl::Span<Work* const> batch) override {
+    if (gate_ != nullptr) gate_->WaitForNotification();
+    std::vector<std::string> names;
+    for (Work* w : batch) names.push_back(static_cast<TestWork*>(w)->name_);
+    absl::MutexLock lock(&log_->mu);
+    log_->batches.push_back(names);
+    log_->ran.push_back(absl::Now());
+  }
+  void Reject(const absl::Status& status) override {
+    absl::MutexLock lock(&log_->mu);
+    log_->rejected.emplace_back(name_, status.code());
+  }
+
+ private:
+  Log* log_;
+  std::string name_;
+  absl::Notification* gate_;
+};
+
+SchedulerOptions Options(int64_t max_queue, int64_t batch_max_tokens = 4096) {
+  SchedulerOptions o;
+  o.workers = 1;
+  o.max_queue = max_queue;
+  o.batch_max_tokens = batch_max_tokens;
+  o.batch_max_size = 8;
+  return o;
+}
+
+// A scheduler whose single worker is held by a gate until the test has queued its work.
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void Start(SchedulerOptions options) {
+    scheduler_ = std::make_unique<Scheduler>("m", options, nullptr);
+    ASSERT_TRUE(Submit(std::make_unique<TestWork>(&log_, "gate", "z", "", 1, &gate_)).ok());
+    absl::SleepFor(absl::Milliseconds(50));  // the worker is now inside the gate's Run
+  }
+  absl::Status Submit(std::unique_ptr<Work> w) {
+    std::unique_ptr<Work> rejected;
+    return scheduler_->Submit(std::move(w), &rejected);
+  }
+  void Add(const std::string& name, const std::string& tenant, const std::string& key,
+           int64_t tokens = 10) {
+    ASSERT_TRUE(Submit(std::make_unique<TestWork>(&log_, name, tenant, key, tokens)).ok());
+  }
+  void Finish() {
+    gate_.Notify();
+    scheduler_->Drain();
+  }
+
+  Log log_;
+  absl::Notification gate_;
+  std::unique_ptr<Scheduler> scheduler_;
+};
+
+TEST_F(SchedulerTest, BatchesCompatibleWorkUpToTheTokenBudget) {
+  Start(Options(100, 30));
+  for (const char* name : {"a1", "a2", "a3", "a4"}) Add(name, "t", "k");
+  Add("other", "t", "k2");
+  Finish();
+  ASSERT_EQ(log_.batches.size(), 4u);
+  EXPECT_EQ(log_.batches[1], (std::vector<std::string>{"a1", "a2", "a3"}));  // 30 tokens
+  // Within a tenant, order is kept: a4 (over budget) goes next, then the other key.
+  EXPECT_EQ(log_.batches[2], (std::vector<std::string>{"a4"}));
+  EXPECT_EQ(log_.batches[3], (std::vector<std::string>{"other"}));
+}
+
+TEST_F(SchedulerTest, WaitsForCompanyOnlyWhileRequestsArriveConcurrently) {
+  SchedulerOptions options = Options(100);
+  options.batch_max_delay = absl::Milliseconds(300);
+  Start(options);
+  Add("a1", "t", "k");
+  Add("a2", "t", "k");
+  gate_.Notify();
+  absl::SleepFor(absl::Milliseconds(50));  // a1 and a2 ran together: arrivals are concurrent
+  Add("b1", "t", "k");
+  absl::SleepFor(absl::Milliseconds(100));
+  Add("b2", "t", "k");  // within b1's delay: joins it
+  absl::SleepFor(absl::Milliseconds(400));
+  const absl::Time c1 = absl::Now();  // the previous batch had company, so c1 waits...
+  Add("c1", "t", "k");
+  absl::SleepFor(absl::Milliseconds(400));
+  const absl::Time d1 = absl::Now();
+  Add("d1", "t", "k");  // ...but after a batch of one, d1 runs at once
+  absl::SleepFor(absl::Milliseconds(100));
+  scheduler_->Drain();
+  ASSERT_EQ(log_.batches.size(), 5u);
+  EXPECT_EQ(log_.batches[1], (std::vector<std::string>{"a1", "a2"}));
+  EXPECT_EQ(log_.batches[2], (std::vector<std::string>{"b1", "b2"}));
+  EXPECT_EQ(log_.batches[3], (std::vector<std::string>{"c1"}));
+  EXPECT_GE(log_.ran[3] - c1, absl::Milliseconds(250));
+  EXPECT_EQ(log_.batches[4], (std::vector<std::string>{"d1"}));
+  EXPECT_LT(log_.ran[4] - d1, absl::Milliseconds(50));
+}
+
+TEST_F(SchedulerTest, ServesTenantsRoundRobin) {
+  Start(Options(100));
+  for (int i = 0; i < 10; ++i) Add("flood" + std::to_string(i), "alice", "");
+  Add("bob0", "bob", "");
+  Add("bob1", "bob", "");
+  Finish();
+  std::vector<std::string> order;
+  for (const auto& b : log_.batches) order.push_back(b.front());
+  // After the gate, bob's requests alternate with alice's instead of waiting behind all ten.
+  ASSERT_GE(order.size(), 5u);
+  EXPECT_EQ(order[1], "flood0");
+  EXPECT_EQ(order[2], "bob0");
+  EXPECT_EQ(order[3], "flood1");
+  EXPECT_EQ(order[4], "bob1");
+}
+
+TEST_F(SchedulerTest, RefusesWorkWhenTheQueueIsFull) {
+  Start(Options(2));
+  Add("a", "t", "");
+  Add("b", "t", "");
+  const absl::Status full = Submit(std::make_unique<TestWork>(&log_, "c", "t", "", 1));
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(full.message().find("limit is 2"), absl::string_view::npos) << full;
+  Finish();
+  EXPECT_EQ(log_.batches.size(), 3u);
+}
+
+TEST_F(SchedulerTest, RejectsExpiredAndCancelledWorkInsteadOfRunningIt) {
+  Start(Options(10));
+  auto late = std::make_unique<TestWork>(&log_, "late", "t", "", 1);
+  late->deadline = absl::Now() + absl::Milliseconds(1);
+  ASSERT_TRUE(Submit(std::move(late)).ok());
+  auto cancelled = std::make_unique<TestWork>(&log_, "gone", "t", "", 1);
+  auto flag = std::make_shared<Cancellation>();
+  cancelled->cancellation = flag;
+  ASSERT_TRUE(Submit(std::move(cancelled)).ok());
+  flag->Cancel();
+  absl::SleepFor(absl::Milliseconds(5));
+  Finish();
+  ASSERT_EQ(log_.batches.size(), 1u);  // only the gate ran
+  ASSERT_EQ(log_.rejected.size(), 2u);
+  EXPECT_EQ(log_.rejected[0].second, absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(log_.rejected[1].second, absl::StatusCode::kCancelled);
+}
+
+TEST_F(SchedulerTest, DrainRunsQueuedWorkThenRefusesNewWork) {
+  Start(Options(10));
+  Add("queued", "t", "");
+  Finish();
+  EXPECT_EQ(log_.batches.back(), (std::vector<std::string>{"queued"}));
+  std::unique_ptr<Work> rejected;
+  const absl::Status s =
+      scheduler_->Submit(std::make_unique<TestWork>(&log_, "late", "t", "", 1), &rejected);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(rejected, nullptr);
+}
+
+}  // namespace
+}  // namespace lensd

@@ -1,0 +1,102 @@
+// A loaded model with its lenses, as the registry, the scheduler's work items and the server see
+// it: a torch-free interface that core/engine implements (core/engine/engine_factory.h makes
+// them). Requests and results are the plain types of core/lens_types.h; tensors never cross it.
+//
+// Thread-safe: Decode, Generate and Activations may run concurrently on one ServedModel; lens
+// loads and unloads may happen while they run (a request keeps the lens it started with).
+#ifndef LENSD_CORE_SERVED_MODEL_H_
+#define LENSD_CORE_SERVED_MODEL_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "core/lens_types.h"
+
+namespace lensd {
+
+struct ServedModelOptions {
+  std::string dtype = "float32";  // float32 | bfloat16 | float16 | auto
+  std::string device = "cpu";     // cpu | cuda | cuda:<index>
+};
+
+// What a loaded model is; fixed after load.
+struct ServedModelInfo {
+  std::string architecture;  // config.json model_type
+  int64_t num_layers = 0;
+  int64_t d_model = 0;
+  int64_t num_heads = 0;
+  int64_t vocab_size = 0;
+  int64_t max_positions = 0;  // 0: unbounded (rotary)
+  bool absolute_positions = false;
+  std::string dtype;
+  std::string device;  // canonical: "cpu", "cuda:0"
+  int64_t parameter_bytes = 0;
+  std::vector<int64_t> eos_token_ids;
+  std::vector<std::string> hook_points;  // TransformerLens names, forward order
+};
+
+struct LensDescription {
+  std::string name;
+  std::string kind;  // "logit" or "tuned"
+  int64_t bytes = 0;
+  std::string base_model;
+};
+
+// Receives one row's log-probabilities [positions, vocab] (float32, nats) for the request at
+// `index` of a Decode batch.
+using HostLogProbSink =
+    std::function<absl::Status(size_t index, int64_t row_layer, const HostTensor& log_probs)>;
+// Returns non-OK (CANCELLED, DEADLINE_EXCEEDED) to stop the work at the next check.
+using KeepGoing = std::function<absl::Status()>;
+
+class ServedModel {
+ public:
+  virtual ~ServedModel() = default;
+
+  virtual const ServedModelInfo& info() const = 0;
+
+  // Loads the tuned-lens folder `dir` as `name`. ALREADY_EXISTS for a name in use; otherwise the
+  // errors of TunedLens::Load.
+  virtual absl::StatusOr<LensDescription> LoadLens(const std::string& name,
+                                                   const std::string& dir) = 0;
+  // NOT_FOUND for an unknown lens; INVALID_ARGUMENT for "logit". Returns the bytes freed (once
+  // the last request using the lens is done).
+  virtual absl::StatusOr<int64_t> UnloadLens(const std::string& name) = 0;
+  virtual std::vector<LensDescription> Lenses() const = 0;
+  // Bytes a tuned-lens folder's translators will take on this model's device (config.json only).
+  virtual absl::StatusOr<int64_t> EstimateLensBytes(const std::string& dir) const = 0;
+
+  // Decodes a batch of compatible specs (equal BatchKey()) in one forward pass; one output per
+  // spec, in order. INVALID_ARGUMENT naming the field for bad specs (a batch is validated as a
+  // whole; callers validate single specs with ValidateDecode first); NOT_FOUND for an unknown lens.
+  virtual absl::StatusOr<std::vector<DecodeOutput>> Decode(
+      absl::Span<const DecodeSpec* const> batch, const KeepGoing& keep_going,
+      const HostLogProbSink& sink) const = 0;
+  // Checks one spec against the model without running it.
+  virtual absl::Status ValidateDecode(const DecodeSpec& spec) const = 0;
+
+  // Generates, calling on_token(step, token) after each new token.
+  virtual absl::StatusOr<GenerateOutput> Generate(
+      const GenerateSpec& spec,
+      const std::function<absl::Status(int64_t, int64_t)>& on_token) const = 0;
+
+  // Runs the sequence and hands each requested point's value to `sink` in request order.
+  virtual absl::Status Activations(
+      const ActivationsSpec& spec,
+      const std::function<absl::Status(const std::string& name, HostTensor tensor)>& sink)
+      const = 0;
+  // INVALID_ARGUMENT naming the hook point that this model lacks.
+  virtual absl::Status ValidateHookPoints(const std::vector<std::string>& names) const = 0;
+
+ protected:
+  ServedModel() = default;
+};
+
+}  // namespace lensd
+
+#endif  // LENSD_CORE_SERVED_MODEL_H_

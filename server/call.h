@@ -1,0 +1,175 @@
+// Per-RPC plumbing shared by every service method:
+//   CallInfo    request id, authentication, role and client-version checks, and on finish one
+//               metrics sample and one structured log line (JSON on stderr).
+//   UnaryCall   a unary reactor that finishes exactly once and turns a client cancel into a
+//               Cancellation the worker sees.
+//   StreamCall  a server-streaming reactor the worker writes to from its own thread, with flow
+//               control (the worker waits while too many bytes are queued) and cancellation.
+// Reactors delete themselves in OnDone.
+#ifndef LENSD_SERVER_CALL_H_
+#define LENSD_SERVER_CALL_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "core/auth.h"
+#include "core/scheduler.h"
+#include "server/server_env.h"
+#include "server/status_util.h"
+
+namespace lensd::server {
+
+class CallInfo {
+ public:
+  CallInfo(const ServerEnv& env, grpc::CallbackServerContext* context, std::string method);
+
+  // UNAUTHENTICATED without a valid bearer token (when auth is on), PERMISSION_DENIED when the
+  // token's role is below `needed`, FAILED_PRECONDITION for a client older than the server
+  // serves.
+  absl::Status Admit(Role needed);
+  const Principal& principal() const { return principal_; }
+  const std::string& request_id() const { return request_id_; }
+  absl::Time deadline() const;
+  const ServerEnv& env() const { return env_; }
+
+  void set_model(std::string model) { model_ = std::move(model); }
+  void add_tokens(int64_t tokens) { tokens_ += tokens; }
+  void set_batch_size(int batch) { batch_ = batch; }
+  // Metrics and the log line; called once, as the RPC finishes.
+  void Record(const absl::Status& status);
+
+ private:
+  const ServerEnv& env_;
+  grpc::CallbackServerContext* context_;
+  std::string method_;
+  std::string request_id_;
+  absl::Time start_;
+  Principal principal_;
+  std::string model_;
+  int64_t tokens_ = 0;
+  int batch_ = 0;
+};
+
+class UnaryCall : public grpc::ServerUnaryReactor {
+ public:
+  UnaryCall(const ServerEnv& env, grpc::CallbackServerContext* context, std::string method)
+      : info_(env, context, std::move(method)), cancellation_(std::make_shared<Cancellation>()) {}
+
+  CallInfo& info() { return info_; }
+  std::shared_ptr<const Cancellation> cancellation() const { return cancellation_; }
+  // Records and finishes the RPC; call exactly once, from any thread.
+  void Done(const absl::Status& status);
+
+  void OnCancel() override { cancellation_->Cancel(); }
+  void OnDone() override { delete this; }
+
+ private:
+  CallInfo info_;
+  std::shared_ptr<Cancellation> cancellation_;
+};
+
+// Most bytes a stream keeps queued before the writer waits for the client.
+inline constexpr int64_t kMaxQueuedStreamBytes = 16 << 20;
+
+template <typename Message>
+class StreamCall : public grpc::ServerWriteReactor<Message> {
+ public:
+  StreamCall(const ServerEnv& env, grpc::CallbackServerContext* context, std::string method)
+      : info_(env, context, std::move(method)), cancellation_(std::make_shared<Cancellation>()) {}
+
+  CallInfo& info() { return info_; }
+  std::shared_ptr<const Cancellation> cancellation() const { return cancellation_; }
+
+  // Queues a message; waits while too much is queued. CANCELLED once the client is gone.
+  absl::Status Write(Message message) {
+    absl::MutexLock lock(&mu_);
+    const auto writable = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return broken_ || cancellation_->cancelled() || queued_bytes_ < kMaxQueuedStreamBytes;
+    };
+    while (!writable()) mu_.AwaitWithTimeout(absl::Condition(&progress_), absl::Milliseconds(50));
+    progress_ = false;
+    if (broken_ || cancellation_->cancelled()) {
+      if (absl::Now() >= info_.deadline()) {
+        return absl::DeadlineExceededError("the request's deadline passed");
+      }
+      return absl::CancelledError("the client cancelled the stream");
+    }
+    queued_bytes_ += static_cast<int64_t>(message.ByteSizeLong());
+    queue_.push_back(std::move(message));
+    if (writing_) return absl::OkStatus();
+    writing_ = true;
+    const Message* next = &queue_.front();  // stays put: only OnWriteDone pops, after this write
+    mu_.Unlock();
+    this->StartWrite(next);  // outside the lock, in case OnWriteDone runs inline
+    mu_.Lock();
+    return absl::OkStatus();
+  }
+
+  // Finishes after the queued messages are written; call exactly once, from any thread.
+  void Done(const absl::Status& status) {
+    info_.Record(status);
+    bool finish = false;
+    absl::Status final;
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+      final_ = broken_ ? absl::CancelledError("the client went away") : status;
+      final = final_;
+      // With a write in flight, OnWriteDone finishes.
+      finish = !writing_;
+    }
+    // Finish outside the lock: OnDone (which deletes this) may follow at once.
+    if (finish) this->Finish(ToGrpcStatus(final));
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool finish = false;
+    absl::Status final;
+    const Message* next = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      queued_bytes_ -= static_cast<int64_t>(queue_.front().ByteSizeLong());
+      queue_.pop_front();
+      progress_ = true;
+      if (!ok) broken_ = true;
+      if (!broken_ && !queue_.empty()) {
+        next = &queue_.front();
+      } else {
+        writing_ = false;
+        finish = done_;
+        final = broken_ ? absl::CancelledError("the client went away") : final_;
+      }
+    }
+    if (next != nullptr) {
+      this->StartWrite(next);
+    } else if (finish) {
+      this->Finish(ToGrpcStatus(final));
+    }
+  }
+  void OnCancel() override { cancellation_->Cancel(); }
+  void OnDone() override { delete this; }
+
+ private:
+  CallInfo info_;
+  std::shared_ptr<Cancellation> cancellation_;
+  absl::Mutex mu_;
+  std::deque<Message> queue_ ABSL_GUARDED_BY(mu_);  // front: the message being written
+  int64_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool progress_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status final_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace lensd::server
+
+#endif  // LENSD_SERVER_CALL_H_

@@ -1,0 +1,93 @@
+// The scheduler's work items for the Lens service: each holds one RPC (its reactor, request and
+// response), runs on a model worker, and finishes the RPC exactly once from Run or Reject.
+#ifndef LENSD_SERVER_LENS_WORK_H_
+#define LENSD_SERVER_LENS_WORK_H_
+
+#include <memory>
+#include <vector>
+
+#include "core/lens_types.h"
+#include "core/model_registry.h"
+#include "core/scheduler.h"
+#include "core/tenant_limiter.h"
+#include "lensd/v1/lens.pb.h"
+#include "server/call.h"
+
+namespace lensd::server {
+
+// What every lens work item carries besides its request.
+struct WorkContext {
+  std::shared_ptr<const LoadedModel> model;
+  std::unique_ptr<TenantLimiter::Ticket> ticket;  // frees the tenant's slot when the work ends
+};
+
+// Sets the scheduling fields of `work` from the call (tenant, deadline, cancellation).
+void Schedule(const CallInfo& info, std::shared_ptr<const Cancellation> cancellation,
+              int64_t tokens, Work* work);
+
+class DecodeWork : public Work {
+ public:
+  DecodeWork(UnaryCall* call, const v1::DecodeRequest* request, v1::DecodeResponse* response,
+             WorkContext context, DecodeSpec spec, double nats_to_bpb);
+  void Run(absl::Span<Work* const> batch) override;
+  void Reject(const absl::Status& status) override { call_->Done(status); }
+
+ private:
+  void Finish(const absl::StatusOr<DecodeOutput>& output);
+
+  UnaryCall* call_;
+  const v1::DecodeRequest* request_;
+  v1::DecodeResponse* response_;
+  WorkContext context_;
+  DecodeSpec spec_;
+  double nats_to_bpb_;
+};
+
+class StreamDecodeWork : public Work {
+ public:
+  StreamDecodeWork(StreamCall<v1::StreamDecodeResponse>* call, v1::DecodeRequest request,
+                   WorkContext context, DecodeSpec spec, double nats_to_bpb);
+  void Run(absl::Span<Work* const> batch) override;
+  void Reject(const absl::Status& status) override { call_->Done(status); }
+
+ private:
+  StreamCall<v1::StreamDecodeResponse>* call_;
+  v1::DecodeRequest request_;
+  WorkContext context_;
+  DecodeSpec spec_;
+  double nats_to_bpb_;
+};
+
+class GenerateWork : public Work {
+ public:
+  GenerateWork(StreamCall<v1::GenerateResponse>* call, WorkContext context, GenerateSpec spec);
+  void Run(absl::Span<Work* const> batch) override;
+  void Reject(const absl::Status& status) override { call_->Done(status); }
+
+ private:
+  StreamCall<v1::GenerateResponse>* call_;
+  WorkContext context_;
+  GenerateSpec spec_;
+};
+
+class ActivationsWork : public Work {
+ public:
+  ActivationsWork(StreamCall<v1::TensorChunk>* call, WorkContext context, ActivationsSpec spec,
+                  int64_t chunk_bytes);
+  void Run(absl::Span<Work* const> batch) override;
+  void Reject(const absl::Status& status) override { call_->Done(status); }
+
+ private:
+  StreamCall<v1::TensorChunk>* call_;
+  WorkContext context_;
+  ActivationsSpec spec_;
+  int64_t chunk_bytes_;
+};
+
+// Splits a tensor into chunks of at most `chunk_bytes` and hands each to `write`.
+absl::Status WriteChunks(const std::string& name, const HostTensor& tensor, int64_t chunk_bytes,
+                         const std::function<absl::Status(v1::TensorChunk)>& write);
+
+}  // namespace lensd::server
+
+#endif  // LENSD_SERVER_LENS_WORK_H_

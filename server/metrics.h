@@ -1,0 +1,74 @@
+// Prometheus metrics, served on their own port (/metrics). Names follow the Prometheus
+// conventions (lensd_*_total counters, *_seconds and *_bytes units).
+//
+//   lensd_requests_total{method,code}           finished RPCs
+//   lensd_request_duration_seconds{method}      latency histogram (from receipt to finish)
+//   lensd_queue_depth{model}                    requests waiting in a model's queue
+//   lensd_batch_size{model}                     requests per batch run (histogram)
+//   lensd_tokens_processed_total{model}         input tokens run through a model
+//   lensd_model_memory_bytes{model,device}      weights and lenses of a loaded model
+//   lensd_models_loaded                         loaded models
+//   lensd_device_memory_budget_bytes{device}    each device's budget
+//   lensd_device_memory_used_bytes{device}      bytes held on each device
+//
+// Thread-safe.
+#ifndef LENSD_SERVER_METRICS_H_
+#define LENSD_SERVER_METRICS_H_
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "core/model_registry.h"
+#include "core/scheduler.h"
+#include "server/metrics_http.h"
+
+namespace lensd::server {
+
+class Metrics : public SchedulerObserver {
+ public:
+  // Serves /metrics on `address` ("127.0.0.1:9464"; port 0 picks one); an empty address keeps
+  // the metrics in process only. INVALID_ARGUMENT when the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<Metrics>> Create(const std::string& address);
+
+  void Request(const std::string& method, const char* code, double seconds);
+  void Tokens(const std::string& model, int64_t tokens);
+  // Re-reads model memory, loaded models and device usage from the registry.
+  void Refresh(const ModelRegistry& registry);
+
+  void QueueDepth(const std::string& model, int64_t depth) override;
+  void Batch(const std::string& model, int64_t size, int64_t tokens) override;
+
+  int port() const { return port_; }
+
+ private:
+  Metrics();
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<MetricsHttp> http_;
+  int port_ = 0;
+  prometheus::Family<prometheus::Counter>& requests_;
+  prometheus::Family<prometheus::Histogram>& duration_;
+  prometheus::Family<prometheus::Gauge>& queue_depth_;
+  prometheus::Family<prometheus::Histogram>& batch_size_;
+  prometheus::Family<prometheus::Counter>& tokens_;
+  prometheus::Family<prometheus::Gauge>& model_memory_;
+  prometheus::Gauge& models_loaded_;
+  prometheus::Family<prometheus::Gauge>& budget_;
+  prometheus::Family<prometheus::Gauge>& used_;
+  absl::Mutex mu_;
+  // Every model memory series made so far; Refresh sets those of unloaded models to zero.
+  std::map<std::string, prometheus::Gauge*> memory_series_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace lensd::server
+
+#endif  // LENSD_SERVER_METRICS_H_

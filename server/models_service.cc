@@ -1,0 +1,261 @@
+#include "server/models_service.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "server/call.h"
+#include "server/convert.h"
+
+namespace lensd::server {
+namespace {
+
+v1::ModelState ToProto(ModelState state) {
+  switch (state) {
+    case ModelState::kAvailable:
+      return v1::MODEL_STATE_AVAILABLE;
+    case ModelState::kLoading:
+      return v1::MODEL_STATE_LOADING;
+    case ModelState::kReady:
+      return v1::MODEL_STATE_READY;
+    case ModelState::kUnloading:
+      return v1::MODEL_STATE_UNLOADING;
+    case ModelState::kFailed:
+      return v1::MODEL_STATE_FAILED;
+  }
+  return v1::MODEL_STATE_UNSPECIFIED;
+}
+
+void FillLens(const LensDescription& lens, v1::LensInfo* out) {
+  out->set_name(lens.name);
+  out->set_kind(lens.kind);
+  out->set_memory_bytes(lens.bytes);
+  out->set_base_model(lens.base_model);
+}
+
+void FillModel(const ModelStatus& status, v1::ModelInfo* out) {
+  out->set_name(status.name);
+  out->set_state(ToProto(status.state));
+  out->set_state_reason(status.reason);
+  for (const std::string& lens : status.available_lenses) out->add_available_lenses(lens);
+  out->set_queue_depth(status.queue_depth);
+  if (status.loaded == nullptr) return;
+  const ServedModelInfo& info = status.loaded->model->info();
+  out->set_architecture(info.architecture);
+  out->set_num_layers(info.num_layers);
+  out->set_d_model(info.d_model);
+  out->set_num_heads(info.num_heads);
+  out->set_vocab_size(info.vocab_size);
+  out->set_max_positions(info.max_positions);
+  out->set_dtype(info.dtype);
+  out->set_device(status.loaded->device);
+  out->set_memory_bytes(info.parameter_bytes);
+  for (const std::string& hook : info.hook_points) out->add_hook_points(hook);
+  for (const LensDescription& lens : status.lenses) FillLens(lens, out->add_lenses());
+  for (const int64_t id : info.eos_token_ids) out->add_eos_token_ids(id);
+}
+
+absl::Status Require(const std::string& value, const char* field) {
+  if (value.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": must be set"));
+  return absl::OkStatus();
+}
+
+// Runs `admin` on the background thread and finishes the call with its status.
+grpc::ServerUnaryReactor* RunAdmin(const ServerEnv& env, UnaryCall* call,
+                                   std::function<absl::Status()> admin) {
+  env.background->Run([&env, call, admin = std::move(admin)] {
+    const absl::Status s = admin();
+    if (env.metrics != nullptr) env.metrics->Refresh(*env.registry);
+    call->Done(s);
+  });
+  return call;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* ModelsService::ListModels(grpc::CallbackServerContext* context,
+                                                    const v1::ListModelsRequest* request,
+                                                    v1::ListModelsResponse* response) {
+  auto* call = new UnaryCall(env_, context, "ListModels");
+  absl::Status s = call->info().Admit(Role::kRead);
+  if (s.ok()) {
+    for (const ModelStatus& m : env_.registry->List()) FillModel(m, response->add_models());
+  }
+  call->Done(s);
+  return call;
+}
+
+grpc::ServerUnaryReactor* ModelsService::GetModel(grpc::CallbackServerContext* context,
+                                                  const v1::GetModelRequest* request,
+                                                  v1::ModelInfo* response) {
+  auto* call = new UnaryCall(env_, context, "GetModel");
+  call->Done([&]() -> absl::Status {
+    LENSD_RETURN_IF_ERROR(call->info().Admit(Role::kRead));
+    LENSD_RETURN_IF_ERROR(Require(request->model(), "model"));
+    LENSD_ASSIGN_OR_RETURN(const ModelStatus status, env_.registry->Status(request->model()));
+    FillModel(status, response);
+    return absl::OkStatus();
+  }());
+  return call;
+}
+
+grpc::ServerUnaryReactor* ModelsService::LoadModel(grpc::CallbackServerContext* context,
+                                                   const v1::LoadModelRequest* request,
+                                                   v1::ModelInfo* response) {
+  auto* call = new UnaryCall(env_, context, "LoadModel");
+  absl::Status s = call->info().Admit(Role::kAdmin);
+  if (s.ok()) s = Require(request->model(), "model");
+  if (!s.ok()) {
+    call->Done(s);
+    return call;
+  }
+  call->info().set_model(request->model());
+  return RunAdmin(env_, call, [this, request, response]() -> absl::Status {
+    LENSD_ASSIGN_OR_RETURN(
+        const ModelStatus status,
+        env_.registry->Load(request->model(), {request->dtype(), request->device()}));
+    FillModel(status, response);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* ModelsService::UnloadModel(grpc::CallbackServerContext* context,
+                                                     const v1::UnloadModelRequest* request,
+                                                     v1::UnloadModelResponse* response) {
+  auto* call = new UnaryCall(env_, context, "UnloadModel");
+  absl::Status s = call->info().Admit(Role::kAdmin);
+  if (s.ok()) s = Require(request->model(), "model");
+  if (!s.ok()) {
+    call->Done(s);
+    return call;
+  }
+  call->info().set_model(request->model());
+  return RunAdmin(env_, call, [this, request, response]() -> absl::Status {
+    LENSD_ASSIGN_OR_RETURN(const int64_t freed, env_.registry->Unload(request->model()));
+    response->set_freed_bytes(freed);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* ModelsService::LoadLens(grpc::CallbackServerContext* context,
+                                                  const v1::LoadLensRequest* request,
+                                                  v1::LensInfo* response) {
+  auto* call = new UnaryCall(env_, context, "LoadLens");
+  absl::Status s = call->info().Admit(Role::kAdmin);
+  if (s.ok()) s = Require(request->model(), "model");
+  if (s.ok()) s = Require(request->lens(), "lens");
+  if (!s.ok()) {
+    call->Done(s);
+    return call;
+  }
+  call->info().set_model(request->model());
+  return RunAdmin(env_, call, [this, request, response]() -> absl::Status {
+    LENSD_ASSIGN_OR_RETURN(const LensDescription lens,
+                           env_.registry->LoadLens(request->model(), request->lens()));
+    FillLens(lens, response);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* ModelsService::UnloadLens(grpc::CallbackServerContext* context,
+                                                    const v1::UnloadLensRequest* request,
+                                                    v1::UnloadLensResponse* response) {
+  auto* call = new UnaryCall(env_, context, "UnloadLens");
+  absl::Status s = call->info().Admit(Role::kAdmin);
+  if (s.ok()) s = Require(request->model(), "model");
+  if (s.ok()) s = Require(request->lens(), "lens");
+  if (!s.ok()) {
+    call->Done(s);
+    return call;
+  }
+  call->info().set_model(request->model());
+  return RunAdmin(env_, call, [this, request, response]() -> absl::Status {
+    LENSD_ASSIGN_OR_RETURN(const int64_t freed,
+                           env_.registry->UnloadLens(request->model(), request->lens()));
+    response->set_freed_bytes(freed);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* ModelsService::Tokenize(grpc::CallbackServerContext* context,
+                                                  const v1::TokenizeRequest* request,
+                                                  v1::TokenizeResponse* response) {
+  auto* call = new UnaryCall(env_, context, "Tokenize");
+  call->Done([&]() -> absl::Status {
+    LENSD_RETURN_IF_ERROR(call->info().Admit(Role::kRead));
+    LENSD_RETURN_IF_ERROR(Require(request->model(), "model"));
+    LENSD_ASSIGN_OR_RETURN(const auto model, env_.registry->Get(request->model()));
+    v1::Input input;
+    input.set_text(request->text());
+    input.set_add_special_tokens(request->add_special_tokens());
+    int64_t bytes = 0;
+    LENSD_ASSIGN_OR_RETURN(const std::vector<int64_t> ids,
+                           ResolveInput(input, *model, env_.limits, &bytes));
+    for (const int64_t id : ids) FillToken(*model, id, response->add_tokens());
+    return absl::OkStatus();
+  }());
+  return call;
+}
+
+grpc::ServerUnaryReactor* ModelsService::Detokenize(grpc::CallbackServerContext* context,
+                                                    const v1::DetokenizeRequest* request,
+                                                    v1::DetokenizeResponse* response) {
+  auto* call = new UnaryCall(env_, context, "Detokenize");
+  call->Done([&]() -> absl::Status {
+    LENSD_RETURN_IF_ERROR(call->info().Admit(Role::kRead));
+    LENSD_RETURN_IF_ERROR(Require(request->model(), "model"));
+    LENSD_ASSIGN_OR_RETURN(const auto model, env_.registry->Get(request->model()));
+    if (model->tokenizer == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("model ", model->name, " has no tokenizer.json"));
+    }
+    const int64_t vocab = model->model->info().vocab_size;
+    std::vector<int32_t> ids;
+    for (const int64_t id : request->ids()) {
+      if (id < 0 || id >= vocab) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("ids: token id ", id, " out of range 0..", vocab - 1));
+      }
+      ids.push_back(static_cast<int32_t>(id));
+    }
+    response->set_text(model->tokenizer->Decode(ids, request->skip_special_tokens()));
+    return absl::OkStatus();
+  }());
+  return call;
+}
+
+grpc::ServerUnaryReactor* ModelsService::GetServerInfo(grpc::CallbackServerContext* context,
+                                                       const v1::GetServerInfoRequest* request,
+                                                       v1::ServerInfo* response) {
+  auto* call = new UnaryCall(env_, context, "GetServerInfo");
+  const absl::Status s = call->info().Admit(Role::kRead);
+  if (s.ok()) {
+    response->set_version(env_.version);
+    response->set_min_client_version(env_.min_client_version);
+    for (const MemoryBudget::Device& d : env_.registry->Devices()) {
+      v1::DeviceInfo* device = response->add_devices();
+      device->set_name(d.name);
+      device->set_budget_bytes(d.budget);
+      device->set_used_bytes(d.used);
+    }
+    const Limits& l = env_.limits;
+    v1::Limits* limits = response->mutable_limits();
+    limits->set_max_tokens_per_request(l.max_tokens_per_request);
+    limits->set_max_message_bytes(l.max_message_bytes);
+    limits->set_max_concurrent_streams(l.max_concurrent_streams);
+    limits->set_max_queue_per_model(l.max_queue_per_model);
+    limits->set_max_requests_per_tenant(l.max_requests_per_tenant);
+    limits->set_batch_max_tokens(l.batch_max_tokens);
+    limits->set_batch_max_delay_us(l.batch_max_delay_us);
+    limits->set_max_new_tokens(l.max_new_tokens);
+    response->set_auth_enabled(env_.tokens.has_value());
+    if (env_.tokens.has_value()) {
+      response->set_tenant(call->info().principal().tenant);
+      response->set_role(RoleName(call->info().principal().role));
+    }
+  }
+  call->Done(s);
+  return call;
+}
+
+}  // namespace lensd::server

@@ -1,0 +1,152 @@
+#include "server/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+
+namespace lensd::server {
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(flag, ": cannot read ", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerOptions& o) {
+  if (o.tls_cert.empty() != o.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
+  }
+  if (o.tls_cert.empty()) {
+    if (!o.tls_client_ca.empty()) {
+      return absl::InvalidArgumentError("--tls_client_ca needs --tls_cert and --tls_key");
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  grpc::SslServerCredentialsOptions ssl;
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  LENSD_ASSIGN_OR_RETURN(pair.private_key, ReadFile(o.tls_key, "--tls_key"));
+  LENSD_ASSIGN_OR_RETURN(pair.cert_chain, ReadFile(o.tls_cert, "--tls_cert"));
+  ssl.pem_key_cert_pairs.push_back(pair);
+  if (!o.tls_client_ca.empty()) {
+    LENSD_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFile(o.tls_client_ca, "--tls_client_ca"));
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
+
+bool IsLocalAddress(const std::string& address) {
+  if (absl::StartsWith(address, "unix:") || absl::StartsWith(address, "unix-abstract:")) {
+    return true;
+  }
+  std::string host = address.substr(0, address.rfind(':'));
+  if (absl::StartsWith(host, "ipv4:")) host = host.substr(5);
+  if (absl::StartsWith(host, "ipv6:")) host = host.substr(5);
+  return host == "localhost" || host == "[::1]" || absl::StartsWith(host, "127.");
+}
+
+absl::StatusOr<std::unique_ptr<LensdServer>> LensdServer::Start(ServerOptions options,
+                                                                ModelFactory factory) {
+  std::unique_ptr<LensdServer> s(new LensdServer());
+  s->options_ = std::move(options);
+  const ServerOptions& o = s->options_;
+  std::optional<TokenStore> tokens;
+  if (!o.tokens_file.empty()) {
+    LENSD_ASSIGN_OR_RETURN(tokens, TokenStore::Load(o.tokens_file));
+  } else if (!IsLocalAddress(o.address) && !o.allow_unauthenticated_remote) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--address ", o.address,
+                     " accepts remote connections but no --tokens_file is set; give "
+                     "one (lensd token makes entries) or pass --allow_unauthenticated_remote"));
+  }
+  LENSD_ASSIGN_OR_RETURN(const auto credentials, Credentials(o));
+  LENSD_ASSIGN_OR_RETURN(s->metrics_, Metrics::Create(o.metrics_address));
+
+  RegistryOptions registry;
+  registry.repository = o.repository;
+  registry.budgets = o.budgets;
+  registry.scheduler.workers = o.workers_per_model;
+  registry.scheduler.max_queue = o.limits.max_queue_per_model;
+  registry.scheduler.batch_max_tokens = o.limits.batch_max_tokens;
+  registry.scheduler.batch_max_delay = absl::Microseconds(o.limits.batch_max_delay_us);
+  LENSD_ASSIGN_OR_RETURN(s->registry_,
+                         ModelRegistry::Create(registry, std::move(factory), s->metrics_.get()));
+  s->tenants_ = std::make_unique<TenantLimiter>(o.limits.max_requests_per_tenant);
+  s->background_ = std::make_unique<Background>();
+  s->env_.version = o.version;
+  s->env_.min_client_version = o.min_client_version;
+  s->env_.limits = o.limits;
+  s->env_.tokens = std::move(tokens);
+  s->env_.log_requests = o.log_requests;
+  s->env_.registry = s->registry_.get();
+  s->env_.tenants = s->tenants_.get();
+  s->env_.metrics = s->metrics_.get();
+  s->env_.background = s->background_.get();
+  s->metrics_->Refresh(*s->registry_);
+  s->models_service_ = std::make_unique<ModelsService>(s->env_);
+  s->lens_service_ = std::make_unique<LensService>(s->env_);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(o.address, credentials, &s->port_);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(o.limits.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(o.limits.max_message_bytes));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             static_cast<int>(o.limits.max_concurrent_streams));
+  builder.RegisterService(s->models_service_.get());
+  builder.RegisterService(s->lens_service_.get());
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr || s->port_ == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--address ", o.address, " cannot be listened on (in use or malformed)"));
+  }
+  s->server_->GetHealthCheckService()->SetServingStatus(false);
+  return s;
+}
+
+LensdServer::~LensdServer() { Shutdown(absl::Seconds(5)); }
+
+absl::Status LensdServer::LoadStartupModels() {
+  for (const StartupModel& m : options_.models) {
+    absl::StatusOr<ModelStatus> loaded = registry_->Load(m.name, {m.dtype, m.device});
+    if (!loaded.ok()) {
+      return absl::Status(loaded.status().code(),
+                          absl::StrCat("loading model ", m.name, ": ", loaded.status().message()));
+    }
+  }
+  for (const auto& [model, lens] : options_.lenses) {
+    absl::StatusOr<LensDescription> loaded = registry_->LoadLens(model, lens);
+    if (!loaded.ok()) {
+      return absl::Status(loaded.status().code(), absl::StrCat("loading lens ", model, "/", lens,
+                                                               ": ", loaded.status().message()));
+    }
+  }
+  metrics_->Refresh(*registry_);
+  server_->GetHealthCheckService()->SetServingStatus(true);
+  return absl::OkStatus();
+}
+
+void LensdServer::Shutdown(absl::Duration grace) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (server_ != nullptr) {
+    server_->GetHealthCheckService()->SetServingStatus(false);
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    server_->Wait();
+  }
+  background_.reset();
+  registry_.reset();
+}
+
+}  // namespace lensd::server

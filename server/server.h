@@ -1,0 +1,89 @@
+// A running lensd: the gRPC server (Models and Lens services, health, reflection), the model
+// registry and its schedulers, auth, limits and metrics, wired from ServerOptions.
+// Thread-safe.
+#ifndef LENSD_SERVER_SERVER_H_
+#define LENSD_SERVER_SERVER_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "core/model_registry.h"
+#include "core/tenant_limiter.h"
+#include "server/background.h"
+#include "server/lens_service.h"
+#include "server/metrics.h"
+#include "server/models_service.h"
+#include "server/server_env.h"
+
+namespace lensd::server {
+
+struct StartupModel {
+  std::string name;
+  std::string dtype;   // empty: float32
+  std::string device;  // empty: cpu
+};
+
+struct ServerOptions {
+  std::string address = "127.0.0.1:50051";
+  std::string repository;
+  std::vector<StartupModel> models;
+  std::vector<std::pair<std::string, std::string>> lenses;  // (model, lens) to load at start
+  std::string tokens_file;                                  // empty: no auth
+  bool allow_unauthenticated_remote = false;
+  std::string tls_cert;  // PEM files; both set: TLS
+  std::string tls_key;
+  std::string tls_client_ca;  // set: mutual TLS (clients must present a certificate it signed)
+  std::string metrics_address = "127.0.0.1:9464";  // empty: no metrics endpoint
+  std::map<std::string, int64_t> budgets;          // device -> bytes
+  int workers_per_model = 1;
+  Limits limits;
+  std::string version;
+  std::string min_client_version;
+  bool log_requests = true;
+};
+
+// Whether a listening address only accepts local connections (loopback or a unix socket).
+bool IsLocalAddress(const std::string& address);
+
+class LensdServer {
+ public:
+  // Validates the options, starts listening (health NOT_SERVING) and serving metrics.
+  // INVALID_ARGUMENT names the bad option (an unauthenticated non-local address included).
+  static absl::StatusOr<std::unique_ptr<LensdServer>> Start(ServerOptions options,
+                                                            ModelFactory factory);
+  ~LensdServer();
+
+  // Loads the models and lenses named in the options; health turns SERVING once all are in.
+  absl::Status LoadStartupModels();
+  // Stops accepting calls, lets in-flight calls finish (cancelling them at the deadline), then
+  // drains every model's queue.
+  void Shutdown(absl::Duration grace);
+
+  int port() const { return port_; }
+  int metrics_port() const { return metrics_ == nullptr ? 0 : metrics_->port(); }
+
+ private:
+  LensdServer() = default;
+
+  ServerOptions options_;
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<ModelRegistry> registry_;
+  std::unique_ptr<TenantLimiter> tenants_;
+  std::unique_ptr<Background> background_;
+  ServerEnv env_;
+  std::unique_ptr<ModelsService> models_service_;
+  std::unique_ptr<LensService> lens_service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace lensd::server
+
+#endif  // LENSD_SERVER_SERVER_H_
