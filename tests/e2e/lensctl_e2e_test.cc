@@ -1,0 +1,164 @@
+// lensctl against the real server: every subcommand has --help; decode --json agrees with the
+// Decode RPC; activations writes .safetensors and .npy files that the reference readers
+// (safetensors and numpy, in the test venv) load, equal to what GetActivations streams; errors
+// come back as "<CODE>: <message>" with exit status 1.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <utility>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lensd/v1/lens.grpc.pb.h"
+#include "nlohmann/json.hpp"
+#include "tests/e2e/lensd_process.h"
+
+namespace lensd::e2e {
+namespace {
+
+using ::testing::HasSubstr;
+namespace v1 = ::lensd::v1;
+
+// Runs a shell command; its output (stdout and stderr) and exit status.
+std::pair<std::string, int> Shell(const std::string& command) {
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return {"cannot run " + command, -1};
+  std::string out;
+  char buffer[4096];
+  size_t n = 0;
+  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) out.append(buffer, n);
+  const int status = pclose(pipe);
+  return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+}
+
+class LensctlTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { server_ = new LensdProcess({"--models=kjv-gpt2"}); }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  // lensctl with the server's address and `token`.
+  static std::pair<std::string, int> Lensctl(const std::string& args,
+                                             const std::string& token = server_->read_token()) {
+    return Shell("LENSD_ADDRESS=127.0.0.1:" + std::to_string(server_->port()) +
+                 " LENSD_TOKEN=" + token + " " LENSCTL_BINARY " " + args);
+  }
+  static LensdProcess* server_;
+};
+LensdProcess* LensctlTest::server_ = nullptr;
+
+TEST_F(LensctlTest, EverySubcommandHasHelp) {
+  const auto [help, rc] = Shell(LENSCTL_BINARY " --help");
+  ASSERT_EQ(rc, 0) << help;
+  for (const char* command : {"models", "info", "tokenize", "decode", "generate", "activations",
+                              "load", "unload", "load-lens", "unload-lens"}) {
+    EXPECT_THAT(help, HasSubstr(std::string("  ") + command + " "));
+    const auto [text, status] = Shell(std::string(LENSCTL_BINARY " ") + command + " --help");
+    EXPECT_EQ(status, 0) << command << ": " << text;
+    EXPECT_THAT(text, HasSubstr("--")) << command;
+  }
+}
+
+TEST_F(LensctlTest, DecodeJsonAgreesWithTheRpc) {
+  const auto [out, rc] = Lensctl("decode --json --layers 2,5 --top_k 2 'And God said'");
+  ASSERT_EQ(rc, 0) << out;
+  const nlohmann::json json = nlohmann::json::parse(out, nullptr, false);
+  ASSERT_TRUE(json.is_object()) << out;
+  v1::DecodeRequest r;
+  r.set_model("kjv-gpt2");
+  r.mutable_input()->set_text("And God said");
+  r.add_layers(2);
+  r.add_layers(5);
+  r.set_top_k(2);
+  v1::DecodeResponse expected;
+  ASSERT_TRUE(v1::Lens::NewStub(server_->channel())
+                  ->Decode(Context(server_->read_token()).get(), r, &expected)
+                  .ok());
+  ASSERT_EQ(json["rows"].size(), 3u);
+  for (int row = 0; row < 3; ++row) {
+    for (int p = 0; p < expected.rows(row).cells_size(); ++p) {
+      const auto& cell = json["rows"][row]["cells"][p];
+      EXPECT_EQ(std::stoll(cell["top"][0]["id"].get<std::string>()),
+                expected.rows(row).cells(p).top(0).id());
+    }
+  }
+}
+
+TEST_F(LensctlTest, ActivationsFilesLoadInTheReferenceReaders) {
+  const std::string dir = testing::TempDir() + "/lensctl-" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  const std::string hooks = "blocks.2.hook_resid_post,blocks.0.attn.hook_pattern";
+  auto [out, rc] = Lensctl("activations --hooks " + hooks + " --out " + dir +
+                           "/a.safetensors 'In the beginning'");
+  ASSERT_EQ(rc, 0) << out;
+  std::tie(out, rc) = Lensctl("activations --hooks blocks.2.hook_resid_post --out " + dir +
+                              "/a.npy 'In the beginning'");
+  ASSERT_EQ(rc, 0) << out;
+  // Each file's tensors as {name: [shape, sum]}, read by safetensors and numpy.
+  std::tie(out, rc) = Shell(std::string(LENSD_PYTHON) + " -c \"" +
+                            "import json, numpy, safetensors.numpy as st; "
+                            "t = st.load_file('" +
+                            dir +
+                            "/a.safetensors'); "
+                            "t['npy'] = numpy.load('" +
+                            dir +
+                            "/a.npy'); "
+                            "print(json.dumps({k: [list(v.shape), float(v.astype('float64').sum())]"
+                            " for k, v in t.items()}))\"");
+  ASSERT_EQ(rc, 0) << out;
+  const nlohmann::json files = nlohmann::json::parse(out, nullptr, false);
+  ASSERT_TRUE(files.is_object()) << out;
+
+  v1::GetActivationsRequest request;
+  request.set_model("kjv-gpt2");
+  request.mutable_input()->set_text("In the beginning");
+  request.add_hook_points("blocks.2.hook_resid_post");
+  const auto context = Context(server_->read_token());
+  auto reader = v1::Lens::NewStub(server_->channel())->GetActivations(context.get(), request);
+  v1::TensorChunk chunk;
+  std::string bytes;
+  std::vector<int64_t> shape;
+  while (reader->Read(&chunk)) {
+    bytes += chunk.data();
+    shape.assign(chunk.shape().begin(), chunk.shape().end());
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  double sum = 0;
+  for (size_t i = 0; i < bytes.size() / 4; ++i) {
+    float v = 0;
+    std::memcpy(&v, bytes.data() + i * 4, 4);
+    sum += v;
+  }
+  for (const char* name : {"blocks.2.hook_resid_post", "npy"}) {
+    ASSERT_TRUE(files.contains(name)) << out;
+    EXPECT_EQ(files[name][0].get<std::vector<int64_t>>(), shape) << name;
+    EXPECT_NEAR(files[name][1].get<double>(), sum, 1e-3) << name;
+  }
+  ASSERT_TRUE(files.contains("blocks.0.attn.hook_pattern"));
+  EXPECT_EQ(files["blocks.0.attn.hook_pattern"][0].size(), 4u);  // [batch, heads, query, key]
+  std::filesystem::remove_all(dir);
+}
+
+TEST_F(LensctlTest, ErrorsPrintTheCodeAndExitWithOne) {
+  auto [out, rc] = Lensctl("models", "");
+  EXPECT_EQ(rc, 1);
+  EXPECT_THAT(out, HasSubstr("UNAUTHENTICATED"));
+  std::tie(out, rc) = Lensctl("decode --layers 9 'And God said'");
+  EXPECT_EQ(rc, 1);
+  EXPECT_THAT(out, HasSubstr("INVALID_ARGUMENT"));
+  EXPECT_THAT(out, HasSubstr("layers"));
+  std::tie(out, rc) = Lensctl("load --model kjv-gpt2");  // a read token
+  EXPECT_EQ(rc, 1);
+  EXPECT_THAT(out, HasSubstr("PERMISSION_DENIED"));
+  std::tie(out, rc) = Lensctl("decode --no_such_flag 1 'x'");
+  EXPECT_EQ(rc, 2) << out;
+}
+
+}  // namespace
+}  // namespace lensd::e2e
