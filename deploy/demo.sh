@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The demo: installs what is missing, builds lensd, and prints the per-layer decoding (logit lens)
-# of a prompt on the embedded demo model deploy/models/kjv-gpt2, then a greedy generation read
-# out through the lens at layer 4 of its 6.
+# The demo: installs what is missing, builds lensd and lensctl, starts lensd on the embedded demo
+# model deploy/models/kjv-gpt2 with auth on (a fresh admin token), and calls it with lensctl: the
+# per-layer decoding (logit lens) of a prompt, then a generation read out through the lens at
+# layer 3 of its 6. The server is stopped cleanly at the end.
 #   bash deploy/demo.sh ["your prompt"]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -9,7 +10,37 @@ cd "$root"
 prompt=${1:-"And God said, Let there be light: and there was"}
 bash deploy/setup.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-ninja -C build lensd-lens
+ninja -C build lensd lensctl
+
+work=$(mktemp -d)
+token_output=$(./build/server/lensd token --tenant=demo --role=admin)
+export LENSD_TOKEN=$(sed -n 's/^token: //p' <<<"$token_output")
+sed -n 's/^tokens file line: //p' <<<"$token_output" > "$work/tokens.txt"
+
+./build/server/lensd --model_repository=deploy/models --models=kjv-gpt2 \
+  --tokens_file="$work/tokens.txt" --address=127.0.0.1:0 --metrics_address=127.0.0.1:0 \
+  --port_file="$work/port.json" --log_requests=false 2> "$work/lensd.log" &
+server=$!
+stop() {
+  kill -TERM "$server" 2>/dev/null && wait "$server" || true
+  rm -rf "$work"
+}
+trap stop EXIT
+for _ in $(seq 300); do
+  [ -s "$work/port.json" ] && grep -q "serving" "$work/lensd.log" && break
+  kill -0 "$server" 2>/dev/null || { cat "$work/lensd.log"; exit 1; }
+  sleep 0.1
+done
+port=$(sed -n 's/.*"port": \([0-9]*\),.*/\1/p' "$work/port.json")
+export LENSD_ADDRESS=127.0.0.1:$port
 echo
-./build/core/engine/tools/lensd-lens --model deploy/models/kjv-gpt2 --prompt "$prompt" \
-  --generate_layer 4 --max_new_tokens 12
+echo "lensd is serving on $LENSD_ADDRESS with auth on:"
+./build/clients/cli/lensctl models
+echo
+./build/clients/cli/lensctl decode "$prompt"
+echo
+echo "Greedy generation read out through the logit lens at layer 3 (of 6):"
+./build/clients/cli/lensctl generate --layer 3 --greedy --max_new_tokens 12 "$prompt"
+echo
+echo "Without a token the server refuses:"
+LENSD_TOKEN= ./build/clients/cli/lensctl models || true
