@@ -9,7 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
-#include "nlohmann/json.hpp"
+#include "core/engine/safetensors_writer.h"
 
 namespace lensctl {
 namespace {
@@ -100,23 +100,16 @@ std::string WriteTensors(const std::string& path, const std::map<std::string, As
     f << header << t.data;
     return f ? "" : absl::StrCat("cannot write ", path);
   }
-  nlohmann::json header = nlohmann::json::object();
-  size_t offset = 0;
+  std::vector<lensd::engine::TensorToWrite> list;
   for (const auto& [name, t] : tensors) {
-    const auto type = kTypes.find(t.dtype);
-    if (type == kTypes.end()) return absl::StrCat("unknown dtype ", t.dtype);
-    header[name] = {{"dtype", type->second.first},
-                    {"shape", t.shape},
-                    {"data_offsets", {offset, offset + t.data.size()}}};
-    offset += t.data.size();
+    const std::optional<lensd::engine::FileDtype> dtype = lensd::engine::DtypeFromName(t.dtype);
+    if (!dtype.has_value()) return absl::StrCat("unknown dtype ", t.dtype);
+    list.push_back({name, *dtype, t.shape, t.data});
   }
-  std::string text = header.dump();
-  text += std::string((8 - text.size() % 8) % 8, ' ');
+  const absl::StatusOr<std::string> bytes = lensd::engine::SafetensorsBytes(list, {});
+  if (!bytes.ok()) return std::string(bytes.status().message());
   std::ofstream f(path, std::ios::binary);
-  const uint64_t n = text.size();
-  for (int i = 0; i < 8; ++i) f.put(static_cast<char>((n >> (8 * i)) & 0xFF));
-  f << text;
-  for (const auto& [name, t] : tensors) f << t.data;
+  f << *bytes;
   return f ? "" : absl::StrCat("cannot write ", path);
 }
 

@@ -186,7 +186,11 @@ void LensTrainer::OptimizerStep() {
   }
 }
 
-LensTrainerState LensTrainer::State() const {
+absl::StatusOr<LensTrainerState> LensTrainer::State() const {
+  if (micro_batches_ != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the trainer is ", micro_batches_, " micro-batches into a step; save between steps"));
+  }
   LensTrainerState s;
   s.weights = CpuCopies(weights_);
   s.biases = CpuCopies(biases_);
@@ -195,7 +199,6 @@ LensTrainerState LensTrainer::State() const {
     s.bias_momentum = CpuCopies(bias_momentum_);
   }
   s.step = step_;
-  s.micro_batches = micro_batches_;
   return s;
 }
 
@@ -210,8 +213,7 @@ absl::Status LensTrainer::Restore(const LensTrainerState& s) {
   if (!fits(s.weights, {d, d}) || !fits(s.biases, {d}) ||
       (momentum && !fits(s.bias_momentum, {d})) ||
       (momentum && !options_.bias_only && !fits(s.weight_momentum, {d, d})) || s.step < 0 ||
-      s.step > options_.num_steps || s.micro_batches < 0 ||
-      s.micro_batches >= options_.grad_acc_steps) {
+      s.step > options_.num_steps) {
     return absl::InvalidArgumentError(
         absl::StrCat("checkpoint: translators or momentum of the wrong shape for ", layers,
                      " layers of width ", d, ", or a step outside the schedule"));
@@ -232,7 +234,7 @@ absl::Status LensTrainer::Restore(const LensTrainerState& s) {
       }
     }
     step_ = s.step;
-    micro_batches_ = s.micro_batches;
+    micro_batches_ = 0;
     return absl::OkStatus();
   });
 }

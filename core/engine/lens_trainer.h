@@ -43,14 +43,14 @@ struct LensTrainingOptions {
   bool bias_only = false;  // train the biases only; the weights stay as initialised
 };
 
-// Everything a checkpoint needs to continue exactly where training stopped.
+// Everything a checkpoint needs to continue exactly where training stopped, taken between
+// optimizer steps (as tuned-lens's snapshots are).
 struct LensTrainerState {
   std::vector<at::Tensor> weights;          // per layer [d, d], float32, CPU
   std::vector<at::Tensor> biases;           // per layer [d]
   std::vector<at::Tensor> weight_momentum;  // empty until the first step
   std::vector<at::Tensor> bias_momentum;
-  int64_t step = 0;           // optimizer steps taken
-  int64_t micro_batches = 0;  // micro-batches of the current step already accumulated
+  int64_t step = 0;  // optimizer steps taken
 };
 
 class LensTrainer {
@@ -73,7 +73,8 @@ class LensTrainer {
   // The learning rate of the next optimizer step.
   double learning_rate() const;
 
-  LensTrainerState State() const;
+  // FAILED_PRECONDITION in the middle of a step (its accumulated gradients are not state).
+  absl::StatusOr<LensTrainerState> State() const;
   // INVALID_ARGUMENT when the state's shapes do not fit this model.
   absl::Status Restore(const LensTrainerState& state);
 

@@ -19,6 +19,14 @@ namespace lensd::engine {
 
 enum class FileDtype { kF64, kF32, kF16, kBF16, kI64, kI32, kI16, kI8, kU8, kBool };
 
+// One tensor to write to a file: contiguous little-endian bytes of `shape` in `dtype`.
+struct TensorToWrite {
+  std::string key;
+  FileDtype dtype;
+  std::vector<int64_t> shape;
+  std::string data;
+};
+
 struct TensorEntry {
   FileDtype dtype;
   std::vector<int64_t> shape;

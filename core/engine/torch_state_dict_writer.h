@@ -15,14 +15,6 @@
 
 namespace lensd::engine {
 
-// One tensor to write: contiguous little-endian bytes of `shape` in `dtype`.
-struct TensorToWrite {
-  std::string key;
-  FileDtype dtype;
-  std::vector<int64_t> shape;
-  std::string data;
-};
-
 // The whole file's bytes; `archive_name` is the folder inside the zip (torch.save uses the file's
 // stem, e.g. "params"). INVALID_ARGUMENT for a dtype torch.save has no storage for, a data size
 // that does not match the shape, or a repeated key.
