@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "core/lens_types.h"
+#include "core/training_spec.h"
 
 namespace lensd {
 
@@ -92,6 +93,11 @@ class ServedModel {
       const = 0;
   // INVALID_ARGUMENT naming the hook point that this model lacks.
   virtual absl::Status ValidateHookPoints(const std::vector<std::string>& names) const = 0;
+
+  // Trains a tuned lens of this model on the caller's thread (a job's work) and writes it to
+  // run.output_dir. A warm-start lens (run.spec.warm_start) must be loaded: FAILED_PRECONDITION
+  // otherwise. Other errors as engine/lens_training_run.h.
+  virtual absl::StatusOr<TrainLensResult> TrainLens(const TrainLensRun& run) const = 0;
 
  protected:
   ServedModel() = default;

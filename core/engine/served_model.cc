@@ -20,6 +20,7 @@
 #include "core/engine/generate.h"
 #include "core/engine/hook_names.h"
 #include "core/engine/lens.h"
+#include "core/engine/lens_training_run.h"
 #include "core/engine/model_loader.h"
 #include "core/engine/served_batch.h"
 #include "core/engine/torch_errors.h"
@@ -171,6 +172,23 @@ class ServedModelImpl : public ServedModel {
       LENSD_ASSIGN_OR_RETURN(GenerateResult result, engine::Generate(*model_, *lens, r, step));
       return GenerateOutput{std::move(result.tokens[0]), result.finish_reasons[0]};
     });
+  }
+
+  absl::StatusOr<TrainLensResult> TrainLens(const TrainLensRun& run) const override {
+    std::shared_ptr<const Lens> warm;
+    if (!run.spec.warm_start.empty()) {
+      auto found = FindLens(run.spec.warm_start, "warm_start");
+      if (!found.ok()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(found.status().message(), "; load the warm-start lens first"));
+      }
+      warm = *std::move(found);
+    }
+    const auto* tuned = dynamic_cast<const TunedLens*>(warm.get());
+    if (warm != nullptr && tuned == nullptr) {
+      return absl::InvalidArgumentError("warm_start: the logit lens has no translators; omit it");
+    }
+    return RunLensTraining(*model_, tuned, run);
   }
 
   absl::Status ValidateHookPoints(const std::vector<std::string>& names) const override {
