@@ -45,7 +45,13 @@ absl::StatusOr<std::string> ResolveDataPath(const std::string& root, const std::
   if (ec)
     return absl::FailedPreconditionError(absl::StrCat("data root ", root, ": ", ec.message()));
   if (path.empty()) return absl::InvalidArgumentError("path: give a file under the data root");
-  const fs::path wanted = fs::path(path).is_absolute() ? fs::path(path) : canonical_root / path;
+  const fs::path wanted =
+      (fs::path(path).is_absolute() ? fs::path(path) : canonical_root / path).lexically_normal();
+  // Outside by its spelling: refused without saying whether it exists.
+  if (!Inside(canonical_root, wanted)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(path, " is outside the data root ", canonical_root.string()));
+  }
   const fs::path resolved = fs::canonical(wanted, ec);
   if (ec) return absl::NotFoundError(absl::StrCat(path, ": not found under the data root"));
   if (!Inside(canonical_root, resolved)) {

@@ -19,7 +19,7 @@ sed -n 's/^tokens file line: //p' <<<"$token_output" > "$work/tokens.txt"
 
 ./build/server/lensd --model_repository=deploy/models --models=kjv-gpt2 \
   --tokens_file="$work/tokens.txt" --address=127.0.0.1:0 --metrics_address=127.0.0.1:0 \
-  --port_file="$work/port.json" --log_requests=false 2> "$work/lensd.log" &
+  --port_file="$work/port.json" --state_dir="$work/state" --log_requests=false 2> "$work/lensd.log" &
 server=$!
 stop() {
   kill -TERM "$server" 2>/dev/null && wait "$server" || true

@@ -46,6 +46,13 @@ ABSL_FLAG(std::vector<std::string>, memory_budget, {"cpu=0.75"},
           "bytes of weights per device, device=size, comma-separated: sizes like 16GiB, 512MiB, "
           "2e9, or a fraction of the device's memory (0.75). Devices not named get 0.9");
 ABSL_FLAG(int, workers_per_model, 1, "threads running each model's work");
+ABSL_FLAG(std::string, state_dir, "lensd-state",
+          "folder of the job database (jobs.db) and training checkpoints; jobs survive restarts");
+ABSL_FLAG(std::string, data_root, "",
+          "folder training data is read from (.jsonl, .txt, .u16, .u32); paths outside it are "
+          "refused; empty: inline texts only");
+ABSL_FLAG(int, jobs_per_device, 1, "training jobs running at once on one device");
+ABSL_FLAG(int, max_jobs_per_tenant, 8, "unfinished training jobs one tenant may have");
 ABSL_FLAG(int, intra_op_threads, 0, "CPU threads per libtorch op (0: one per core)");
 ABSL_FLAG(int64_t, max_tokens_per_request, 4096, "most input tokens in one request");
 ABSL_FLAG(int64_t, max_new_tokens, 1024, "most new tokens one Generate request may ask for");
@@ -129,6 +136,10 @@ absl::StatusOr<lensd::server::ServerOptions> OptionsFromFlags() {
     o.budgets[*device] = *bytes;
   }
   o.workers_per_model = absl::GetFlag(FLAGS_workers_per_model);
+  o.state_dir = absl::GetFlag(FLAGS_state_dir);
+  o.data_root = absl::GetFlag(FLAGS_data_root);
+  o.jobs_per_device = absl::GetFlag(FLAGS_jobs_per_device);
+  o.max_jobs_per_tenant = absl::GetFlag(FLAGS_max_jobs_per_tenant);
   lensd::server::Limits& l = o.limits;
   l.max_tokens_per_request = absl::GetFlag(FLAGS_max_tokens_per_request);
   l.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);

@@ -3,12 +3,14 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "server/training_runner.h"
 
 namespace lensd::server {
 namespace {
@@ -93,7 +95,29 @@ absl::StatusOr<std::unique_ptr<LensdServer>> LensdServer::Start(ServerOptions op
   s->env_.metrics = s->metrics_.get();
   s->env_.background = s->background_.get();
   s->metrics_->Refresh(*s->registry_);
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(o.state_dir) / "checkpoints", ec);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--state_dir ", o.state_dir, ": cannot create: ", ec.message()));
+  }
+  LENSD_ASSIGN_OR_RETURN(s->job_store_,
+                         JobStore::Open((std::filesystem::path(o.state_dir) / "jobs.db").string()));
+  s->job_runner_ = std::make_unique<TrainingRunner>(s->registry_.get(), o.repository, o.data_root);
+  JobManagerOptions jobs;
+  jobs.devices = {"cpu"};
+  for (const auto& [device, bytes] : o.budgets) {
+    if (device != "cpu") jobs.devices.push_back(device);
+  }
+  jobs.jobs_per_device = o.jobs_per_device;
+  jobs.max_unfinished_per_tenant = o.max_jobs_per_tenant;
+  jobs.checkpoint_root = (std::filesystem::path(o.state_dir) / "checkpoints").string();
+  s->jobs_ = std::make_unique<JobManager>(s->job_store_.get(), s->job_runner_.get(), jobs);
+  s->env_.jobs = s->jobs_.get();
+  s->env_.repository = o.repository;
+  s->env_.data_root = o.data_root;
   s->models_service_ = std::make_unique<ModelsService>(s->env_);
+  s->training_service_ = std::make_unique<TrainingService>(s->env_);
   s->lens_service_ = std::make_unique<LensService>(s->env_);
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -106,6 +130,7 @@ absl::StatusOr<std::unique_ptr<LensdServer>> LensdServer::Start(ServerOptions op
                              static_cast<int>(o.limits.max_concurrent_streams));
   builder.RegisterService(s->models_service_.get());
   builder.RegisterService(s->lens_service_.get());
+  builder.RegisterService(s->training_service_.get());
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || s->port_ == 0) {
     return absl::InvalidArgumentError(
@@ -133,6 +158,8 @@ absl::Status LensdServer::LoadStartupModels() {
     }
   }
   metrics_->Refresh(*registry_);
+  // Jobs start once their models are in: a job left running by an earlier process resumes now.
+  LENSD_RETURN_IF_ERROR(jobs_->Start());
   server_->GetHealthCheckService()->SetServingStatus(true);
   return absl::OkStatus();
 }
@@ -145,7 +172,10 @@ void LensdServer::Shutdown(absl::Duration grace) {
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     server_->Wait();
   }
+  if (jobs_ != nullptr) jobs_->Shutdown();  // running jobs go back to the queue
   background_.reset();
+  training_service_.reset();
+  jobs_.reset();
   registry_.reset();
 }
 

@@ -13,6 +13,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "core/job_manager.h"
+#include "core/job_store.h"
 #include "core/model_registry.h"
 #include "core/tenant_limiter.h"
 #include "server/background.h"
@@ -20,6 +22,7 @@
 #include "server/metrics.h"
 #include "server/models_service.h"
 #include "server/server_env.h"
+#include "server/training_service.h"
 
 namespace lensd::server {
 
@@ -43,6 +46,10 @@ struct ServerOptions {
   std::map<std::string, int64_t> budgets;          // device -> bytes
   int workers_per_model = 1;
   Limits limits;
+  std::string state_dir = "lensd-state";  // jobs.db and checkpoints/
+  std::string data_root;                  // training data; "" = inline texts only
+  int jobs_per_device = 1;
+  int max_jobs_per_tenant = 8;
   std::string version;
   std::string min_client_version;
   bool log_requests = true;
@@ -79,6 +86,10 @@ class LensdServer {
   ServerEnv env_;
   std::unique_ptr<ModelsService> models_service_;
   std::unique_ptr<LensService> lens_service_;
+  std::unique_ptr<JobStore> job_store_;
+  std::unique_ptr<JobRunner> job_runner_;
+  std::unique_ptr<JobManager> jobs_;
+  std::unique_ptr<TrainingService> training_service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool shut_down_ = false;

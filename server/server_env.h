@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/auth.h"
+#include "core/job_manager.h"
 #include "core/model_registry.h"
 #include "core/tenant_limiter.h"
 #include "server/background.h"
@@ -38,6 +39,9 @@ struct ServerEnv {
   TenantLimiter* tenants = nullptr;
   Metrics* metrics = nullptr;
   Background* background = nullptr;  // admin work (loads, unloads) off the gRPC threads
+  JobManager* jobs = nullptr;        // training jobs
+  std::string repository;            // the model repository (trained lenses are written here)
+  std::string data_root;             // training data lives under it ("" = inline texts only)
 };
 
 }  // namespace lensd::server

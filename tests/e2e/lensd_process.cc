@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
@@ -49,6 +50,10 @@ LensdProcess::LensdProcess(const std::vector<std::string>& flags) {
                                    "--port_file=" + dir_ + "/port.json",
                                    std::string("--model_repository=") + LENSD_E2E_REPOSITORY};
   args.insert(args.end(), flags.begin(), flags.end());
+  if (std::none_of(flags.begin(), flags.end(),
+                   [](const std::string& f) { return f.rfind("--state_dir=", 0) == 0; })) {
+    args.push_back("--state_dir=" + dir_ + "/state");
+  }
   std::vector<char*> argv;
   argv.reserve(args.size() + 1);
   for (std::string& a : args) argv.push_back(a.data());

@@ -15,8 +15,8 @@ namespace lensd::e2e {
 
 class LensdProcess {
  public:
-  // Starts lensd with `flags` added; fails the calling test (ADD_FAILURE) if it does not serve
-  // within 60 s.
+  // Starts lensd with `flags` added (and --state_dir in its own folder unless `flags` name one);
+  // fails the calling test (ADD_FAILURE) if it does not serve within 60 s.
   explicit LensdProcess(const std::vector<std::string>& flags);
   ~LensdProcess();  // SIGTERM, then waits
 

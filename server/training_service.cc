@@ -1,0 +1,283 @@
+#include "server/training_service.h"
+
+#include <openssl/rand.h>
+
+#include <filesystem>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "core/job_manager.h"
+#include "core/status_macros.h"
+#include "core/training_data.h"
+#include "core/training_spec.h"
+#include "nlohmann/json.hpp"
+#include "server/call.h"
+
+namespace lensd::server {
+namespace {
+
+std::string NewJobId() {
+  unsigned char bytes[8] = {};
+  RAND_bytes(bytes, sizeof(bytes));
+  return absl::StrCat("job-", absl::BytesToHexString(absl::string_view(
+                                  reinterpret_cast<const char*>(bytes), sizeof(bytes))));
+}
+
+TrainLensSpec ToSpec(const v1::TrainLensJob& r) {
+  TrainLensSpec s;
+  s.lens_name = r.lens_name();
+  if (!r.loss().empty()) s.loss = r.loss();
+  if (r.has_token_shift()) s.token_shift = r.token_shift();
+  if (r.has_num_steps()) s.num_steps = r.num_steps();
+  if (r.has_tokens_per_step()) s.tokens_per_step = r.tokens_per_step();
+  if (r.has_seq_len()) s.seq_len = r.seq_len();
+  if (r.has_micro_batch()) s.micro_batch = r.micro_batch();
+  if (r.has_lr_scale()) s.lr_scale = r.lr_scale();
+  if (r.has_momentum()) s.momentum = r.momentum();
+  if (r.has_weight_decay()) s.weight_decay = r.weight_decay();
+  s.bias_only = r.bias_only();
+  s.warm_start = r.warm_start();
+  if (r.has_seed()) s.seed = r.seed();
+  if (r.has_checkpoint_every()) s.checkpoint_every = r.checkpoint_every();
+  s.data.path = r.data().path();
+  s.data.texts.assign(r.data().texts().texts().begin(), r.data().texts().texts().end());
+  if (!r.data().text_field().empty()) s.data.text_field = r.data().text_field();
+  return s;
+}
+
+v1::JobState ToProto(JobState state) {
+  switch (state) {
+    case JobState::kQueued:
+      return v1::JOB_STATE_QUEUED;
+    case JobState::kRunning:
+      return v1::JOB_STATE_RUNNING;
+    case JobState::kSucceeded:
+      return v1::JOB_STATE_SUCCEEDED;
+    case JobState::kFailed:
+      return v1::JOB_STATE_FAILED;
+    case JobState::kCancelled:
+      return v1::JOB_STATE_CANCELLED;
+  }
+  return v1::JOB_STATE_UNSPECIFIED;
+}
+
+void FillJob(const JobRecord& j, v1::Job* out) {
+  out->Clear();
+  out->set_id(j.id);
+  out->set_tenant(j.tenant);
+  out->set_kind(j.kind);
+  out->set_model(j.model);
+  out->set_state(ToProto(j.state));
+  out->set_reason(j.reason);
+  out->set_step(j.step);
+  out->set_num_steps(j.num_steps);
+  const nlohmann::json progress = nlohmann::json::parse(j.progress, nullptr, false);
+  if (progress.is_object()) {
+    for (const auto& loss : progress.value("layer_losses", nlohmann::json::array())) {
+      out->add_layer_losses(loss.get<double>());
+    }
+    out->set_tokens_per_second(progress.value("tokens_per_second", 0.0));
+    out->set_eta_seconds(progress.value("eta_seconds", 0.0));
+  }
+  out->set_result_json(j.result);
+  out->set_spec_json(j.spec);
+  out->set_created(j.created);
+  out->set_started(j.started);
+  out->set_finished(j.finished);
+}
+
+// The job, if `info`'s tenant may see it (its own, or any for admins); NOT_FOUND otherwise.
+absl::StatusOr<JobRecord> Visible(const ServerEnv& env, const CallInfo& info,
+                                  const std::string& id) {
+  if (id.empty()) return absl::InvalidArgumentError("id: must be set");
+  absl::StatusOr<JobRecord> job = env.jobs->Get(id);
+  if (!job.ok() ||
+      (job->tenant != info.principal().tenant && info.principal().role < Role::kAdmin)) {
+    return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
+  }
+  return job;
+}
+
+// Checks what can be checked before queueing: the spec, the model, the lens name, the data path.
+absl::StatusOr<JobRecord> NewTrainJob(const ServerEnv& env, const CallInfo& info,
+                                      const v1::SubmitJobRequest& request) {
+  if (request.model().empty()) return absl::InvalidArgumentError("model: name a loaded model");
+  if (!request.has_train_lens()) return absl::InvalidArgumentError("kind: give train_lens");
+  const TrainLensSpec spec = ToSpec(request.train_lens());
+  LENSD_RETURN_IF_ERROR(spec.Validate());
+  LENSD_ASSIGN_OR_RETURN(const std::shared_ptr<const LoadedModel> model,
+                         env.registry->Get(request.model()));
+  const std::filesystem::path lens_dir =
+      std::filesystem::path(env.repository) / request.model() / "lenses" / spec.lens_name;
+  if (std::filesystem::exists(lens_dir)) {
+    return absl::AlreadyExistsError(absl::StrCat("lens_name: ", request.model(),
+                                                 " already has a lens \"", spec.lens_name, "\""));
+  }
+  if (!spec.data.path.empty()) {
+    absl::StatusOr<std::string> path = ResolveDataPath(env.data_root, spec.data.path);
+    if (!path.ok()) {
+      return absl::Status(path.status().code(),
+                          absl::StrCat("data.path: ", path.status().message()));
+    }
+  }
+  JobRecord job;
+  job.id = NewJobId();
+  job.tenant = info.principal().tenant;
+  job.kind = "train";
+  job.model = request.model();
+  job.device = model->device;
+  job.spec = spec.ToJson();
+  job.num_steps = spec.num_steps;
+  return job;
+}
+
+}  // namespace
+
+TrainingService::~TrainingService() {
+  absl::MutexLock lock(&mu_);
+  for (Watcher& w : watchers_) {
+    if (w.thread.joinable()) w.thread.join();
+  }
+}
+
+grpc::ServerUnaryReactor* TrainingService::SubmitJob(grpc::CallbackServerContext* context,
+                                                     const v1::SubmitJobRequest* request,
+                                                     v1::Job* response) {
+  auto* call = new UnaryCall(env_, context, "SubmitJob");
+  absl::Status s = call->info().Admit(Role::kTrain);
+  absl::StatusOr<JobRecord> job = s.ok() ? NewTrainJob(env_, call->info(), *request) : s;
+  if (!job.ok()) {
+    call->Done(job.status());
+    return call;
+  }
+  call->info().set_model(request->model());
+  env_.background->Run([this, call, response, job = *std::move(job)]() mutable {
+    const std::string id = job.id;
+    absl::Status submitted = env_.jobs->Submit(std::move(job));
+    if (submitted.ok()) {
+      absl::StatusOr<JobRecord> stored = env_.jobs->Get(id);
+      submitted = stored.status();
+      if (stored.ok()) FillJob(*stored, response);
+    }
+    call->Done(submitted);
+  });
+  return call;
+}
+
+grpc::ServerUnaryReactor* TrainingService::GetJob(grpc::CallbackServerContext* context,
+                                                  const v1::GetJobRequest* request,
+                                                  v1::Job* response) {
+  auto* call = new UnaryCall(env_, context, "GetJob");
+  call->Done([&]() -> absl::Status {
+    LENSD_RETURN_IF_ERROR(call->info().Admit(Role::kRead));
+    LENSD_ASSIGN_OR_RETURN(const JobRecord job, Visible(env_, call->info(), request->id()));
+    FillJob(job, response);
+    return absl::OkStatus();
+  }());
+  return call;
+}
+
+grpc::ServerUnaryReactor* TrainingService::ListJobs(grpc::CallbackServerContext* context,
+                                                    const v1::ListJobsRequest* request,
+                                                    v1::ListJobsResponse* response) {
+  auto* call = new UnaryCall(env_, context, "ListJobs");
+  call->Done([&]() -> absl::Status {
+    LENSD_RETURN_IF_ERROR(call->info().Admit(Role::kRead));
+    const Principal& who = call->info().principal();
+    JobFilter filter;
+    filter.tenant = who.tenant;
+    if (!request->tenant().empty() && request->tenant() != who.tenant) {
+      if (who.role < Role::kAdmin) {
+        return absl::PermissionDeniedError("tenant: only admins list other tenants' jobs");
+      }
+      filter.tenant = request->tenant() == "*" ? "" : request->tenant();
+    }
+    if (request->limit() < 0 || request->limit() > 1000) {
+      return absl::InvalidArgumentError("limit: 0..1000 (0: 100)");
+    }
+    filter.limit = request->limit() == 0 ? 100 : request->limit();
+    if (request->state() != v1::JOB_STATE_UNSPECIFIED) {
+      if (!v1::JobState_IsValid(request->state())) return absl::InvalidArgumentError("state");
+      filter.state = static_cast<JobState>(request->state() - 1);
+    }
+    LENSD_ASSIGN_OR_RETURN(const std::vector<JobRecord> jobs, env_.jobs->List(filter));
+    for (const JobRecord& j : jobs) FillJob(j, response->add_jobs());
+    return absl::OkStatus();
+  }());
+  return call;
+}
+
+grpc::ServerUnaryReactor* TrainingService::CancelJob(grpc::CallbackServerContext* context,
+                                                     const v1::CancelJobRequest* request,
+                                                     v1::Job* response) {
+  auto* call = new UnaryCall(env_, context, "CancelJob");
+  absl::Status s = call->info().Admit(Role::kTrain);
+  if (s.ok()) s = Visible(env_, call->info(), request->id()).status();
+  if (!s.ok()) {
+    call->Done(s);
+    return call;
+  }
+  env_.background->Run([this, call, request, response] {
+    const Principal& who = call->info().principal();
+    absl::Status cancelled = env_.jobs->Cancel(request->id(), who.tenant, who.role >= Role::kAdmin);
+    if (cancelled.ok()) {
+      absl::StatusOr<JobRecord> job = env_.jobs->Get(request->id());
+      cancelled = job.status();
+      if (job.ok()) FillJob(*job, response);
+    }
+    call->Done(cancelled);
+  });
+  return call;
+}
+
+grpc::ServerWriteReactor<v1::Job>* TrainingService::WatchJob(grpc::CallbackServerContext* context,
+                                                             const v1::WatchJobRequest* request) {
+  auto* call = new StreamCall<v1::Job>(env_, context, "WatchJob");
+  absl::Status s = call->info().Admit(Role::kRead);
+  if (s.ok()) s = Visible(env_, call->info(), request->id()).status();
+  if (!s.ok()) {
+    call->Done(s);
+    return call;
+  }
+  absl::MutexLock lock(&mu_);
+  watchers_.remove_if([](Watcher& w) {
+    if (!w.done) return false;
+    w.thread.join();
+    return true;
+  });
+  Watcher& watcher = watchers_.emplace_back();
+  watcher.thread = std::thread([this, call, id = request->id(), done = &watcher.done] {
+    const auto cancellation = call->cancellation();
+    int64_t seen = -1;
+    absl::Status status;
+    while (true) {
+      const int64_t version = env_.jobs->Version(id);
+      absl::StatusOr<JobRecord> job = env_.jobs->Get(id);
+      if (!job.ok()) {
+        status = job.status();
+        break;
+      }
+      v1::Job message;
+      FillJob(*job, &message);
+      status = call->Write(std::move(message));
+      if (!status.ok() || IsFinal(job->state)) break;
+      seen = env_.jobs->WaitForChange(id, version, call->info().deadline(),
+                                      [&cancellation] { return cancellation->cancelled(); });
+      if (cancellation->cancelled()) {
+        status = absl::CancelledError("the client cancelled the watch");
+        break;
+      }
+      if (seen <= version) {
+        status = absl::Now() >= call->info().deadline()
+                     ? absl::DeadlineExceededError("the watch's deadline passed")
+                     : absl::UnavailableError("the server is shutting down; watch again");
+        break;
+      }
+    }
+    call->Done(status);
+    *done = true;
+  });
+  return call;
+}
+
+}  // namespace lensd::server

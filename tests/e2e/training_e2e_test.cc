@@ -1,0 +1,231 @@
+// Training jobs through the real server: roles and bad fields refused by name; a job watched from
+// queued to succeeded whose lens Decode uses at once; cancel within a second; and kill -9 of the
+// server mid-job: the restarted server resumes from the last checkpoint and writes the same lens
+// as an uninterrupted run with the same seed.
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lensd/v1/lens.grpc.pb.h"
+#include "lensd/v1/training.grpc.pb.h"
+#include "tests/e2e/lensd_process.h"
+
+namespace lensd::e2e {
+namespace {
+
+using ::testing::HasSubstr;
+namespace v1 = ::lensd::v1;
+namespace fs = std::filesystem;
+
+std::string ReadBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class TrainingTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("lensd-train-e2e-" + std::to_string(getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "data");
+    // 60,000 random token ids of the demo vocabulary (a .u16 file) for long jobs.
+    std::mt19937 rng(5);
+    std::vector<uint16_t> ids(60000);
+    for (uint16_t& id : ids) id = static_cast<uint16_t>(rng() % 4096);
+    std::ofstream(dir_ / "data" / "tokens.u16", std::ios::binary)
+        .write(reinterpret_cast<const char*>(ids.data()),
+               static_cast<std::streamsize>(ids.size() * 2));
+    std::ofstream(dir_ / "data" / "bad.jsonl") << "{\"text\": \"ok\"}\n{\"text\": 7}\n";
+    // Lenses are written into the repository: a private copy of the demo model's folder.
+    fs::create_directories(dir_ / "repo" / "kjv-gpt2");
+    for (const auto& f : fs::directory_iterator(LENSD_E2E_REPOSITORY "/kjv-gpt2")) {
+      if (f.path().filename() != "lenses") {
+        fs::create_symlink(fs::canonical(f.path()),
+                           dir_ / "repo" / "kjv-gpt2" / f.path().filename());
+      }
+    }
+  }
+  void TearDown() override {
+    server_.reset();
+    fs::remove_all(dir_);
+  }
+  void StartServer() {
+    server_ = std::make_unique<LensdProcess>(std::vector<std::string>{
+        "--models=kjv-gpt2", "--model_repository=" + (dir_ / "repo").string(),
+        "--data_root=" + (dir_ / "data").string(), "--state_dir=" + (dir_ / "state").string()});
+  }
+  std::unique_ptr<v1::Training::Stub> training() {
+    return v1::Training::NewStub(server_->channel());
+  }
+  static v1::SubmitJobRequest Job(const std::string& lens, int64_t steps) {
+    v1::SubmitJobRequest r;
+    r.set_model("kjv-gpt2");
+    v1::TrainLensJob* t = r.mutable_train_lens();
+    t->set_lens_name(lens);
+    t->mutable_data()->set_path("tokens.u16");
+    t->set_num_steps(steps);
+    t->set_seq_len(16);
+    t->set_tokens_per_step(32);
+    t->set_checkpoint_every(5);
+    return r;
+  }
+  grpc::Status Submit(const v1::SubmitJobRequest& r, v1::Job* job, const std::string& token = "") {
+    return training()->SubmitJob(Context(token.empty() ? server_->admin_token() : token).get(), r,
+                                 job);
+  }
+  v1::Job Get(const std::string& id) {
+    v1::GetJobRequest r;
+    r.set_id(id);
+    v1::Job job;
+    EXPECT_TRUE(training()->GetJob(Context(server_->admin_token()).get(), r, &job).ok());
+    return job;
+  }
+  v1::Job WaitFor(const std::string& id, const std::function<bool(const v1::Job&)>& done) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    v1::Job job = Get(id);
+    while (!done(job) && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      job = Get(id);
+    }
+    return job;
+  }
+
+  fs::path dir_;
+  std::unique_ptr<LensdProcess> server_;
+};
+
+TEST_F(TrainingTest, RolesAndBadFieldsAreRefusedByName) {
+  StartServer();
+  v1::Job job;
+  EXPECT_EQ(Submit(Job("t", 5), &job, server_->read_token()).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  v1::SubmitJobRequest r = Job("t", 5);
+  r.mutable_train_lens()->set_tokens_per_step(40);
+  grpc::Status s = Submit(r, &job);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("tokens_per_step"));
+  r = Job("t", 5);
+  r.mutable_train_lens()->mutable_data()->set_path("../../etc/passwd");
+  s = Submit(r, &job);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s.error_message(), HasSubstr("outside the data root"));
+  r = Job("../evil", 5);
+  EXPECT_THAT(Submit(r, &job).error_message(), HasSubstr("lens_name"));
+  r = Job("t", 5);
+  r.set_model("slow-gpt2");
+  EXPECT_EQ(Submit(r, &job).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  // Data that cannot fill the steps, and a malformed line, fail the job with the reason.
+  ASSERT_TRUE(Submit(Job("too-long", 5000), &job).ok());
+  v1::Job failed =
+      WaitFor(job.id(), [](const v1::Job& j) { return j.state() >= v1::JOB_STATE_SUCCEEDED; });
+  EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
+  EXPECT_THAT(failed.reason(), HasSubstr("cannot fill 5000 steps"));
+  r = Job("bad-data", 5);
+  r.mutable_train_lens()->mutable_data()->set_path("bad.jsonl");
+  ASSERT_TRUE(Submit(r, &job).ok());
+  failed = WaitFor(job.id(), [](const v1::Job& j) { return j.state() >= v1::JOB_STATE_SUCCEEDED; });
+  EXPECT_THAT(failed.reason(), HasSubstr("bad.jsonl:2: \"text\" is not a string"));
+}
+
+TEST_F(TrainingTest, AWatchedJobSucceedsAndItsLensIsUsableAtOnce) {
+  StartServer();
+  v1::SubmitJobRequest r = Job("fresh", 12);
+  r.mutable_train_lens()->mutable_data()->clear_path();
+  std::string verses;
+  for (int i = 0; i < 40; ++i) verses += "In the beginning God created the heaven and the earth. ";
+  r.mutable_train_lens()->mutable_data()->mutable_texts()->add_texts(verses);
+  r.mutable_train_lens()->set_seq_len(8);
+  r.mutable_train_lens()->set_tokens_per_step(16);
+  v1::Job job;
+  ASSERT_TRUE(Submit(r, &job).ok());
+  EXPECT_EQ(job.state(), v1::JOB_STATE_QUEUED);
+  v1::WatchJobRequest watch;
+  watch.set_id(job.id());
+  const auto context = Context(server_->read_token());  // another tenant: not visible
+  auto hidden = training()->WatchJob(context.get(), watch);
+  v1::Job update;
+  while (hidden->Read(&update)) {
+  }
+  EXPECT_EQ(hidden->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+
+  const auto admin = Context(server_->admin_token());
+  auto reader = training()->WatchJob(admin.get(), watch);
+  std::vector<int64_t> steps;
+  while (reader->Read(&update)) steps.push_back(update.step());
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(update.state(), v1::JOB_STATE_SUCCEEDED) << update.reason();
+  EXPECT_EQ(update.step(), 12);
+  EXPECT_EQ(update.layer_losses_size(), 6);
+  EXPECT_GT(steps.size(), 2u);
+  EXPECT_TRUE(std::is_sorted(steps.begin(), steps.end()));
+  EXPECT_THAT(update.result_json(), HasSubstr("\"lens\":\"fresh\""));
+
+  v1::DecodeRequest decode;
+  decode.set_model("kjv-gpt2");
+  decode.set_lens("fresh");
+  decode.mutable_input()->set_text("And God said");
+  v1::DecodeResponse out;
+  const grpc::Status s = v1::Lens::NewStub(server_->channel())
+                             ->Decode(Context(server_->read_token()).get(), decode, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(out.lens(), "fresh");
+  EXPECT_TRUE(fs::exists(dir_ / "repo" / "kjv-gpt2" / "lenses" / "fresh" / "params.pt"));
+}
+
+TEST_F(TrainingTest, CancelStopsARunningJobWithinASecond) {
+  StartServer();
+  v1::Job job;
+  ASSERT_TRUE(Submit(Job("long", 1800), &job).ok());
+  WaitFor(job.id(), [](const v1::Job& j) { return j.step() >= 2; });
+  v1::CancelJobRequest cancel;
+  cancel.set_id(job.id());
+  v1::Job after;
+  const auto asked = std::chrono::steady_clock::now();
+  ASSERT_TRUE(training()->CancelJob(Context(server_->admin_token()).get(), cancel, &after).ok());
+  const v1::Job done =
+      WaitFor(job.id(), [](const v1::Job& j) { return j.state() >= v1::JOB_STATE_SUCCEEDED; });
+  EXPECT_EQ(done.state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_LT(std::chrono::steady_clock::now() - asked, std::chrono::seconds(1));
+  EXPECT_LT(done.step(), 1800);
+  EXPECT_FALSE(fs::exists(dir_ / "repo" / "kjv-gpt2" / "lenses" / "long"));
+}
+
+TEST_F(TrainingTest, KillNineMidJobResumesFromTheCheckpointToTheSameLens) {
+  StartServer();
+  v1::Job reference;
+  ASSERT_TRUE(Submit(Job("uninterrupted", 60), &reference).ok());
+  v1::Job job;
+  ASSERT_TRUE(Submit(Job("interrupted", 60), &job).ok());
+  WaitFor(job.id(), [](const v1::Job& j) { return j.step() >= 12; });
+  kill(server_->pid(), SIGKILL);
+  server_->Stop();
+  server_.reset();
+  StartServer();
+  const v1::Job done =
+      WaitFor(job.id(), [](const v1::Job& j) { return j.state() >= v1::JOB_STATE_SUCCEEDED; });
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.reason();
+  EXPECT_EQ(
+      WaitFor(reference.id(), [](const v1::Job& j) { return j.state() >= v1::JOB_STATE_SUCCEEDED; })
+          .state(),
+      v1::JOB_STATE_SUCCEEDED);
+  // It resumed (trained fewer than 60 steps' tokens in its last run) ...
+  EXPECT_THAT(done.result_json(), ::testing::Not(HasSubstr("\"tokens\":1920")));
+  // ... and wrote the same translators as the uninterrupted run.
+  const fs::path lenses = dir_ / "repo" / "kjv-gpt2" / "lenses";
+  EXPECT_EQ(ReadBytes((lenses / "interrupted" / "params.pt").string()),
+            ReadBytes((lenses / "uninterrupted" / "params.pt").string()));
+}
+
+}  // namespace
+}  // namespace lensd::e2e
