@@ -31,8 +31,6 @@ std::unique_ptr<grpc::ClientContext> Connection::Context() const {
   return context;
 }
 
-namespace {
-
 const char* const kCodes[] = {
     "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
     "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
@@ -48,6 +46,8 @@ int Usage(const std::string& message) {
   std::cerr << "lensctl: " << message << "\n";
   return 2;
 }
+
+namespace {
 
 bool Ints(const std::string& text, std::vector<int64_t>* out) {
   for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
@@ -262,7 +262,7 @@ const OptionSpec kLens{"lens", "lens: logit, or a loaded tuned lens", "logit"};
 }  // namespace
 
 std::vector<CommandEntry> Commands() {
-  return {
+  std::vector<CommandEntry> commands = {
       {{"models", "list the repository's models and their state", "", {kJson}}, Models},
       {{"info", "server version, devices, memory budgets and limits", "", {}}, Info},
       {{"tokenize",
@@ -320,6 +320,8 @@ std::vector<CommandEntry> Commands() {
       {{"unload-lens", "unload a tuned lens (admin)", "", {kModel, {"lens", "lens name", ""}}},
        UnloadLens},
   };
+  for (CommandEntry& c : JobCommands()) commands.push_back(std::move(c));
+  return commands;
 }
 
 }  // namespace lensctl

@@ -30,6 +30,13 @@ struct CommandEntry {
 };
 
 std::vector<CommandEntry> Commands();
+// The training-job commands (job_commands.cc).
+std::vector<CommandEntry> JobCommands();
+
+// Prints "lensctl: <CODE>: <message>" and returns 1.
+int Fail(const grpc::Status& s);
+// Prints "lensctl: <message>" and returns 2.
+int Usage(const std::string& message);
 
 }  // namespace lensctl
 

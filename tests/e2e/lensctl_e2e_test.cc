@@ -56,8 +56,9 @@ LensdProcess* LensctlTest::server_ = nullptr;
 TEST_F(LensctlTest, EverySubcommandHasHelp) {
   const auto [help, rc] = Shell(LENSCTL_BINARY " --help");
   ASSERT_EQ(rc, 0) << help;
-  for (const char* command : {"models", "info", "tokenize", "decode", "generate", "activations",
-                              "load", "unload", "load-lens", "unload-lens"}) {
+  for (const char* command :
+       {"models", "info", "tokenize", "decode", "generate", "activations", "load", "unload",
+        "load-lens", "unload-lens", "train", "jobs", "job", "watch", "cancel"}) {
     EXPECT_THAT(help, HasSubstr(std::string("  ") + command + " "));
     const auto [text, status] = Shell(std::string(LENSCTL_BINARY " ") + command + " --help");
     EXPECT_EQ(status, 0) << command << ": " << text;
@@ -143,6 +144,32 @@ TEST_F(LensctlTest, ActivationsFilesLoadInTheReferenceReaders) {
   ASSERT_TRUE(files.contains("blocks.0.attn.hook_pattern"));
   EXPECT_EQ(files["blocks.0.attn.hook_pattern"][0].size(), 4u);  // [batch, heads, query, key]
   std::filesystem::remove_all(dir);
+}
+
+TEST_F(LensctlTest, TrainWatchesAJobToTheEndAndTheLensDecodes) {
+  const std::string lens_dir = LENSD_E2E_REPOSITORY "/kjv-gpt2/lenses/cli-trained";
+  std::filesystem::remove_all(lens_dir);
+  std::string verses;
+  for (int i = 0; i < 20; ++i) verses += "And God said, Let there be light: and there was light. ";
+  auto [out, rc] = Lensctl(
+      "train --lens_name cli-trained --num_steps 4 --seq_len 8 "
+      "--tokens_per_step 16 --watch '" +
+          verses + "'",
+      server_->admin_token());
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_THAT(out, HasSubstr("4/4 steps"));
+  EXPECT_THAT(out, HasSubstr("succeeded"));
+  const std::string id = out.substr(out.find("job-"), 20);
+  std::tie(out, rc) = Lensctl("jobs", server_->admin_token());
+  EXPECT_EQ(rc, 0);
+  EXPECT_THAT(out, HasSubstr(id));
+  std::tie(out, rc) = Lensctl("cancel " + id, server_->admin_token());
+  EXPECT_EQ(rc, 1);
+  EXPECT_THAT(out, HasSubstr("FAILED_PRECONDITION"));
+  std::tie(out, rc) = Lensctl("decode --lens cli-trained --layers 2 'And God said'");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_THAT(out, HasSubstr("cli-trained lens on kjv-gpt2"));
+  std::filesystem::remove_all(lens_dir);
 }
 
 TEST_F(LensctlTest, ErrorsPrintTheCodeAndExitWithOne) {
