@@ -230,7 +230,7 @@ void JobManager::RunOne(const JobRecord& queued) {
     (void)store_->SetState(job.id, JobState::kSucceeded, "");
     return;
   }
-  const absl::Status s = result.status();
+  const absl::Status& s = result.status();
   bool cancelled = false;
   bool stopping = false;
   {

@@ -104,8 +104,9 @@ absl::StatusOr<TrainLensResult> RunLensTraining(const CausalLm& model, const Tun
       p.num_steps = spec.num_steps;
       p.layer_losses = mean;
       p.tokens_per_second = static_cast<double>(tokens_per_step) / std::max(step_seconds, 1e-9);
-      p.eta_seconds = elapsed / static_cast<double>(result.tokens / tokens_per_step) *
-                      static_cast<double>(spec.num_steps - step);
+      const int64_t steps_run = result.tokens / tokens_per_step;  // in this run (after a resume)
+      p.eta_seconds =
+          elapsed / static_cast<double>(steps_run) * static_cast<double>(spec.num_steps - step);
       run.on_step(p);
     }
     result.final_layer_losses = std::move(mean);
