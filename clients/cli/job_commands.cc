@@ -35,7 +35,6 @@ const char* StateName(v1::JobState state) {
   }
 }
 
-
 std::string Line(const v1::Job& j) {
   return absl::StrFormat("%-22s %-10s %-12s %-10s %6d/%-6d %s", j.id(), j.tenant(), j.model(),
                          StateName(j.state()), j.step(), j.num_steps(), j.reason());
