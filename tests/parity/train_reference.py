@@ -3,9 +3,8 @@ tuned_lens/scripts/train_loop.py, unmodified) on random-init checkpoints, with:
 
   * the data handed over as a fixed sequence of micro-batches (written to tokens.bin, uint16, in
     the order used), instead of tuned-lens's datasets/torchdata pipeline, so that lensd trains on
-    the same data in the same order; the modules only that pipeline, argument parsing and
-    multi-GPU sharding need (datasets, torchdata, simple_parsing, torch's FSDP, which does not
-    import on Python 3.11 with torch 1.13) are replaced by empty stand-ins;
+    the same data in the same order (tuned_lens_stand_ins.py lets the script import without that
+    pipeline's libraries);
   * bfloat16 autocast turned off, so both sides compute in float32 on the CPU;
   * the per-layer losses of every step recorded where the loop hands them to its logger.
 
@@ -15,50 +14,17 @@ warm/ (the warm-start lens, for the case that uses one).
 """
 import argparse
 import contextlib
-import dataclasses
 import json
 import os
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import torch
 import transformers
 
-
-def install_stand_ins():
-    def field(*args, alias=None, action=None, nargs=None, **kwargs):
-        if action == "store_true" and "default" not in kwargs:
-            kwargs["default"] = False
-        return dataclasses.field(*args, **kwargs)
-
-    simple_parsing = types.ModuleType("simple_parsing")
-    simple_parsing.field = field
-    datasets = types.ModuleType("datasets")
-    datasets.Dataset = datasets.DatasetDict = object
-    datasets.load_dataset = None
-    torchdata = types.ModuleType("torchdata")
-    dataloader2 = types.ModuleType("torchdata.dataloader2")
-    dataloader2.DataLoader2 = object
-    datapipes = types.ModuleType("torchdata.datapipes")
-    torchdata.dataloader2, torchdata.datapipes = dataloader2, datapipes
-    # torch 1.13's FSDP does not import on Python 3.11 (a dataclass with a mutable default);
-    # the loop uses it only to shard a model across GPUs.
-    fsdp = types.ModuleType("torch.distributed.fsdp")
-    fsdp.CPUOffload = fsdp.FullyShardedDataParallel = fsdp.MixedPrecision = object
-    fsdp_wrap = types.ModuleType("torch.distributed.fsdp.wrap")
-    fsdp_wrap.transformer_auto_wrap_policy = None
-    sys.modules.update({"simple_parsing": simple_parsing, "datasets": datasets,
-                        "torchdata": torchdata, "torchdata.dataloader2": dataloader2,
-                        "torchdata.datapipes": datapipes, "torch.distributed.fsdp": fsdp,
-                        "torch.distributed.fsdp.wrap": fsdp_wrap})
-
-
-install_stand_ins()
-# transformers 4.49's optimization module (get_linear_schedule_with_warmup) names torch 2's
-# LRScheduler; torch 1.13 calls the same class _LRScheduler.
-torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler._LRScheduler
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tuned_lens_stand_ins  # noqa: E402,F401  (before tuned_lens.scripts)
 import tuned_lens.scripts.ingredients as ing  # noqa: E402
 import tuned_lens.scripts.train_loop as train_loop  # noqa: E402
 from tuned_lens.nn.lenses import TunedLens  # noqa: E402
