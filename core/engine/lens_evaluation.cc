@@ -5,23 +5,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/engine/hooks.h"
+#include "core/engine/lens_trainer.h"
 #include "core/engine/torch_errors.h"
 #include "core/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace lensd::engine {
 namespace {
-
-at::Tensor ShiftLabels(const at::Tensor& x, int64_t k) {
-  if (k > 0) return x.slice(1, k);
-  if (k < 0) return x.slice(1, 0, x.size(1) + k);
-  return x;
-}
-at::Tensor ShiftPreds(const at::Tensor& x, int64_t k) {
-  if (k > 0) return x.slice(1, 0, x.size(1) - k);
-  if (k < 0) return x.slice(1, -k);
-  return x;
-}
 
 // Mean token cross-entropy of log-probabilities [b, t, v] against labels [b, t'] (shifted).
 double CrossEntropy(const at::Tensor& log_probs, const at::Tensor& labels, int64_t k) {

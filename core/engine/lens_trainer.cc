@@ -28,18 +28,6 @@ absl::Status CheckOptions(const LensTrainingOptions& o) {
   return absl::OkStatus();
 }
 
-// labels[:, k:] against preds[:, :-k] for k > 0; mirrored for k < 0 (tuned_lens.utils).
-at::Tensor ShiftLabels(const at::Tensor& x, int64_t k) {
-  if (k > 0) return x.slice(1, k);
-  if (k < 0) return x.slice(1, 0, x.size(1) + k);
-  return x;
-}
-at::Tensor ShiftPreds(const at::Tensor& x, int64_t k) {
-  if (k > 0) return x.slice(1, 0, x.size(1) - k);
-  if (k < 0) return x.slice(1, -k);
-  return x;
-}
-
 std::vector<at::Tensor> CpuCopies(const std::vector<at::Tensor>& tensors) {
   std::vector<at::Tensor> out;
   out.reserve(tensors.size());
@@ -48,6 +36,18 @@ std::vector<at::Tensor> CpuCopies(const std::vector<at::Tensor>& tensors) {
 }
 
 }  // namespace
+
+at::Tensor ShiftLabels(const at::Tensor& x, int64_t k) {
+  if (k > 0) return x.slice(1, k);
+  if (k < 0) return x.slice(1, 0, x.size(1) + k);
+  return x;
+}
+
+at::Tensor ShiftPreds(const at::Tensor& x, int64_t k) {
+  if (k > 0) return x.slice(1, 0, x.size(1) - k);
+  if (k < 0) return x.slice(1, -k);
+  return x;
+}
 
 absl::StatusOr<std::unique_ptr<LensTrainer>> LensTrainer::Create(const CausalLm& model,
                                                                  LensTrainingOptions options,

@@ -29,6 +29,11 @@ namespace lensd::engine {
 
 enum class LensLoss { kKl, kCrossEntropy };
 
+// tuned_lens.utils shift_labels / shift_preds along the sequence dimension (1): for k > 0 the
+// labels drop their first k positions and the predictions their last k; mirrored for k < 0.
+at::Tensor ShiftLabels(const at::Tensor& x, int64_t k);
+at::Tensor ShiftPreds(const at::Tensor& x, int64_t k);
+
 struct LensTrainingOptions {
   LensLoss loss = LensLoss::kKl;
   // Labels are shifted by this many positions against the predictions (1: the next token);

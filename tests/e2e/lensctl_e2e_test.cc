@@ -24,18 +24,6 @@ namespace {
 using ::testing::HasSubstr;
 namespace v1 = ::lensd::v1;
 
-// Runs a shell command; its output (stdout and stderr) and exit status.
-std::pair<std::string, int> Shell(const std::string& command) {
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return {"cannot run " + command, -1};
-  std::string out;
-  char buffer[4096];
-  size_t n = 0;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) out.append(buffer, n);
-  const int status = pclose(pipe);
-  return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
-}
-
 class LensctlTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { server_ = new LensdProcess({"--models=kjv-gpt2"}); }
@@ -46,21 +34,21 @@ class LensctlTest : public ::testing::Test {
   // lensctl with the server's address and `token`.
   static std::pair<std::string, int> Lensctl(const std::string& args,
                                              const std::string& token = server_->read_token()) {
-    return Shell("LENSD_ADDRESS=127.0.0.1:" + std::to_string(server_->port()) +
-                 " LENSD_TOKEN=" + token + " " LENSCTL_BINARY " " + args);
+    return RunCommand("LENSD_ADDRESS=127.0.0.1:" + std::to_string(server_->port()) +
+                      " LENSD_TOKEN=" + token + " " LENSCTL_BINARY " " + args);
   }
   static LensdProcess* server_;
 };
 LensdProcess* LensctlTest::server_ = nullptr;
 
 TEST_F(LensctlTest, EverySubcommandHasHelp) {
-  const auto [help, rc] = Shell(LENSCTL_BINARY " --help");
+  const auto [help, rc] = RunCommand(LENSCTL_BINARY " --help");
   ASSERT_EQ(rc, 0) << help;
   for (const char* command :
        {"models", "info", "tokenize", "decode", "generate", "activations", "load", "unload",
         "load-lens", "unload-lens", "train", "jobs", "job", "watch", "cancel"}) {
     EXPECT_THAT(help, HasSubstr(std::string("  ") + command + " "));
-    const auto [text, status] = Shell(std::string(LENSCTL_BINARY " ") + command + " --help");
+    const auto [text, status] = RunCommand(std::string(LENSCTL_BINARY " ") + command + " --help");
     EXPECT_EQ(status, 0) << command << ": " << text;
     EXPECT_THAT(text, HasSubstr("--")) << command;
   }
@@ -102,16 +90,17 @@ TEST_F(LensctlTest, ActivationsFilesLoadInTheReferenceReaders) {
                               "/a.npy 'In the beginning'");
   ASSERT_EQ(rc, 0) << out;
   // Each file's tensors as {name: [shape, sum]}, read by safetensors and numpy.
-  std::tie(out, rc) = Shell(std::string(LENSD_PYTHON) + " -c \"" +
-                            "import json, numpy, safetensors.numpy as st; "
-                            "t = st.load_file('" +
-                            dir +
-                            "/a.safetensors'); "
-                            "t['npy'] = numpy.load('" +
-                            dir +
-                            "/a.npy'); "
-                            "print(json.dumps({k: [list(v.shape), float(v.astype('float64').sum())]"
-                            " for k, v in t.items()}))\"");
+  std::tie(out, rc) =
+      RunCommand(std::string(LENSD_PYTHON) + " -c \"" +
+                 "import json, numpy, safetensors.numpy as st; "
+                 "t = st.load_file('" +
+                 dir +
+                 "/a.safetensors'); "
+                 "t['npy'] = numpy.load('" +
+                 dir +
+                 "/a.npy'); "
+                 "print(json.dumps({k: [list(v.shape), float(v.astype('float64').sum())]"
+                 " for k, v in t.items()}))\"");
   ASSERT_EQ(rc, 0) << out;
   const nlohmann::json files = nlohmann::json::parse(out, nullptr, false);
   ASSERT_TRUE(files.is_object()) << out;

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace lensd::e2e {
@@ -46,6 +47,10 @@ class LensdProcess {
   std::string read_token_;
   std::shared_ptr<grpc::Channel> channel_;
 };
+
+// Runs a shell command; its output (stdout and stderr together) and exit status (-1 if it did
+// not exit normally).
+std::pair<std::string, int> RunCommand(const std::string& command);
 
 // A client context with a bearer token and a deadline.
 std::unique_ptr<grpc::ClientContext> Context(const std::string& token, double seconds = 60);

@@ -20,14 +20,8 @@ using ::testing::HasSubstr;
 std::pair<std::string, int> Grpcurl(const LensdProcess& server, const std::string& flags,
                                     const std::string& what) {
   const std::string command = std::string(LENSD_GRPCURL) + " -plaintext " + flags +
-                              " 127.0.0.1:" + std::to_string(server.port()) + " " + what + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return {"cannot run " + command, -1};
-  std::string out;
-  char buffer[4096];
-  size_t n = 0;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) out.append(buffer, n);
-  return {out, pclose(pipe)};
+                              " 127.0.0.1:" + std::to_string(server.port()) + " " + what;
+  return RunCommand(command);
 }
 
 TEST(ReflectionTest, GrpcurlListsDescribesAndCallsWithoutProtoFiles) {
