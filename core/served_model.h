@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "core/eval_spec.h"
 #include "core/lens_types.h"
 #include "core/training_spec.h"
 
@@ -98,6 +99,11 @@ class ServedModel {
   // run.output_dir. A warm-start lens (run.spec.warm_start) must be loaded: FAILED_PRECONDITION
   // otherwise. Other errors as engine/lens_training_run.h.
   virtual absl::StatusOr<TrainLensResult> TrainLens(const TrainLensRun& run) const = 0;
+
+  // Evaluates run.spec.lenses (each loaded: NOT_FOUND otherwise) on the first
+  // spec.num_batches() x spec.batch chunks in run.order, on the caller's thread (a job's work).
+  // INVALID_ARGUMENT when there is no chunk; CANCELLED / ABORTED as run.keep_going says.
+  virtual absl::StatusOr<LensMetrics> EvaluateLenses(const EvalLensRun& run) const = 0;
 
  protected:
   ServedModel() = default;

@@ -15,7 +15,9 @@ absl::Status Field(absl::string_view field, absl::string_view want) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", want));
 }
 
-bool ValidLensName(const std::string& name) {
+}  // namespace
+
+bool IsValidLensName(const std::string& name) {
   if (name.empty() || name.size() > 128 || name == "logit" || name[0] == '.') return false;
   for (const char c : name) {
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) {
@@ -25,7 +27,30 @@ bool ValidLensName(const std::string& name) {
   return true;
 }
 
-}  // namespace
+absl::Status DataSpec::Validate() const {
+  if (path.empty() == texts.empty()) {
+    return Field("data", "give either a path under the data root or inline texts");
+  }
+  return absl::OkStatus();
+}
+
+nlohmann::ordered_json DataSpec::ToJson() const {
+  return {{"path", path}, {"text_field", text_field}, {"texts", texts}};
+}
+
+absl::StatusOr<DataSpec> DataSpec::FromJson(const nlohmann::json& d) {
+  namespace jf = json_fields;
+  if (!d.is_object()) return Field("data", "an object");
+  DataSpec s;
+  LENSD_ASSIGN_OR_RETURN(s.path, jf::String(d, "path", "data"));
+  LENSD_ASSIGN_OR_RETURN(s.text_field, jf::String(d, "text_field", "data"));
+  if (!d.contains("texts") || !d["texts"].is_array()) return Field("data.texts", "an array");
+  for (const auto& t : d["texts"]) {
+    if (!t.is_string()) return Field("data.texts", "strings");
+    s.texts.push_back(t.get<std::string>());
+  }
+  return s;
+}
 
 int64_t TrainLensSpec::grad_acc_steps() const {
   const int64_t samples = seq_len > 0 ? tokens_per_step / seq_len : 0;
@@ -37,7 +62,7 @@ int64_t TrainLensSpec::sequences_needed() const {
 }
 
 absl::Status TrainLensSpec::Validate() const {
-  if (!ValidLensName(lens_name)) {
+  if (!IsValidLensName(lens_name)) {
     return Field("lens_name", "1-128 letters, digits, '-', '_' or '.', not \"logit\"");
   }
   if (loss != "kl" && loss != "ce") return Field("loss", "\"kl\" or \"ce\"");
@@ -56,13 +81,10 @@ absl::Status TrainLensSpec::Validate() const {
   if (!(momentum >= 0 && momentum < 1)) return Field("momentum", "in [0, 1)");
   if (!(weight_decay >= 0) || !std::isfinite(weight_decay)) return Field("weight_decay", ">= 0");
   if (checkpoint_every < 1) return Field("checkpoint_every", ">= 1 step");
-  if (!warm_start.empty() && !ValidLensName(warm_start)) {
+  if (!warm_start.empty() && !IsValidLensName(warm_start)) {
     return Field("warm_start", "a lens folder name of the model");
   }
-  if (data.path.empty() == data.texts.empty()) {
-    return Field("data", "give either a path under the data root or inline texts");
-  }
-  return absl::OkStatus();
+  return data.Validate();
 }
 
 std::string TrainLensSpec::ToJson() const {
@@ -81,7 +103,7 @@ std::string TrainLensSpec::ToJson() const {
   j["warm_start"] = warm_start;
   j["seed"] = seed;
   j["checkpoint_every"] = checkpoint_every;
-  j["data"] = {{"path", data.path}, {"text_field", data.text_field}, {"texts", data.texts}};
+  j["data"] = data.ToJson();
   return j.dump();
 }
 
@@ -106,15 +128,8 @@ absl::StatusOr<TrainLensSpec> TrainLensSpec::FromJson(const std::string& text) {
   LENSD_ASSIGN_OR_RETURN(const int64_t seed, jf::Int(j, "seed", ""));
   s.seed = static_cast<uint64_t>(seed);
   LENSD_ASSIGN_OR_RETURN(s.checkpoint_every, jf::Int(j, "checkpoint_every", ""));
-  if (!j.contains("data") || !j["data"].is_object()) return Field("data", "an object");
-  const nlohmann::json& d = j["data"];
-  LENSD_ASSIGN_OR_RETURN(s.data.path, jf::String(d, "path", "data"));
-  LENSD_ASSIGN_OR_RETURN(s.data.text_field, jf::String(d, "text_field", "data"));
-  if (!d.contains("texts") || !d["texts"].is_array()) return Field("data.texts", "an array");
-  for (const auto& t : d["texts"]) {
-    if (!t.is_string()) return Field("data.texts", "strings");
-    s.data.texts.push_back(t.get<std::string>());
-  }
+  if (!j.contains("data")) return Field("data", "an object");
+  LENSD_ASSIGN_OR_RETURN(s.data, DataSpec::FromJson(j["data"]));
   LENSD_RETURN_IF_ERROR(s.Validate());
   return s;
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
 
 namespace lensd {
 
@@ -18,7 +19,15 @@ struct DataSpec {
   std::string path;                 // .jsonl, .txt, .u16 or .u32, relative to the data root
   std::string text_field = "text";  // of .jsonl lines
   std::vector<std::string> texts;   // inline documents (when path is empty)
+
+  // INVALID_ARGUMENT unless exactly one of path and texts is given.
+  absl::Status Validate() const;
+  nlohmann::ordered_json ToJson() const;
+  static absl::StatusOr<DataSpec> FromJson(const nlohmann::json& data);
 };
+
+// A lens folder name: 1-128 letters, digits, '-', '_' or '.', not starting with '.', not "logit".
+bool IsValidLensName(const std::string& name);
 
 struct TrainLensSpec {
   std::string lens_name;    // the folder written under <repository>/<model>/lenses/

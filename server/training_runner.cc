@@ -1,9 +1,12 @@
 #include "server/training_runner.h"
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "core/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -20,14 +23,13 @@ nlohmann::json ProgressJson(const TrainingProgress& p) {
 
 }  // namespace
 
-absl::StatusOr<ChunkedData> TrainingRunner::LoadData(const TrainLensSpec& spec,
+absl::StatusOr<ChunkedData> TrainingRunner::LoadData(const DataSpec& data, int64_t seq_len,
                                                      const LoadedModel& model) const {
-  const DataSpec& data = spec.data;
   std::vector<std::string> documents;
   if (!data.path.empty()) {
     LENSD_ASSIGN_OR_RETURN(const std::string path, ResolveDataPath(data_root_, data.path));
     if (absl::EndsWith(path, ".u16") || absl::EndsWith(path, ".u32")) {
-      return ChunkTokenFile(path, spec.seq_len, model.model->info().vocab_size);
+      return ChunkTokenFile(path, seq_len, model.model->info().vocab_size);
     }
     LENSD_ASSIGN_OR_RETURN(documents, ReadDocuments(path, data.text_field));
   } else {
@@ -42,16 +44,56 @@ absl::StatusOr<ChunkedData> TrainingRunner::LoadData(const TrainLensSpec& spec,
   if (!eos.empty()) {
     eos_text = model.tokenizer->IdToToken(static_cast<int32_t>(eos.front())).value_or(eos_text);
   }
-  return ChunkDocuments(documents, *model.tokenizer, eos_text, spec.seq_len);
+  return ChunkDocuments(documents, *model.tokenizer, eos_text, seq_len);
 }
 
 absl::StatusOr<std::string> TrainingRunner::Run(const JobRecord& job, JobContext& context) {
-  if (job.kind != "train") {
-    return absl::UnimplementedError(absl::StrCat("job kind \"", job.kind, "\" is not run here"));
-  }
+  if (job.kind == "train") return Train(job, context);
+  if (job.kind == "eval") return Evaluate(job, context);
+  return absl::UnimplementedError(absl::StrCat("job kind \"", job.kind, "\" is not run here"));
+}
+
+absl::StatusOr<std::string> TrainingRunner::Evaluate(const JobRecord& job, JobContext& context) {
+  LENSD_ASSIGN_OR_RETURN(const EvalLensSpec spec, EvalLensSpec::FromJson(job.spec));
+  LENSD_ASSIGN_OR_RETURN(const std::shared_ptr<const LoadedModel> model, registry_->Get(job.model));
+  LENSD_ASSIGN_OR_RETURN(const ChunkedData data, LoadData(spec.data, spec.seq_len, *model));
+  EvalLensRun run;
+  run.spec = spec;
+  run.seq_len = data.chunk_len;
+  run.tokens = &data.tokens;
+  run.order = ShuffledOrder(data.num_chunks(), spec.seed);
+  run.keep_going = [&context] { return context.KeepGoing(); };
+  const absl::Time start = absl::Now();
+  const int64_t tokens_per_batch = spec.batch * data.chunk_len;
+  run.on_batch = [&](int64_t done, int64_t total) {
+    const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    TrainingProgress p{done, total, {}, 0, 0};
+    p.tokens_per_second = seconds > 0 ? static_cast<double>(done * tokens_per_batch) / seconds : 0;
+    p.eta_seconds = seconds * static_cast<double>(total - done) / static_cast<double>(done);
+    (void)context.Progress(done, ProgressJson(p).dump());
+  };
+  LENSD_ASSIGN_OR_RETURN(const LensMetrics metrics, model->model->EvaluateLenses(run));
+  const int64_t sequences = std::min<int64_t>(metrics.batches * spec.batch, data.num_chunks());
+  // Pre-tokenized data has no bytes to count: its metrics are reported in bits per token.
+  const bool per_byte = data.nats_to_bits_per_byte > 0;
+  const double scale = per_byte ? data.nats_to_bits_per_byte : 1.0 / std::log(2.0);
+  return nlohmann::json{
+      {"lenses", spec.lenses},
+      {"batches", metrics.batches},
+      {"sequences", sequences},
+      {"tokens", sequences * data.chunk_len},
+      {"seconds", absl::ToDoubleSeconds(absl::Now() - start)},
+      {"units", per_byte ? "bits_per_byte" : "bits_per_token"},
+      {"nats_to_bits_per_byte", per_byte ? nlohmann::json(scale) : nlohmann::json(nullptr)},
+      {"aggregate_metrics", nlohmann::json::parse(AggregateMetricsJson(metrics, scale))},
+      {"aggregate_metrics_nats", nlohmann::json::parse(AggregateMetricsJson(metrics, 1.0))}}
+      .dump();
+}
+
+absl::StatusOr<std::string> TrainingRunner::Train(const JobRecord& job, JobContext& context) {
   LENSD_ASSIGN_OR_RETURN(const TrainLensSpec spec, TrainLensSpec::FromJson(job.spec));
   LENSD_ASSIGN_OR_RETURN(const std::shared_ptr<const LoadedModel> model, registry_->Get(job.model));
-  LENSD_ASSIGN_OR_RETURN(const ChunkedData data, LoadData(spec, *model));
+  LENSD_ASSIGN_OR_RETURN(const ChunkedData data, LoadData(spec.data, spec.seq_len, *model));
   TrainLensRun run;
   run.spec = spec;
   run.seq_len = data.chunk_len;

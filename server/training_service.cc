@@ -2,10 +2,12 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "core/eval_spec.h"
 #include "core/job_manager.h"
 #include "core/status_macros.h"
 #include "core/training_data.h"
@@ -21,6 +23,14 @@ std::string NewJobId() {
   RAND_bytes(bytes, sizeof(bytes));
   return absl::StrCat("job-", absl::BytesToHexString(absl::string_view(
                                   reinterpret_cast<const char*>(bytes), sizeof(bytes))));
+}
+
+DataSpec ToData(const v1::DataSource& r) {
+  DataSpec d;
+  d.path = r.path();
+  d.texts.assign(r.texts().texts().begin(), r.texts().texts().end());
+  if (!r.text_field().empty()) d.text_field = r.text_field();
+  return d;
 }
 
 TrainLensSpec ToSpec(const v1::TrainLensJob& r) {
@@ -39,9 +49,7 @@ TrainLensSpec ToSpec(const v1::TrainLensJob& r) {
   s.warm_start = r.warm_start();
   if (r.has_seed()) s.seed = r.seed();
   if (r.has_checkpoint_every()) s.checkpoint_every = r.checkpoint_every();
-  s.data.path = r.data().path();
-  s.data.texts.assign(r.data().texts().texts().begin(), r.data().texts().texts().end());
-  if (!r.data().text_field().empty()) s.data.text_field = r.data().text_field();
+  s.data = ToData(r.data());
   return s;
 }
 
@@ -76,6 +84,7 @@ void FillJob(const JobRecord& j, v1::Job* out) {
     for (const auto& loss : progress.value("layer_losses", nlohmann::json::array())) {
       out->add_layer_losses(loss.get<double>());
     }
+    out->set_num_steps(progress.value("num_steps", j.num_steps));
     out->set_tokens_per_second(progress.value("tokens_per_second", 0.0));
     out->set_eta_seconds(progress.value("eta_seconds", 0.0));
   }
@@ -98,37 +107,74 @@ absl::StatusOr<JobRecord> Visible(const ServerEnv& env, const CallInfo& info,
   return job;
 }
 
-// Checks what can be checked before queueing: the spec, the model, the lens name, the data path.
-absl::StatusOr<JobRecord> NewTrainJob(const ServerEnv& env, const CallInfo& info,
-                                      const v1::SubmitJobRequest& request) {
-  if (request.model().empty()) return absl::InvalidArgumentError("model: name a loaded model");
-  if (!request.has_train_lens()) return absl::InvalidArgumentError("kind: give train_lens");
-  const TrainLensSpec spec = ToSpec(request.train_lens());
-  LENSD_RETURN_IF_ERROR(spec.Validate());
-  LENSD_ASSIGN_OR_RETURN(const std::shared_ptr<const LoadedModel> model,
-                         env.registry->Get(request.model()));
-  const std::filesystem::path lens_dir =
-      std::filesystem::path(env.repository) / request.model() / "lenses" / spec.lens_name;
-  if (std::filesystem::exists(lens_dir)) {
-    return absl::AlreadyExistsError(absl::StrCat("lens_name: ", request.model(),
-                                                 " already has a lens \"", spec.lens_name, "\""));
-  }
-  if (!spec.data.path.empty()) {
-    absl::StatusOr<std::string> path = ResolveDataPath(env.data_root, spec.data.path);
-    if (!path.ok()) {
-      return absl::Status(path.status().code(),
-                          absl::StrCat("data.path: ", path.status().message()));
+EvalLensSpec ToSpec(const v1::EvalLensJob& r, const ServedModel& model) {
+  EvalLensSpec s;
+  s.lenses.assign(r.lenses().begin(), r.lenses().end());
+  if (s.lenses.empty()) {
+    s.lenses = {"logit"};
+    for (const LensDescription& lens : model.Lenses()) {
+      if (lens.name != "logit") s.lenses.push_back(lens.name);
     }
   }
+  if (r.has_seq_len()) s.seq_len = r.seq_len();
+  if (r.has_batch()) s.batch = r.batch();
+  if (r.has_tokens()) s.tokens = r.tokens();
+  if (r.has_token_shift()) s.token_shift = r.token_shift();
+  if (r.has_seed()) s.seed = r.seed();
+  s.data = ToData(r.data());
+  return s;
+}
+
+absl::Status CheckDataPath(const ServerEnv& env, const DataSpec& data) {
+  if (data.path.empty()) return absl::OkStatus();
+  absl::StatusOr<std::string> path = ResolveDataPath(env.data_root, data.path);
+  if (path.ok()) return absl::OkStatus();
+  return absl::Status(path.status().code(), absl::StrCat("data.path: ", path.status().message()));
+}
+
+// Checks what can be checked before queueing: the spec, the model, the lens names, the data path.
+absl::StatusOr<JobRecord> NewJob(const ServerEnv& env, const CallInfo& info,
+                                 const v1::SubmitJobRequest& request) {
+  if (request.model().empty()) return absl::InvalidArgumentError("model: name a loaded model");
+  LENSD_ASSIGN_OR_RETURN(const std::shared_ptr<const LoadedModel> model,
+                         env.registry->Get(request.model()));
   JobRecord job;
   job.id = NewJobId();
   job.tenant = info.principal().tenant;
-  job.kind = "train";
   job.model = request.model();
   job.device = model->device;
-  job.spec = spec.ToJson();
-  job.num_steps = spec.num_steps;
-  return job;
+  if (request.has_train_lens()) {
+    const TrainLensSpec spec = ToSpec(request.train_lens());
+    LENSD_RETURN_IF_ERROR(spec.Validate());
+    const std::filesystem::path lens_dir =
+        std::filesystem::path(env.repository) / request.model() / "lenses" / spec.lens_name;
+    if (std::filesystem::exists(lens_dir)) {
+      return absl::AlreadyExistsError(absl::StrCat("lens_name: ", request.model(),
+                                                   " already has a lens \"", spec.lens_name, "\""));
+    }
+    LENSD_RETURN_IF_ERROR(CheckDataPath(env, spec.data));
+    job.kind = "train";
+    job.spec = spec.ToJson();
+    job.num_steps = spec.num_steps;
+    return job;
+  }
+  if (request.has_eval_lens()) {
+    const EvalLensSpec spec = ToSpec(request.eval_lens(), *model->model);
+    LENSD_RETURN_IF_ERROR(spec.Validate());
+    for (const std::string& name : spec.lenses) {
+      const std::vector<LensDescription> loaded = model->model->Lenses();
+      if (std::none_of(loaded.begin(), loaded.end(),
+                       [&](const LensDescription& l) { return l.name == name; })) {
+        return absl::NotFoundError(absl::StrCat("lenses: \"", name, "\" is not loaded for ",
+                                                request.model(), "; LoadLens it first"));
+      }
+    }
+    LENSD_RETURN_IF_ERROR(CheckDataPath(env, spec.data));
+    job.kind = "eval";
+    job.spec = spec.ToJson();
+    return job;
+  }
+  return absl::InvalidArgumentError("kind: give train_lens or eval_lens");
 }
 
 }  // namespace
@@ -145,7 +191,7 @@ grpc::ServerUnaryReactor* TrainingService::SubmitJob(grpc::CallbackServerContext
                                                      v1::Job* response) {
   auto* call = new UnaryCall(env_, context, "SubmitJob");
   absl::Status s = call->info().Admit(Role::kTrain);
-  absl::StatusOr<JobRecord> job = s.ok() ? NewTrainJob(env_, call->info(), *request) : s;
+  absl::StatusOr<JobRecord> job = s.ok() ? NewJob(env_, call->info(), *request) : s;
   if (!job.ok()) {
     call->Done(job.status());
     return call;

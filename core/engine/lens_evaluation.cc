@@ -8,7 +8,6 @@
 #include "core/engine/lens_trainer.h"
 #include "core/engine/torch_errors.h"
 #include "core/status_macros.h"
-#include "nlohmann/json.hpp"
 
 namespace lensd::engine {
 namespace {
@@ -25,10 +24,11 @@ double Entropy(const at::Tensor& log_probs) {
 
 }  // namespace
 
-absl::StatusOr<LensEvaluation> EvaluateLenses(
+absl::StatusOr<LensMetrics> EvaluateLenses(
     const CausalLm& model, const std::vector<std::pair<std::string, const Lens*>>& lenses,
     const at::Tensor& tokens, int64_t batch, int64_t token_shift,
-    const std::function<absl::Status()>& keep_going) {
+    const std::function<absl::Status()>& keep_going,
+    const std::function<void(int64_t, int64_t)>& on_batch) {
   if (lenses.empty()) return absl::InvalidArgumentError("lenses: name at least one");
   if (!tokens.defined() || tokens.dim() != 2 || tokens.size(1) <= std::abs(token_shift) ||
       batch < 1) {
@@ -36,7 +36,8 @@ absl::StatusOr<LensEvaluation> EvaluateLenses(
         "tokens must be [sequences, seq_len] with seq_len > |token_shift| (", token_shift, ")"));
   }
   const int64_t layers = model.config().num_layers;
-  LensEvaluation out;
+  LensMetrics out;
+  const int64_t total = (tokens.size(0) + batch - 1) / batch;
   for (const auto& [name, lens] : lenses) {
     for (const char* metric : {"ce", "entropy", "kl"}) {
       out.lenses[name][metric].assign(static_cast<size_t>(layers), 0.0);
@@ -70,6 +71,7 @@ absl::StatusOr<LensEvaluation> EvaluateLenses(
       out.baseline_ce += CrossEntropy(final_lps, labels, token_shift);
       out.baseline_entropy += Entropy(final_lps);
       ++out.batches;
+      if (on_batch) on_batch(out.batches, total);
     }
     return absl::OkStatus();
   }));
@@ -82,21 +84,6 @@ absl::StatusOr<LensEvaluation> EvaluateLenses(
   out.baseline_ce /= n;
   out.baseline_entropy /= n;
   return out;
-}
-
-std::string AggregateMetricsJson(const LensEvaluation& e, double nats_to_bits_per_byte) {
-  nlohmann::ordered_json j;
-  for (const auto& [name, metrics] : e.lenses) {
-    for (const char* metric : {"ce", "entropy", "kl"}) {
-      const std::vector<double>& values = metrics.at(metric);
-      for (size_t l = 0; l < values.size(); ++l) {
-        j[name][metric][absl::StrCat("layer_", l)] = values[l] * nats_to_bits_per_byte;
-      }
-    }
-  }
-  j["baseline"]["ce"]["final"] = e.baseline_ce * nats_to_bits_per_byte;
-  j["baseline"]["entropy"]["final"] = e.baseline_entropy * nats_to_bits_per_byte;
-  return j.dump();
 }
 
 }  // namespace lensd::engine

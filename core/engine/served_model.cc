@@ -20,6 +20,7 @@
 #include "core/engine/generate.h"
 #include "core/engine/hook_names.h"
 #include "core/engine/lens.h"
+#include "core/engine/lens_evaluation.h"
 #include "core/engine/lens_training_run.h"
 #include "core/engine/model_loader.h"
 #include "core/engine/served_batch.h"
@@ -189,6 +190,31 @@ class ServedModelImpl : public ServedModel {
       return absl::InvalidArgumentError("warm_start: the logit lens has no translators; omit it");
     }
     return RunLensTraining(*model_, tuned, run);
+  }
+
+  absl::StatusOr<LensMetrics> EvaluateLenses(const EvalLensRun& run) const override {
+    std::vector<std::shared_ptr<const Lens>> held;
+    std::vector<std::pair<std::string, const Lens*>> lenses;
+    for (const std::string& name : run.spec.lenses) {
+      LENSD_ASSIGN_OR_RETURN(held.emplace_back(), FindLens(name, "lenses"));
+      lenses.emplace_back(name, held.back().get());
+    }
+    const int64_t sequences = std::min<int64_t>(
+        run.spec.num_batches(static_cast<int64_t>(run.order.size())) * run.spec.batch,
+        static_cast<int64_t>(run.order.size()));
+    if (sequences == 0 || run.tokens == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("data: no sequence of ", run.seq_len,
+                                                     " tokens to evaluate; give more text"));
+    }
+    return CatchTorch("lens evaluation", [&]() -> absl::StatusOr<LensMetrics> {
+      const at::Tensor all = at::from_blob(const_cast<int32_t*>(run.tokens->data()),
+                                           {static_cast<int64_t>(run.tokens->size())}, at::kInt)
+                                 .view({-1, run.seq_len});
+      const at::Tensor order = at::tensor(
+          std::vector<int64_t>(run.order.begin(), run.order.begin() + sequences), at::kLong);
+      return engine::EvaluateLenses(*model_, lenses, all.index_select(0, order), run.spec.batch,
+                                    run.spec.token_shift, run.keep_going, run.on_batch);
+    });
   }
 
   absl::Status ValidateHookPoints(const std::vector<std::string>& names) const override {

@@ -46,7 +46,7 @@ TEST_F(LensctlTest, EverySubcommandHasHelp) {
   ASSERT_EQ(rc, 0) << help;
   for (const char* command :
        {"models", "info", "tokenize", "decode", "generate", "activations", "load", "unload",
-        "load-lens", "unload-lens", "train", "jobs", "job", "watch", "cancel"}) {
+        "load-lens", "unload-lens", "train", "eval", "jobs", "job", "watch", "cancel"}) {
     EXPECT_THAT(help, HasSubstr(std::string("  ") + command + " "));
     const auto [text, status] = RunCommand(std::string(LENSCTL_BINARY " ") + command + " --help");
     EXPECT_EQ(status, 0) << command << ": " << text;
