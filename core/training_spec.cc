@@ -81,6 +81,9 @@ absl::Status TrainLensSpec::Validate() const {
   if (!(momentum >= 0 && momentum < 1)) return Field("momentum", "in [0, 1)");
   if (!(weight_decay >= 0) || !std::isfinite(weight_decay)) return Field("weight_decay", ">= 0");
   if (checkpoint_every < 1) return Field("checkpoint_every", ">= 1 step");
+  if (precision != "auto" && precision != "bfloat16" && precision != "float32") {
+    return Field("precision", "\"auto\", \"bfloat16\" or \"float32\"");
+  }
   if (!warm_start.empty() && !IsValidLensName(warm_start)) {
     return Field("warm_start", "a lens folder name of the model");
   }
@@ -103,6 +106,7 @@ std::string TrainLensSpec::ToJson() const {
   j["warm_start"] = warm_start;
   j["seed"] = seed;
   j["checkpoint_every"] = checkpoint_every;
+  j["precision"] = precision;
   j["data"] = data.ToJson();
   return j.dump();
 }
@@ -128,6 +132,11 @@ absl::StatusOr<TrainLensSpec> TrainLensSpec::FromJson(const std::string& text) {
   LENSD_ASSIGN_OR_RETURN(const int64_t seed, jf::Int(j, "seed", ""));
   s.seed = static_cast<uint64_t>(seed);
   LENSD_ASSIGN_OR_RETURN(s.checkpoint_every, jf::Int(j, "checkpoint_every", ""));
+  if (jf::Has(j, "precision")) {  // specs stored before the field existed ran in float32
+    LENSD_ASSIGN_OR_RETURN(s.precision, jf::String(j, "precision", ""));
+  } else {
+    s.precision = "float32";
+  }
   if (!j.contains("data")) return Field("data", "an object");
   LENSD_ASSIGN_OR_RETURN(s.data, DataSpec::FromJson(j["data"]));
   LENSD_RETURN_IF_ERROR(s.Validate());

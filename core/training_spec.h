@@ -44,6 +44,9 @@ struct TrainLensSpec {
   std::string warm_start;         // a lens of the model to start from ("" = zero translators)
   uint64_t seed = 42;             // data shuffling
   int64_t checkpoint_every = 25;  // steps between checkpoints
+  // "auto" (bfloat16 autocast on a GPU, float32 on the CPU), "bfloat16" (autocast on any device,
+  // as tuned-lens's loop does) or "float32".
+  std::string precision = "auto";
   DataSpec data;
 
   // tokens_per_step / seq_len sequences per step, in ceil(that / micro_batch) micro-batches.

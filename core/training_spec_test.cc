@@ -29,6 +29,10 @@ TEST(TrainingSpecTest, DefaultsAreTunedLenssAndRoundTripThroughJson) {
   EXPECT_EQ(s.seq_len, 2048);
   EXPECT_EQ(s.grad_acc_steps(), 128);  // 128 sequences of 2048, one per micro-batch
   EXPECT_EQ(s.sequences_needed(), 250 * 128);
+  EXPECT_EQ(s.precision, "auto");  // bfloat16 autocast on a GPU, as tuned-lens's loop
+  nlohmann::json stored = nlohmann::json::parse(s.ToJson());
+  stored.erase("precision");  // a spec stored before the field existed ran in float32
+  EXPECT_EQ(TrainLensSpec::FromJson(stored.dump())->precision, "float32");
   s.micro_batch = 3;  // 128 / 3 rounds up, as tuned-lens does
   EXPECT_EQ(s.grad_acc_steps(), 43);
   s.token_shift = -1;
@@ -53,6 +57,7 @@ TEST(TrainingSpecTest, BadValuesNameTheirField) {
               HasSubstr("tokens_per_step: 1000 must be a positive multiple of seq_len (2048)"));
   EXPECT_THAT(message([](auto& s) { s.momentum = 1; }), HasSubstr("momentum"));
   EXPECT_THAT(message([](auto& s) { s.token_shift = 5000; }), HasSubstr("token_shift"));
+  EXPECT_THAT(message([](auto& s) { s.precision = "fp8"; }), HasSubstr("precision"));
   EXPECT_THAT(message([](auto& s) { s.data.texts = {"x"}; }), HasSubstr("data"));
   EXPECT_THAT(std::string(TrainLensSpec::FromJson(R"({"lens_name": 3})").status().message()),
               HasSubstr("lens_name"));

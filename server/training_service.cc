@@ -49,6 +49,7 @@ TrainLensSpec ToSpec(const v1::TrainLensJob& r) {
   s.warm_start = r.warm_start();
   if (r.has_seed()) s.seed = r.seed();
   if (r.has_checkpoint_every()) s.checkpoint_every = r.checkpoint_every();
+  if (!r.precision().empty()) s.precision = r.precision();
   s.data = ToData(r.data());
   return s;
 }

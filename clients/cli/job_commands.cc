@@ -208,6 +208,7 @@ int Train(const Connection& c, const Parsed& p) {
   t->set_loss(p.Get("loss"));
   t->set_bias_only(p.Flag("bias_only"));
   t->set_warm_start(p.Get("warm_start"));
+  t->set_precision(p.Get("precision"));
   if (auto usage =
           SetInts<v1::TrainLensJob>(p,
                                     {{"num_steps", &v1::TrainLensJob::set_num_steps},
@@ -291,6 +292,7 @@ std::vector<CommandEntry> JobCommands() {
          {"bias_only", "train the biases only", "false", true},
          {"seed", "data shuffling seed (default 42)", ""},
          {"checkpoint_every", "steps between checkpoints (default 25)", ""},
+         {"precision", "auto (bfloat16 autocast on a GPU), bfloat16 or float32", ""},
          {"watch", "follow the job with a progress bar until it ends", "false", true}}},
        Train},
       {{"eval",

@@ -1,7 +1,9 @@
 #include "core/engine/lens_trainer.h"
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <c10/core/GradMode.h>
+#include <torch/version.h>
 
 #include <algorithm>
 
@@ -12,6 +14,58 @@
 
 namespace lensd::engine {
 namespace {
+
+// bfloat16 autocast on `device` for the guard's scope, as Python's `with th.autocast(...)`: the
+// previous state comes back, and the cast cache is cleared when the outermost region ends.
+class AutocastGuard {
+ public:
+  AutocastGuard(bool enabled, at::DeviceType device) : enabled_(enabled), device_(device) {
+    if (!enabled_) return;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    was_enabled_ = at::autocast::is_autocast_enabled(device_);
+    was_dtype_ = at::autocast::get_autocast_dtype(device_);
+    at::autocast::set_autocast_enabled(device_, true);
+    at::autocast::set_autocast_dtype(device_, at::kBFloat16);
+#else
+    const bool cuda = device_ == at::kCUDA;
+    was_enabled_ = cuda ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+    was_dtype_ =
+        cuda ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
+    if (cuda) {
+      at::autocast::set_enabled(true);
+      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    } else {
+      at::autocast::set_cpu_enabled(true);
+      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    }
+#endif
+    at::autocast::increment_nesting();
+  }
+  ~AutocastGuard() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(device_, was_enabled_);
+    at::autocast::set_autocast_dtype(device_, was_dtype_);
+#else
+    if (device_ == at::kCUDA) {
+      at::autocast::set_enabled(was_enabled_);
+      at::autocast::set_autocast_gpu_dtype(was_dtype_);
+    } else {
+      at::autocast::set_cpu_enabled(was_enabled_);
+      at::autocast::set_autocast_cpu_dtype(was_dtype_);
+    }
+#endif
+  }
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  bool enabled_;
+  at::DeviceType device_;
+  bool was_enabled_ = false;
+  at::ScalarType was_dtype_ = at::kBFloat16;
+};
 
 absl::Status CheckOptions(const LensTrainingOptions& o) {
   const auto bad = [](const char* field, double value, const char* want) {
@@ -122,17 +176,22 @@ absl::StatusOr<std::vector<double>> LensTrainer::MicroBatch(const at::Tensor& to
     losses.reserve(static_cast<size_t>(layers));
     for (int64_t l = 0; l < layers; ++l) {
       const at::Tensor h = hooks.Captured({HookKind::kResidPre, l}).to(at::kFloat).clone();
-      const at::Tensor translated = h + at::linear(h, weights_[l], biases_[l]);
-      LENSD_ASSIGN_OR_RETURN(at::Tensor logits, model_.FinalNormAndUnembed(translated));
-      logits = ShiftPreds(logits, k).to(at::kFloat);
       at::Tensor loss;
-      if (options_.loss == LensLoss::kKl) {
-        loss = (target * (log_target - at::log_softmax(logits, -1))).sum(-1).mean();
-      } else {
-        loss = at::cross_entropy_loss(logits.flatten(0, -2), target.flatten());
+      {
+        const AutocastGuard autocast(options_.bf16_autocast, model_.device().type());
+        const at::Tensor translated = h + at::linear(h, weights_[l], biases_[l]);
+        LENSD_ASSIGN_OR_RETURN(at::Tensor logits, model_.FinalNormAndUnembed(translated));
+        logits = ShiftPreds(logits, k);
+        if (!options_.bf16_autocast) logits = logits.to(at::kFloat);
+        if (options_.loss == LensLoss::kKl) {
+          loss = (target * (log_target - at::log_softmax(logits, -1))).sum(-1).mean();
+        } else {
+          loss = at::cross_entropy_loss(logits.flatten(0, -2), target.flatten());
+        }
+        losses.push_back(loss.item<double>());
+        loss = loss * scale;  // tuned-lens divides inside the region too
       }
-      (loss * scale).backward();
-      losses.push_back(loss.item<double>());
+      loss.backward();
     }
     if (++micro_batches_ == options_.grad_acc_steps) {
       OptimizerStep();

@@ -6,10 +6,11 @@
 // SGD with Nesterov momentum and coupled weight decay, and the linear decay of the learning rate
 // to zero over `num_steps`.
 //
-// Translators are float32 master weights initialised to zero (or from a warm-start lens). With a
-// float32 model every computation is float32; with a bfloat16 or float16 model the translated
-// vectors go through the model's norm and unembedding in its dtype and the softmaxes run in
-// float32, as tuned-lens's bfloat16 autocast does.
+// Translators are float32 master weights initialised to zero (or from a warm-start lens). With
+// `bf16_autocast` each layer's lens and loss run under bfloat16 autocast on the model's device,
+// as tuned-lens's loop does (`th.autocast(device.type, dtype=th.bfloat16)`): matmuls in bfloat16,
+// softmaxes and reductions as autocast's policy says. Without it every computation is float32
+// (a bfloat16 or float16 model's norm and unembedding still run in the model's dtype).
 // Not thread-safe; one trainer belongs to one job.
 #ifndef LENSD_CORE_ENGINE_LENS_TRAINER_H_
 #define LENSD_CORE_ENGINE_LENS_TRAINER_H_
@@ -45,7 +46,8 @@ struct LensTrainingOptions {
   double momentum = 0.9;
   double weight_decay = 1e-3;
   double max_grad_norm = 1.0;
-  bool bias_only = false;  // train the biases only; the weights stay as initialised
+  bool bias_only = false;      // train the biases only; the weights stay as initialised
+  bool bf16_autocast = false;  // lens and loss under bfloat16 autocast, as tuned-lens
 };
 
 // Everything a checkpoint needs to continue exactly where training stopped, taken between

@@ -18,7 +18,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-LensTrainingOptions OptionsOf(const TrainLensSpec& spec) {
+LensTrainingOptions OptionsOf(const TrainLensSpec& spec, const at::Device& device) {
   LensTrainingOptions o;
   o.loss = spec.loss == "ce" ? LensLoss::kCrossEntropy : LensLoss::kKl;
   o.token_shift = spec.token_shift;
@@ -28,6 +28,7 @@ LensTrainingOptions OptionsOf(const TrainLensSpec& spec) {
   o.momentum = spec.momentum;
   o.weight_decay = spec.weight_decay;
   o.bias_only = spec.bias_only;
+  o.bf16_autocast = spec.precision == "bfloat16" || (spec.precision == "auto" && device.is_cuda());
   return o;
 }
 
@@ -67,7 +68,7 @@ absl::StatusOr<TrainLensResult> RunLensTraining(const CausalLm& model, const Tun
         spec.sequences_needed(), " needed); give more data or fewer steps"));
   }
   LENSD_ASSIGN_OR_RETURN(std::unique_ptr<LensTrainer> trainer,
-                         LensTrainer::Create(model, OptionsOf(spec), warm_start));
+                         LensTrainer::Create(model, OptionsOf(spec, model.device()), warm_start));
   int64_t next = 0;
   if (!run.resume_from.empty()) {
     LENSD_ASSIGN_OR_RETURN(TrainingCheckpoint checkpoint, LoadTrainingCheckpoint(run.resume_from));

@@ -23,12 +23,19 @@
 namespace lensd::engine {
 namespace {
 
-// Tolerances (float32 on both sides, the same operations in the same order; measured: losses
-// within 3e-7 relative over every step): losses 1e-5 relative plus 1e-6; translators 1e-5
-// absolute after 20+ steps; the Python library's logits for lensd's file 1e-4.
+// Tolerances (the same operations in the same order on both sides; measured: losses within 3e-7
+// relative over every step): losses 1e-5 relative plus 1e-6; translators 1e-5 absolute after
+// 20+ steps; the Python library's logits for lensd's file 1e-4.
 constexpr double kLossRelative = 1e-5;
 constexpr double kLossAbsolute = 1e-6;
 constexpr double kTranslatorTolerance = 1e-5;
+// "kl_bf16" runs the lens and loss under CPU bfloat16 autocast on both sides, where the model's
+// hidden states (lensd's forward agrees with transformers' to ~1e-6) round to bfloat16 apart now
+// and then: measured losses within 2.4e-3 relative, translators within 6.3e-4. Without autocast
+// on lensd's side the translators are 1.8e-3 (weights) and 6.3e-3 (biases) away, so 1.2e-3 tells
+// the two apart.
+constexpr double kBf16LossRelative = 1e-2;
+constexpr double kBf16TranslatorTolerance = 1.2e-3;
 constexpr double kLogitTolerance = 1e-4;
 
 std::string CaseDir(const std::string& name) {
@@ -60,6 +67,10 @@ TEST_P(TrainParityTest, LossesAndTranslatorsTrackTunedLensTraining) {
   options.grad_acc_steps = o["grad_acc"];
   options.bias_only = o.value("bias_only", false);
   options.lr_scale = o.value("lr_scale", 1.0);
+  options.bf16_autocast = o.value("autocast", false);
+  const double loss_relative = options.bf16_autocast ? kBf16LossRelative : kLossRelative;
+  const double translator_tolerance =
+      options.bf16_autocast ? kBf16TranslatorTolerance : kTranslatorTolerance;
   std::unique_ptr<TunedLens> warm;
   if (o.value("warm", false)) {
     auto loaded = TunedLens::Load(dir + "/warm", **model, "warm");
@@ -89,7 +100,7 @@ TEST_P(TrainParityTest, LossesAndTranslatorsTrackTunedLensTraining) {
     for (size_t l = 0; l < mean.size(); ++l) {
       const double ref = expected[step][l];
       worst = std::max(worst, std::abs(mean[l] - ref) / (std::abs(ref) + 1e-12));
-      EXPECT_NEAR(mean[l], ref, kLossAbsolute + kLossRelative * std::abs(ref))
+      EXPECT_NEAR(mean[l], ref, kLossAbsolute + loss_relative * std::abs(ref))
           << "step " << step << " layer " << l;
     }
   }
@@ -105,8 +116,8 @@ TEST_P(TrainParityTest, LossesAndTranslatorsTrackTunedLensTraining) {
   const double biases = (*ours)->biases().sub((*theirs)->biases()).abs().max().item<double>();
   std::printf("%s: final translators within %.1e (weights), %.1e (biases)\n", GetParam().c_str(),
               weights, biases);
-  EXPECT_LT(weights, kTranslatorTolerance);
-  EXPECT_LT(biases, kTranslatorTolerance);
+  EXPECT_LT(weights, translator_tolerance);
+  EXPECT_LT(biases, translator_tolerance);
 
   // lensd's file, read by tuned-lens: the same logits as lensd computes with its own lens.
   const std::string saved = testing::TempDir() + "/lensd-lens-" + GetParam();
@@ -139,7 +150,7 @@ TEST_P(TrainParityTest, LossesAndTranslatorsTrackTunedLensTraining) {
 }
 
 INSTANTIATE_TEST_SUITE_P(TunedLensTraining, TrainParityTest,
-                         ::testing::Values("kl", "ce", "bias_only_warm"));
+                         ::testing::Values("kl", "ce", "bias_only_warm", "kl_bf16"));
 
 }  // namespace
 }  // namespace lensd::engine

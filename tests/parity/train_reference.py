@@ -5,7 +5,8 @@ tuned_lens/scripts/train_loop.py, unmodified) on random-init checkpoints, with:
     the order used), instead of tuned-lens's datasets/torchdata pipeline, so that lensd trains on
     the same data in the same order (tuned_lens_stand_ins.py lets the script import without that
     pipeline's libraries);
-  * bfloat16 autocast turned off, so both sides compute in float32 on the CPU;
+  * bfloat16 autocast turned off, so both sides compute in float32 on the CPU, except in the
+    "kl_bf16" case, which keeps the loop's `th.autocast("cpu", dtype=th.bfloat16)` as it is;
   * the per-layer losses of every step recorded where the loop hands them to its logger.
 
 Per case it writes <out>/<case>/: model/ (save_pretrained), tokens.bin, case.json (options and
@@ -29,7 +30,7 @@ import tuned_lens.scripts.ingredients as ing  # noqa: E402
 import tuned_lens.scripts.train_loop as train_loop  # noqa: E402
 from tuned_lens.nn.lenses import TunedLens  # noqa: E402
 
-train_loop.th.autocast = lambda *args, **kwargs: contextlib.nullcontext()
+AUTOCAST = train_loop.th.autocast
 
 
 class ReferenceTrain(train_loop.Train):
@@ -80,11 +81,15 @@ CASES = {
     "ce": ("llama", dict(loss="ce", num_steps=20, micro_batch=1, grad_acc=3, seq_len=24)),
     "bias_only_warm": ("gpt2", dict(loss="kl", num_steps=20, micro_batch=2, grad_acc=1,
                                     seq_len=32, bias_only=True, warm=True, lr_scale=2.0)),
+    "kl_bf16": ("gpt2", dict(loss="kl", num_steps=20, micro_batch=2, grad_acc=2, seq_len=32,
+                             autocast=True)),
 }
 
 
 def run_case(name, out):
     kind, o = CASES[name]
+    train_loop.th.autocast = (AUTOCAST if o.get("autocast") else
+                              lambda *args, **kwargs: contextlib.nullcontext())
     case_dir = Path(out) / name
     model_dir = case_dir / "model"
     model = make_model(kind, model_dir)
