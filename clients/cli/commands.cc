@@ -139,6 +139,27 @@ int Decode(const Connection& c, const Parsed& p) {
   return 0;
 }
 
+int Compare(const Connection& c, const Parsed& p) {
+  std::vector<v1::DecodeResponse> responses;
+  for (absl::string_view lens : absl::StrSplit(p.Get("lenses"), ',', absl::SkipEmpty())) {
+    v1::DecodeRequest q;
+    q.set_model(p.Get("model"));
+    q.mutable_input()->set_text(Prompt(p));
+    q.set_lens(std::string(lens));
+    q.set_top_k(1);
+    q.add_statistics(v1::STATISTIC_FORWARD_KL);
+    q.add_statistics(v1::STATISTIC_CROSS_ENTROPY);
+    const grpc::Status s =
+        v1::Lens::NewStub(c.channel)->Decode(c.Context().get(), q, &responses.emplace_back());
+    if (!s.ok()) return Fail(s);
+  }
+  if (responses.empty()) return Usage("--lenses: name at least one lens");
+  int width = 9;
+  absl::SimpleAtoi(p.Get("width"), &width);
+  std::cout << SideBySideTable(responses, static_cast<size_t>(width));
+  return 0;
+}
+
 int Generate(const Connection& c, const Parsed& p) {
   v1::GenerateRequest q;
   q.set_model(p.Get("model"));
@@ -282,6 +303,14 @@ std::vector<CommandEntry> Commands() {
          {"width", "characters per table cell", "9"},
          kJson}},
        Decode},
+      {{"compare",
+        "lenses side by side on a prompt: per layer the last position's top-1, mean KL to the "
+        "model's output and mean next-token cross-entropy",
+        "<prompt>",
+        {kModel,
+         {"lenses", "comma-separated lenses", "logit,tuned"},
+         {"width", "characters per token cell", "9"}}},
+       Compare},
       {{"generate",
         "stream tokens sampled from a lens at one layer",
         "<prompt>",

@@ -104,7 +104,9 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (!entry->command.usage.empty() && parsed.positional.empty()) {
+  // "<x>" arguments are required, "[<x> ...]" ones optional.
+  if (!entry->command.usage.empty() && entry->command.usage[0] != '[' &&
+      parsed.positional.empty()) {
     std::cerr << "lensctl " << entry->command.name << ": give " << entry->command.usage << "\n";
     return 2;
   }

@@ -1,5 +1,6 @@
 #include "clients/cli/output.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <fstream>
 #include <sstream>
@@ -65,6 +66,51 @@ std::string DecodeTable(const lensd::v1::DecodeResponse& r, size_t width) {
   }
   out << "(" << r.lens() << " lens on " << r.model() << "; rows: the stream entering each block, "
       << "then the model's output; cells: top-1 token and its probability)\n";
+  return out.str();
+}
+
+std::string SideBySideTable(const std::vector<lensd::v1::DecodeResponse>& responses, size_t width) {
+  std::ostringstream out;
+  const size_t label = 8, cell = width + 7, number = 9;
+  out << Pad("", label);
+  for (const auto& r : responses) out << Pad(r.lens() + " lens", cell + 2 * number + 2);
+  out << "\n" << Pad("layer", label);
+  for (size_t i = 0; i < responses.size(); ++i) {
+    out << Pad("last top-1", cell) << Pad("KL", number) << Pad("CE", number) << "  ";
+  }
+  out << "\n";
+  const int rows = responses.empty() ? 0 : responses[0].rows_size();
+  for (int i = 0; i < rows; ++i) {
+    const auto& first = responses[0].rows(i);
+    out << Pad(first.is_output() ? "output" : std::to_string(first.layer()), label);
+    for (const auto& r : responses) {
+      const auto& row = r.rows(i);
+      double kl = 0, ce = 0;
+      int scored = 0;
+      for (int k = 0; k < row.cells_size(); ++k) {
+        kl += row.cells(k).forward_kl();
+        // The next input token; the last position's target (EOS) is not part of the prompt.
+        if (k + 1 < row.cells_size() && row.cells(k).target() >= 0) {
+          ce += row.cells(k).cross_entropy();
+          ++scored;
+        }
+      }
+      const auto& last = row.cells(row.cells_size() - 1);
+      out << Pad(last.top_size() == 0
+                     ? "-"
+                     : absl::StrFormat("%s %.2f", Readable(last.top(0).text(), width),
+                                       last.top(0).prob()),
+                 cell)
+          << Pad(absl::StrFormat("%.3f", kl / std::max(row.cells_size(), 1)), number)
+          << Pad(absl::StrFormat("%.3f", ce / std::max(scored, 1)), number) << "  ";
+    }
+    out << "\n";
+  }
+  const std::string units = responses.empty() ? "" : responses[0].units();
+  out << "(rows: the stream entering each block, then the model's output; last top-1: the most "
+         "likely next token after the prompt; KL: mean KL(model output || lens), CE: mean "
+         "next-token cross-entropy, in "
+      << units << ")\n";
   return out.str();
 }
 

@@ -4,6 +4,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "lensd/v1/lens.pb.h"
 
@@ -16,6 +17,11 @@ std::string Readable(const std::string& text, size_t width);
 // Layers as rows (the model's output last), input positions as columns; each cell the top-1
 // token and its probability.
 std::string DecodeTable(const lensd::v1::DecodeResponse& response, size_t width);
+
+// Lenses side by side, one decode of the same prompt each: a row per layer (the model's output
+// last), and per lens the top-1 token at the last position with its probability, and the mean
+// over positions of KL(model || lens) and of the next-token cross-entropy.
+std::string SideBySideTable(const std::vector<lensd::v1::DecodeResponse>& responses, size_t width);
 
 // A tensor assembled from its streamed chunks.
 struct Assembled {

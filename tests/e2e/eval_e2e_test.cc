@@ -35,7 +35,7 @@ class EvalTest : public TrainingTest {
     e->mutable_data()->set_path("tokens.u16");
     e->set_seq_len(16);
     e->set_batch(4);
-    e->set_tokens(16 * 4 * 5);  // five batches
+    e->set_tokens(int64_t{16} * 4 * 5);  // five batches of 4 x 16 tokens
     e->set_seed(7);
     return r;
   }

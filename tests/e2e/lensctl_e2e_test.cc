@@ -46,7 +46,7 @@ TEST_F(LensctlTest, EverySubcommandHasHelp) {
   ASSERT_EQ(rc, 0) << help;
   for (const char* command :
        {"models", "info", "tokenize", "decode", "generate", "activations", "load", "unload",
-        "load-lens", "unload-lens", "train", "eval", "jobs", "job", "watch", "cancel"}) {
+        "load-lens", "unload-lens", "train", "eval", "compare", "jobs", "job", "watch", "cancel"}) {
     EXPECT_THAT(help, HasSubstr(std::string("  ") + command + " "));
     const auto [text, status] = RunCommand(std::string(LENSCTL_BINARY " ") + command + " --help");
     EXPECT_EQ(status, 0) << command << ": " << text;
@@ -174,6 +174,23 @@ TEST_F(LensctlTest, ErrorsPrintTheCodeAndExitWithOne) {
   EXPECT_THAT(out, HasSubstr("PERMISSION_DENIED"));
   std::tie(out, rc) = Lensctl("decode --no_such_flag 1 'x'");
   EXPECT_EQ(rc, 2) << out;
+  std::tie(out, rc) = Lensctl("decode");  // <prompt> is required
+  EXPECT_EQ(rc, 2) << out;
+  // [<text> ...] is optional: train with --data alone reaches the server (which has no data root).
+  std::tie(out, rc) = Lensctl("train --lens_name x --data kjv.jsonl", server_->admin_token());
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_THAT(out, HasSubstr("data"));
+}
+
+TEST_F(LensctlTest, CompareShowsLensesSideBySide) {
+  auto [out, rc] = Lensctl("compare --lenses logit,logit 'And God said'");
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_THAT(out, HasSubstr("logit lens"));
+  EXPECT_THAT(out, HasSubstr("output"));
+  EXPECT_THAT(out, HasSubstr("last top-1"));
+  std::tie(out, rc) = Lensctl("compare --lenses logit,missing 'And God said'");
+  EXPECT_EQ(rc, 1);
+  EXPECT_THAT(out, HasSubstr("NOT_FOUND"));
 }
 
 }  // namespace
