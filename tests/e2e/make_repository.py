@@ -1,6 +1,6 @@
 """Builds the model repository the end-to-end tests serve:
 
-  kjv-gpt2/                the demo model (its files linked), with
+  kjv-gpt2/                the demo model (its files and its lenses linked), with
     lenses/random-tuned/   a tuned lens with random translators, saved by tuned-lens's own save()
   slow-gpt2/               a larger random-init GPT-2 written by transformers' save_pretrained,
                            whose generation takes long enough to observe cancellation, deadlines
@@ -16,11 +16,15 @@ from tuned_lens.nn.lenses import TunedLens
 
 
 def demo_with_lens(source, out):
-    os.makedirs(out, exist_ok=True)
+    os.makedirs(os.path.join(out, "lenses"), exist_ok=True)  # tests write lenses here
     for name in os.listdir(source):
         link = os.path.join(out, name)
-        if not os.path.lexists(link):
+        if name != "lenses" and not os.path.lexists(link):
             os.symlink(os.path.abspath(os.path.join(source, name)), link)
+    for name in os.listdir(os.path.join(source, "lenses")):  # the demo's own tuned lens
+        link = os.path.join(out, "lenses", name)
+        if not os.path.lexists(link):
+            os.symlink(os.path.abspath(os.path.join(source, "lenses", name)), link)
     lens_dir = os.path.join(out, "lenses", "random-tuned")
     if os.path.exists(os.path.join(lens_dir, "params.pt")):
         return
