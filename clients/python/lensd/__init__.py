@@ -1,0 +1,15 @@
+"""lensd: the Python client of the lensd interpretability server.
+
+    import lensd
+    client = lensd.Client("127.0.0.1:50051")          # token from $LENSD_TOKEN
+    result = client.decode("And God said", lens="tuned")
+    result.to_dataframe()                               # one row per layer and position
+"""
+__version__ = "0.1.0"
+
+from lensd.errors import LensdError, VersionError  # noqa: E402
+from lensd.client import Client  # noqa: E402
+from lensd.results import DecodeResult, GeneratedToken  # noqa: E402
+
+__all__ = ["Client", "DecodeResult", "GeneratedToken", "LensdError", "VersionError",
+           "__version__"]

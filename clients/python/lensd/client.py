@@ -1,0 +1,266 @@
+"""The synchronous client: one channel, the token and client version on every call, deadlines,
+retries of UNAVAILABLE with exponential backoff, and errors raised as LensdError."""
+import os
+import time
+from typing import Dict, Iterator, List, Optional, Sequence, Union
+
+import grpc
+
+import lensd
+from lensd import results
+from lensd.errors import from_rpc_error
+from lensd.v1 import lens_pb2, lens_pb2_grpc, models_pb2, models_pb2_grpc, training_pb2
+from lensd.v1 import training_pb2_grpc, types_pb2
+
+Prompt = Union[str, Sequence[int]]
+
+_STATISTICS = {
+    "entropy": lens_pb2.STATISTIC_ENTROPY,
+    "forward_kl": lens_pb2.STATISTIC_FORWARD_KL,
+    "cross_entropy": lens_pb2.STATISTIC_CROSS_ENTROPY,
+    "target_rank": lens_pb2.STATISTIC_TARGET_RANK,
+    "max_probability": lens_pb2.STATISTIC_MAX_PROBABILITY,
+    "log_prob_diff": lens_pb2.STATISTIC_LOG_PROB_DIFF,
+    "none": lens_pb2.STATISTIC_NONE,
+}
+
+
+def make_input(prompt: Prompt, add_special_tokens: bool = False) -> types_pb2.Input:
+    """A text prompt (tokenized by the server) or token ids (used as they are)."""
+    if isinstance(prompt, str):
+        return types_pb2.Input(text=prompt, add_special_tokens=add_special_tokens)
+    return types_pb2.Input(tokens=types_pb2.TokenIds(ids=[int(t) for t in prompt]))
+
+
+class Client:
+    """A connection to a lensd server.
+
+    Args:
+        address: host:port; default $LENSD_ADDRESS, else 127.0.0.1:50051.
+        token: bearer token; default $LENSD_TOKEN (none: only a loopback server without auth).
+        tls: use TLS (root_certificates: PEM bytes of the CA; default the system's).
+        timeout: default deadline of each call, in seconds (streams: of the whole stream).
+        retries: how many times a call that failed with UNAVAILABLE is retried, with exponential
+            backoff from `backoff` seconds.
+        model: the model calls use when they name none.
+    """
+
+    def __init__(self, address: Optional[str] = None, token: Optional[str] = None,
+                 tls: bool = False, root_certificates: Optional[bytes] = None,
+                 timeout: float = 60.0, retries: int = 3, backoff: float = 0.2,
+                 model: str = "kjv-gpt2"):
+        self.address = address or os.environ.get("LENSD_ADDRESS") or "127.0.0.1:50051"
+        self._token = token if token is not None else os.environ.get("LENSD_TOKEN", "")
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.model = model
+        options = [("grpc.max_receive_message_length", 64 << 20)]
+        if tls:
+            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            self._channel = grpc.secure_channel(self.address, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(self.address, options=options)
+        self._models = models_pb2_grpc.ModelsStub(self._channel)
+        self._lens = lens_pb2_grpc.LensStub(self._channel)
+        self._training = training_pb2_grpc.TrainingStub(self._channel)
+
+    def close(self):
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _metadata(self):
+        metadata = [("x-lensd-client-version", lensd.__version__)]
+        if self._token:
+            metadata.append(("authorization", f"Bearer {self._token}"))
+        return metadata
+
+    def _unary(self, method, request, name: str, timeout: Optional[float] = None):
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                return method(request, timeout=timeout or self.timeout, metadata=self._metadata())
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
+                    raise from_rpc_error(error, name) from None
+                time.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    def _stream(self, method, request, name: str, timeout: Optional[float] = None):
+        """Yields a server stream's messages; UNAVAILABLE before the first message is retried."""
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            call = method(request, timeout=timeout or self.timeout, metadata=self._metadata())
+            started = False
+            try:
+                for message in call:
+                    started = True
+                    yield message
+                return
+            except grpc.RpcError as error:
+                if (error.code() != grpc.StatusCode.UNAVAILABLE or started
+                        or attempt == self.retries):
+                    raise from_rpc_error(error, name) from None
+                time.sleep(delay)
+                delay *= 2
+            finally:
+                call.cancel()
+
+    # -- models ----------------------------------------------------------------------------------
+
+    def models(self) -> List[models_pb2.ModelInfo]:
+        """The repository's models, loaded or not."""
+        return list(self._unary(self._models.ListModels, models_pb2.ListModelsRequest(),
+                                "ListModels").models)
+
+    def server_info(self) -> models_pb2.ServerInfo:
+        return self._unary(self._models.GetServerInfo, models_pb2.GetServerInfoRequest(),
+                           "GetServerInfo")
+
+    def tokenize(self, text: str, model: Optional[str] = None,
+                 add_special_tokens: bool = False) -> List[types_pb2.Token]:
+        request = models_pb2.TokenizeRequest(model=model or self.model, text=text,
+                                             add_special_tokens=add_special_tokens)
+        return list(self._unary(self._models.Tokenize, request, "Tokenize").tokens)
+
+    def load_lens(self, lens: str, model: Optional[str] = None) -> models_pb2.LensInfo:
+        """Loads <repository>/<model>/lenses/<lens> (admin)."""
+        request = models_pb2.LoadLensRequest(model=model or self.model, lens=lens)
+        return self._unary(self._models.LoadLens, request, "LoadLens")
+
+    # -- lenses ----------------------------------------------------------------------------------
+
+    def decode(self, prompt: Prompt, lens: str = "logit", model: Optional[str] = None,
+               layers: Optional[Sequence[int]] = None, positions: Optional[Sequence[int]] = None,
+               top_k: int = 5, statistics: Optional[Sequence[str]] = None,
+               targets: Optional[Sequence[int]] = None,
+               anti_targets: Optional[Sequence[int]] = None, compare_lens: str = "",
+               exclude_output: bool = False, resid_mid: bool = False, mask_input: bool = False,
+               bits_per_byte: bool = False, timeout: Optional[float] = None
+               ) -> results.DecodeResult:
+        """Per-layer decoding of a prompt (text or token ids) through a lens.
+
+        statistics: names among entropy, forward_kl, cross_entropy, target_rank,
+        max_probability, log_prob_diff (default: the server's, all but log_prob_diff), or
+        ["none"]."""
+        request = lens_pb2.DecodeRequest(
+            model=model or self.model, input=make_input(prompt), lens=lens,
+            layers=list(layers or []), positions=list(positions or []), top_k=top_k,
+            targets=list(targets or []), anti_targets=list(anti_targets or []),
+            compare_lens=compare_lens, exclude_output=exclude_output, mask_input=mask_input,
+            bits_per_byte=bits_per_byte,
+            readout=lens_pb2.READOUT_RESID_MID if resid_mid else lens_pb2.READOUT_RESID_PRE)
+        for name in statistics or []:
+            if name not in _STATISTICS:
+                raise ValueError(f"statistics: {name!r} is not one of {sorted(_STATISTICS)}")
+            request.statistics.append(_STATISTICS[name])
+        return results.DecodeResult(self._unary(self._lens.Decode, request, "Decode", timeout))
+
+    def generate(self, prompt: Prompt, lens: str = "logit", layer: Optional[int] = None,
+                 model: Optional[str] = None, max_new_tokens: int = 32, greedy: bool = False,
+                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
+                 stop_tokens: Sequence[int] = (), early_exit: bool = False,
+                 timeout: Optional[float] = None) -> Iterator[results.GeneratedToken]:
+        """Tokens sampled from a lens at `layer` (None: the model's own output), as they come."""
+        request = lens_pb2.GenerateRequest(
+            model=model or self.model, input=make_input(prompt), lens=lens,
+            max_new_tokens=max_new_tokens, greedy=greedy, temperature=temperature, top_k=top_k,
+            top_p=top_p, seed=seed, stop_tokens=list(stop_tokens), early_exit=early_exit)
+        if layer is not None:
+            request.layer = layer
+        for m in self._stream(self._lens.Generate, request, "Generate", timeout):
+            yield results.GeneratedToken(m.step, m.token.id, m.token.text, m.finished,
+                                         m.finish_reason)
+
+    def activations(self, prompt: Prompt, hook_points: Sequence[str],
+                    model: Optional[str] = None, native_dtype: bool = False,
+                    torch: Optional[bool] = None, timeout: Optional[float] = None) -> Dict:
+        """Values at TransformerLens hook points (e.g. "blocks.2.hook_resid_post") by name: numpy
+        arrays, or torch tensors when `torch` (None: when torch is installed)."""
+        request = lens_pb2.GetActivationsRequest(
+            model=model or self.model, input=make_input(prompt), hook_points=list(hook_points),
+            dtype="native" if native_dtype else "float32")
+        arrays = results.assemble(
+            self._stream(self._lens.GetActivations, request, "GetActivations", timeout))
+        return results.as_torch(arrays, torch)
+
+    # -- jobs ------------------------------------------------------------------------------------
+
+    def train_lens(self, lens_name: str, data: Union[str, Sequence[str]],
+                   model: Optional[str] = None, watch: bool = False, progress: bool = True,
+                   **options) -> training_pb2.Job:
+        """Submits a tuned-lens training job (train role). `data` is a path under the server's
+        data root, or a list of texts. Options as TrainLensJob (num_steps, seq_len,
+        tokens_per_step, micro_batch, loss, lr_scale, ...). With watch=True waits for the end
+        (a tqdm progress bar when `progress`) and returns the final job."""
+        job = training_pb2.TrainLensJob(lens_name=lens_name, **options)
+        _set_data(job.data, data)
+        request = training_pb2.SubmitJobRequest(model=model or self.model, train_lens=job)
+        submitted = self._unary(self._training.SubmitJob, request, "SubmitJob")
+        return self.watch(submitted.id, progress) if watch else submitted
+
+    def evaluate_lenses(self, data: Union[str, Sequence[str]],
+                        lenses: Sequence[str] = (), model: Optional[str] = None,
+                        watch: bool = False, progress: bool = True,
+                        **options) -> training_pb2.Job:
+        """Submits a lens-evaluation job (train role): tuned-lens's per-layer ce, entropy and KL
+        for `lenses` (default: logit and every loaded tuned lens). Options as EvalLensJob
+        (seq_len, batch, tokens, token_shift, seed)."""
+        job = training_pb2.EvalLensJob(lenses=list(lenses), **options)
+        _set_data(job.data, data)
+        request = training_pb2.SubmitJobRequest(model=model or self.model, eval_lens=job)
+        submitted = self._unary(self._training.SubmitJob, request, "SubmitJob")
+        return self.watch(submitted.id, progress) if watch else submitted
+
+    def job(self, job_id: str) -> training_pb2.Job:
+        return self._unary(self._training.GetJob, training_pb2.GetJobRequest(id=job_id), "GetJob")
+
+    def jobs(self, all_tenants: bool = False) -> List[training_pb2.Job]:
+        request = training_pb2.ListJobsRequest(tenant="*" if all_tenants else "")
+        return list(self._unary(self._training.ListJobs, request, "ListJobs").jobs)
+
+    def cancel(self, job_id: str) -> training_pb2.Job:
+        return self._unary(self._training.CancelJob, training_pb2.CancelJobRequest(id=job_id),
+                           "CancelJob")
+
+    def watch(self, job_id: str, progress: bool = True) -> training_pb2.Job:
+        """Follows a job to its end (a tqdm bar of steps when `progress` and tqdm is installed);
+        returns the final job."""
+        bar = None
+        last = None
+        try:
+            for job in self._stream(self._training.WatchJob,
+                                    training_pb2.WatchJobRequest(id=job_id), "WatchJob",
+                                    timeout=365 * 24 * 3600.0):
+                last = job
+                if progress and bar is None and job.num_steps > 0:
+                    try:
+                        from tqdm.auto import tqdm
+                        bar = tqdm(total=job.num_steps, desc=f"{job.kind} {job.id}", unit="step")
+                    except ImportError:
+                        progress = False
+                if bar is not None:
+                    bar.total = job.num_steps
+                    bar.update(job.step - bar.n)
+                    if job.layer_losses:
+                        bar.set_postfix(loss=f"{job.layer_losses[-1]:.4f}",
+                                        tok_s=f"{job.tokens_per_second:.0f}")
+        finally:
+            if bar is not None:
+                bar.close()
+        return last
+
+
+def _set_data(source: training_pb2.DataSource, data: Union[str, Sequence[str]]):
+    if isinstance(data, str):
+        source.path = data
+    else:
+        source.texts.texts.extend(data)
