@@ -2,35 +2,16 @@
 retries of UNAVAILABLE with exponential backoff, and errors raised as LensdError."""
 import os
 import time
-from typing import Dict, Iterator, List, Optional, Sequence, Union
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import grpc
 
 import lensd
-from lensd import results
+from lensd import messages, results
 from lensd.errors import from_rpc_error
-from lensd.v1 import lens_pb2, lens_pb2_grpc, models_pb2, models_pb2_grpc, training_pb2
-from lensd.v1 import training_pb2_grpc, types_pb2
-
-Prompt = Union[str, Sequence[int]]
-
-_STATISTICS = {
-    "entropy": lens_pb2.STATISTIC_ENTROPY,
-    "forward_kl": lens_pb2.STATISTIC_FORWARD_KL,
-    "cross_entropy": lens_pb2.STATISTIC_CROSS_ENTROPY,
-    "target_rank": lens_pb2.STATISTIC_TARGET_RANK,
-    "max_probability": lens_pb2.STATISTIC_MAX_PROBABILITY,
-    "log_prob_diff": lens_pb2.STATISTIC_LOG_PROB_DIFF,
-    "none": lens_pb2.STATISTIC_NONE,
-}
-
-
-def make_input(prompt: Prompt, add_special_tokens: bool = False) -> types_pb2.Input:
-    """A text prompt (tokenized by the server) or token ids (used as they are)."""
-    if isinstance(prompt, str):
-        return types_pb2.Input(text=prompt, add_special_tokens=add_special_tokens)
-    return types_pb2.Input(tokens=types_pb2.TokenIds(ids=[int(t) for t in prompt]))
-
+from lensd.messages import Data, Prompt
+from lensd.v1 import lens_pb2_grpc, models_pb2, models_pb2_grpc, training_pb2, training_pb2_grpc
+from lensd.v1 import types_pb2
 
 class Client:
     """A connection to a lensd server.
@@ -151,17 +132,9 @@ class Client:
         statistics: names among entropy, forward_kl, cross_entropy, target_rank,
         max_probability, log_prob_diff (default: the server's, all but log_prob_diff), or
         ["none"]."""
-        request = lens_pb2.DecodeRequest(
-            model=model or self.model, input=make_input(prompt), lens=lens,
-            layers=list(layers or []), positions=list(positions or []), top_k=top_k,
-            targets=list(targets or []), anti_targets=list(anti_targets or []),
-            compare_lens=compare_lens, exclude_output=exclude_output, mask_input=mask_input,
-            bits_per_byte=bits_per_byte,
-            readout=lens_pb2.READOUT_RESID_MID if resid_mid else lens_pb2.READOUT_RESID_PRE)
-        for name in statistics or []:
-            if name not in _STATISTICS:
-                raise ValueError(f"statistics: {name!r} is not one of {sorted(_STATISTICS)}")
-            request.statistics.append(_STATISTICS[name])
+        request = messages.decode(
+            model or self.model, prompt, lens, layers, positions, top_k, statistics, targets,
+            anti_targets, compare_lens, exclude_output, resid_mid, mask_input, bits_per_byte)
         return results.DecodeResult(self._unary(self._lens.Decode, request, "Decode", timeout))
 
     def generate(self, prompt: Prompt, lens: str = "logit", layer: Optional[int] = None,
@@ -170,12 +143,9 @@ class Client:
                  stop_tokens: Sequence[int] = (), early_exit: bool = False,
                  timeout: Optional[float] = None) -> Iterator[results.GeneratedToken]:
         """Tokens sampled from a lens at `layer` (None: the model's own output), as they come."""
-        request = lens_pb2.GenerateRequest(
-            model=model or self.model, input=make_input(prompt), lens=lens,
-            max_new_tokens=max_new_tokens, greedy=greedy, temperature=temperature, top_k=top_k,
-            top_p=top_p, seed=seed, stop_tokens=list(stop_tokens), early_exit=early_exit)
-        if layer is not None:
-            request.layer = layer
+        request = messages.generate(model or self.model, prompt, lens, layer, max_new_tokens,
+                                    greedy, temperature, top_k, top_p, seed, stop_tokens,
+                                    early_exit)
         for m in self._stream(self._lens.Generate, request, "Generate", timeout):
             yield results.GeneratedToken(m.step, m.token.id, m.token.text, m.finished,
                                          m.finish_reason)
@@ -185,38 +155,32 @@ class Client:
                     torch: Optional[bool] = None, timeout: Optional[float] = None) -> Dict:
         """Values at TransformerLens hook points (e.g. "blocks.2.hook_resid_post") by name: numpy
         arrays, or torch tensors when `torch` (None: when torch is installed)."""
-        request = lens_pb2.GetActivationsRequest(
-            model=model or self.model, input=make_input(prompt), hook_points=list(hook_points),
-            dtype="native" if native_dtype else "float32")
+        request = messages.activations(model or self.model, prompt, hook_points, native_dtype)
         arrays = results.assemble(
             self._stream(self._lens.GetActivations, request, "GetActivations", timeout))
         return results.as_torch(arrays, torch)
 
     # -- jobs ------------------------------------------------------------------------------------
 
-    def train_lens(self, lens_name: str, data: Union[str, Sequence[str]],
+    def train_lens(self, lens_name: str, data: Data,
                    model: Optional[str] = None, watch: bool = False, progress: bool = True,
                    **options) -> training_pb2.Job:
         """Submits a tuned-lens training job (train role). `data` is a path under the server's
         data root, or a list of texts. Options as TrainLensJob (num_steps, seq_len,
         tokens_per_step, micro_batch, loss, lr_scale, ...). With watch=True waits for the end
         (a tqdm progress bar when `progress`) and returns the final job."""
-        job = training_pb2.TrainLensJob(lens_name=lens_name, **options)
-        _set_data(job.data, data)
-        request = training_pb2.SubmitJobRequest(model=model or self.model, train_lens=job)
+        request = messages.train_lens(model or self.model, lens_name, data, **options)
         submitted = self._unary(self._training.SubmitJob, request, "SubmitJob")
         return self.watch(submitted.id, progress) if watch else submitted
 
-    def evaluate_lenses(self, data: Union[str, Sequence[str]],
+    def evaluate_lenses(self, data: Data,
                         lenses: Sequence[str] = (), model: Optional[str] = None,
                         watch: bool = False, progress: bool = True,
                         **options) -> training_pb2.Job:
         """Submits a lens-evaluation job (train role): tuned-lens's per-layer ce, entropy and KL
         for `lenses` (default: logit and every loaded tuned lens). Options as EvalLensJob
         (seq_len, batch, tokens, token_shift, seed)."""
-        job = training_pb2.EvalLensJob(lenses=list(lenses), **options)
-        _set_data(job.data, data)
-        request = training_pb2.SubmitJobRequest(model=model or self.model, eval_lens=job)
+        request = messages.evaluate_lenses(model or self.model, data, lenses, **options)
         submitted = self._unary(self._training.SubmitJob, request, "SubmitJob")
         return self.watch(submitted.id, progress) if watch else submitted
 
@@ -242,11 +206,11 @@ class Client:
                                     timeout=365 * 24 * 3600.0):
                 last = job
                 if progress and bar is None and job.num_steps > 0:
-                    try:
-                        from tqdm.auto import tqdm
-                        bar = tqdm(total=job.num_steps, desc=f"{job.kind} {job.id}", unit="step")
-                    except ImportError:
+                    tqdm = _tqdm()
+                    if tqdm is None:
                         progress = False
+                    else:
+                        bar = tqdm(total=job.num_steps, desc=f"{job.kind} {job.id}", unit="step")
                 if bar is not None:
                     bar.total = job.num_steps
                     bar.update(job.step - bar.n)
@@ -259,8 +223,14 @@ class Client:
         return last
 
 
-def _set_data(source: training_pb2.DataSource, data: Union[str, Sequence[str]]):
-    if isinstance(data, str):
-        source.path = data
-    else:
-        source.texts.texts.extend(data)
+def _tqdm():
+    """tqdm's notebook bar where ipywidgets can draw it, else its text bar; None without tqdm."""
+    try:
+        import ipywidgets  # noqa: F401
+        from tqdm.auto import tqdm
+    except ImportError:
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return None
+    return tqdm

@@ -92,6 +92,17 @@ class DecodeResult:
                 records.append(record)
         return pd.DataFrame.from_records(records)
 
+    def heatmap(self, statistic: str = "entropy", k: int = 5, title: Optional[str] = None):
+        """An interactive plotly heat map (lensd.plotting.heatmap)."""
+        from lensd import plotting
+        return plotting.heatmap(self, statistic, k, title)
+
+    def save_heatmap_png(self, path: str, statistic: str = "entropy",
+                         title: Optional[str] = None):
+        """The heat map as a PNG file, through matplotlib (lensd.plotting.heatmap_png)."""
+        from lensd import plotting
+        return plotting.heatmap_png(self, path, statistic, title)
+
     def _repr_html_(self) -> str:
         """The top-1 token of each cell, layers down and positions across (as lensctl decode)."""
         head = "".join(f"<th>{html.escape(self.input_tokens[p])}</th>" for p in self.positions)

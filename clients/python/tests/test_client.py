@@ -2,6 +2,7 @@
 weights, errors carry the code and the server's message, the version check, retries with
 backoff, deadlines, streams, activations and jobs."""
 import json
+import os
 import time
 
 import grpc
@@ -134,3 +135,22 @@ def test_training_and_evaluation_jobs_watched_to_the_end(client):
     with pytest.raises(lensd.LensdError) as e:
         client.cancel(job.id)
     assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_heat_maps_interactive_and_png(client, tmp_path):
+    result = client.decode(PROMPT, lens="tuned", top_k=5)
+    figure = result.heatmap("entropy")
+    heat = figure.data[0]
+    assert np.asarray(heat.z).shape == (7, len(result.positions))
+    assert list(heat.y) == ["0", "1", "2", "3", "4", "5", "output"]
+    assert np.asarray(heat.text)[-1, 0] == result.top_tokens[-1, 0, 0]
+    assert "0." in np.asarray(heat.hovertext)[0, 0]  # top-k probabilities on hover
+    # The PNG the closing note describes: ARTIFACTS (the build's folder in CTest) or tmp.
+    out = os.environ.get("LENSD_TEST_ARTIFACTS", str(tmp_path))
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "heatmap_tuned_entropy.png")
+    result.save_heatmap_png(path)
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="log_prob_diff"):
+        result.heatmap("log_prob_diff")
