@@ -12,7 +12,8 @@
 #    torch with CUDA), holding the pinned reference libraries of tests/requirements.txt (and,
 #    without their declared dependencies, tests/requirements-nodeps.txt).
 #
-# 3. grpcurl in .tools/bin (built with Go from the Go module proxy), for the reflection tests.
+# 3. Go 1.23+ (the machine's, else from the Go module proxy) and, built with it into .tools/bin,
+#    grpcurl (for the reflection tests) and the Go client's protoc plugins.
 #
 # Re-running it does nothing that is already done.
 set -euo pipefail
@@ -68,22 +69,36 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -r "$nodeps"
   echo "$want" >"$stamp"
 fi
-# grpcurl, the generic gRPC client the tests use against reflection, built from the Go module
-# proxy into .tools/bin. The machine's Go when there is one; else Debian's Go 1.19 with the last
-# grpcurl release that builds with it.
-grpcurl="$root/.tools/bin/grpcurl"
-if [ ! -x "$grpcurl" ]; then
-  go=$(command -v go || true)
-  [ -z "$go" ] && [ -x /usr/local/go/bin/go ] && go=/usr/local/go/bin/go
-  version=v1.9.4
-  if [ -z "$go" ]; then
+# Go (for grpcurl, which the reflection tests use, and the Go client's code generator and tests):
+# the machine's when it is 1.23 or newer, else the toolchain from the Go module proxy in
+# .tools/go. Then grpcurl, protoc-gen-go and protoc-gen-go-grpc into .tools/bin.
+go=$(command -v go || true)
+[ -z "$go" ] && [ -x /usr/local/go/bin/go ] && go=/usr/local/go/bin/go
+[ -x "$root/.tools/go/bin/go" ] && go="$root/.tools/go/bin/go"
+go_minor() { "$1" env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p'; }
+if [ -z "$go" ] || [ "$(go_minor "$go")" -lt 23 ]; then
+  toolchain=v0.0.1-go1.23.4.linux-amd64
+  command -v curl >/dev/null && command -v unzip >/dev/null ||
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      golang-go >/dev/null
-    go=/usr/bin/go
-    version=v1.8.9
-  fi
-  echo "setup: building grpcurl $version with $("$go" version)"
-  GOBIN="$root/.tools/bin" GOFLAGS=-mod=mod "$go" install \
-    "github.com/fullstorydev/grpcurl/cmd/grpcurl@$version"
+      curl unzip ca-certificates >/dev/null
+  echo "setup: fetching Go ($toolchain) from the Go module proxy"
+  rm -rf "$root/.tools/go" "$root/.tools/toolchain"
+  mkdir -p "$root/.tools/toolchain"
+  curl -fsSL "https://proxy.golang.org/golang.org/toolchain/@v/$toolchain.zip" \
+    -o "$root/.tools/toolchain/go.zip"
+  unzip -q "$root/.tools/toolchain/go.zip" -d "$root/.tools/toolchain"
+  mv "$root/.tools/toolchain/golang.org/toolchain@$toolchain" "$root/.tools/go"
+  rm -rf "$root/.tools/toolchain"
+  go="$root/.tools/go/bin/go"
 fi
+for tool in github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4 \
+    google.golang.org/protobuf/cmd/protoc-gen-go@v1.35.2 \
+    google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1; do
+  name=$(basename "${tool%@*}")
+  if [ ! -x "$root/.tools/bin/$name" ]; then
+    echo "setup: building $name with $("$go" version)"
+    GOBIN="$root/.tools/bin" GOFLAGS=-mod=mod "$go" install "$tool"
+  fi
+done
+ln -sfn "$go" "$root/.tools/bin/go"
 echo "setup: done"
