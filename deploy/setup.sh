@@ -13,7 +13,8 @@
 #    without their declared dependencies, tests/requirements-nodeps.txt).
 #
 # 3. Go 1.23+ (the machine's, else from the Go module proxy) and, built with it into .tools/bin,
-#    grpcurl (for the reflection tests) and the Go client's protoc plugins.
+#    grpcurl (for the reflection tests) and the Go client's protoc plugins; Node.js 18+ and npm
+#    (the machine's, else Debian's) for the TypeScript client.
 #
 # Re-running it does nothing that is already done.
 set -euo pipefail
@@ -101,4 +102,11 @@ for tool in github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4 \
   fi
 done
 ln -sfn "$go" "$root/.tools/bin/go"
+# Node.js 18+ with npm for the TypeScript client (the machine's, else Debian's).
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 18 ] || ! command -v npm >/dev/null; then
+  echo "setup: installing Debian's nodejs and npm"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    nodejs npm >/dev/null
+fi
 echo "setup: done"

@@ -1,0 +1,180 @@
+// The TypeScript client of lensd: promise-based calls, async iterators for streams, the token and
+// client version on every call, deadlines, and errors as LensdError with the gRPC code. The
+// generated message types and grpc-js clients are re-exported as `pb`.
+import * as grpc from "@grpc/grpc-js";
+import { DecodeRequest, DecodeResponse, GenerateRequest, GenerateResponse, LensClient, Statistic } from "./generated/lensd/v1/lens";
+import { ModelInfo, ModelsClient } from "./generated/lensd/v1/models";
+import { Job, SubmitJobRequest, TrainingClient } from "./generated/lensd/v1/training";
+import { Input } from "./generated/lensd/v1/types";
+
+export * as lens from "./generated/lensd/v1/lens";
+export * as models from "./generated/lensd/v1/models";
+export * as training from "./generated/lensd/v1/training";
+
+/** Sent to the server on every call (x-lensd-client-version). */
+export const VERSION = "0.1.0";
+
+/** A failed call: the gRPC status code and the server's message (naming the field). */
+export class LensdError extends Error {
+  constructor(readonly method: string, readonly code: grpc.status, readonly details: string) {
+    super(`${method}: ${grpc.status[code]}: ${details}`);
+    this.name = "LensdError";
+  }
+}
+
+function wrap(method: string, error: unknown): LensdError {
+  const e = error as Partial<grpc.ServiceError>;
+  return new LensdError(method, e.code ?? grpc.status.UNKNOWN, e.details ?? String(error));
+}
+
+export interface ClientOptions {
+  /** Bearer token; default $LENSD_TOKEN. */
+  token?: string;
+  /** TLS: true for the system's roots, or credentials of your own. */
+  tls?: boolean | grpc.ChannelCredentials;
+  /** The model calls use when they name none; default kjv-gpt2. */
+  model?: string;
+  /** Deadline of each call (streams: the whole stream) in ms; default 60000. */
+  timeoutMs?: number;
+}
+
+export interface DecodeOptions {
+  model?: string;
+  lens?: string;
+  layers?: number[];
+  positions?: number[];
+  topK?: number;
+  statistics?: Statistic[];
+  timeoutMs?: number;
+}
+
+export interface GenerateOptions {
+  model?: string;
+  lens?: string;
+  /** Read-out layer; undefined: the model's own output. */
+  layer?: number;
+  maxNewTokens?: number;
+  greedy?: boolean;
+  seed?: number;
+  timeoutMs?: number;
+}
+
+/** A Decode response with helpers for its grid of rows (layers, then the output) by positions. */
+export class DecodeResult {
+  constructor(readonly response: DecodeResponse) {}
+
+  /** "0", "1", ..., "output". */
+  rowLabels(): string[] {
+    return this.response.rows.map((r) => (r.isOutput ? "output" : String(r.layer)));
+  }
+
+  /** Row i's most likely token at each decoded position. */
+  top1(i: number): string[] {
+    return this.response.rows[i].cells.map((c) => c.top[0]?.text ?? "");
+  }
+}
+
+/** A prompt: text the server tokenizes, or token ids. */
+export function input(prompt: string | number[]): Input {
+  return typeof prompt === "string"
+    ? { kind: { $case: "text", value: prompt }, addSpecialTokens: false }
+    : { kind: { $case: "tokens", value: { ids: prompt } }, addSpecialTokens: false };
+}
+
+export class Client {
+  readonly lens: LensClient;
+  readonly models: ModelsClient;
+  readonly training: TrainingClient;
+  private readonly token: string;
+  private readonly model: string;
+  private readonly timeoutMs: number;
+
+  /** Connects (lazily) to address (default $LENSD_ADDRESS, else 127.0.0.1:50051). */
+  constructor(address?: string, options: ClientOptions = {}) {
+    const target = address || process.env.LENSD_ADDRESS || "127.0.0.1:50051";
+    this.token = options.token ?? process.env.LENSD_TOKEN ?? "";
+    this.model = options.model ?? "kjv-gpt2";
+    this.timeoutMs = options.timeoutMs ?? 60_000;
+    const credentials = options.tls === true ? grpc.credentials.createSsl()
+      : options.tls ? options.tls : grpc.credentials.createInsecure();
+    const channelOptions = { "grpc.max_receive_message_length": 64 << 20 };
+    this.lens = new LensClient(target, credentials, channelOptions);
+    this.models = new ModelsClient(target, credentials, channelOptions);
+    this.training = new TrainingClient(target, credentials, channelOptions);
+  }
+
+  close(): void {
+    this.lens.close();
+    this.models.close();
+    this.training.close();
+  }
+
+  private metadata(): grpc.Metadata {
+    const m = new grpc.Metadata();
+    m.set("x-lensd-client-version", VERSION);
+    if (this.token) m.set("authorization", `Bearer ${this.token}`);
+    return m;
+  }
+
+  private options(timeoutMs?: number): Partial<grpc.CallOptions> {
+    return { deadline: new Date(Date.now() + (timeoutMs ?? this.timeoutMs)) };
+  }
+
+  private unary<Req, Res>(method: string, call: (req: Req, md: grpc.Metadata,
+    options: Partial<grpc.CallOptions>, cb: (e: grpc.ServiceError | null, r: Res) => void) => unknown,
+  request: Req, timeoutMs?: number): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      call(request, this.metadata(), this.options(timeoutMs), (error, response) => {
+        if (error) reject(wrap(method, error));
+        else resolve(response);
+      });
+    });
+  }
+
+  private async *stream<T>(method: string, open: () => grpc.ClientReadableStream<T>): AsyncGenerator<T> {
+    const call = open();
+    try {
+      for await (const message of call) yield message as T;
+    } catch (error) {
+      throw wrap(method, error);
+    } finally {
+      call.cancel();
+    }
+  }
+
+  /** The repository's models, loaded or not. */
+  async listModels(): Promise<ModelInfo[]> {
+    const r = await this.unary("ListModels", this.models.listModels.bind(this.models), {});
+    return r.models;
+  }
+
+  /** Per-layer decoding of a prompt through a lens. */
+  async decode(prompt: string | number[], o: DecodeOptions = {}): Promise<DecodeResult> {
+    const request = DecodeRequest.fromPartial({
+      model: o.model ?? this.model, input: input(prompt), lens: o.lens ?? "",
+      layers: o.layers ?? [], positions: o.positions ?? [], topK: o.topK,
+      statistics: o.statistics ?? [],
+    });
+    return new DecodeResult(await this.unary("Decode", this.lens.decode.bind(this.lens), request, o.timeoutMs));
+  }
+
+  /** Tokens sampled from a lens, as they are produced. */
+  generate(prompt: string | number[], o: GenerateOptions = {}): AsyncGenerator<GenerateResponse> {
+    const request = GenerateRequest.fromPartial({
+      model: o.model ?? this.model, input: input(prompt), lens: o.lens ?? "", layer: o.layer,
+      maxNewTokens: o.maxNewTokens, greedy: o.greedy ?? false, seed: o.seed ?? 0,
+    });
+    return this.stream("Generate", () => this.lens.generate(request, this.metadata(), this.options(o.timeoutMs)));
+  }
+
+  /** Queues a training or evaluation job (train role). */
+  submitJob(request: SubmitJobRequest): Promise<Job> {
+    return this.unary("SubmitJob", this.training.submitJob.bind(this.training), request);
+  }
+
+  /** A job's state on every change until it finishes. */
+  watchJob(id: string): AsyncGenerator<Job> {
+    return this.stream("WatchJob", () => this.training.watchJob({ id }, this.metadata(),
+      { deadline: new Date(Date.now() + 365 * 24 * 3600 * 1000) }));
+  }
+}

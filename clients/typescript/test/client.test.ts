@@ -1,0 +1,73 @@
+// The TypeScript client against a live lensd (server.ts): Decode agrees with lensctl's JSON for
+// the same prompt, Generate streams as an async iterator, auth failures and deadlines come back as
+// LensdError with their codes, and the README example runs.
+import * as grpc from "@grpc/grpc-js";
+import * as assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import * as path from "node:path";
+import { after, before, test } from "node:test";
+import { Client, LensdError } from "../src";
+import { repo, TestServer } from "./server";
+
+const prompt = "And God said, Let there be light: and there was";
+const server = new TestServer();
+before(() => server.start());
+after(() => server.stop());
+
+function client(role: string): Client {
+  return new Client(server.address, { token: server.tokens[role] ?? "" });
+}
+
+test("decode agrees with lensctl", async () => {
+  const c = client("read");
+  const result = await c.decode(prompt, { lens: "tuned", topK: 3 });
+  c.close();
+  assert.deepEqual(result.rowLabels(), ["0", "1", "2", "3", "4", "5", "output"]);
+  const lensctl = process.env.LENSCTL_BINARY || path.join(repo, "build", "clients", "cli", "lensctl");
+  const theirs = JSON.parse(execFileSync(lensctl, ["decode", "--json", "--lens", "tuned", "--top_k", "3", prompt],
+    { env: { ...process.env, LENSD_ADDRESS: server.address, LENSD_TOKEN: server.tokens.read } }).toString());
+  const ours = result.response.rows.map((r) => r.cells.map((cell) => cell.top.map((t) => String(t.id))));
+  const expected = theirs.rows.map((r: any) => r.cells.map((cell: any) => cell.top.map((t: any) => String(t.id))));
+  assert.deepEqual(ours, expected);
+});
+
+test("generate streams tokens as an async iterator", async () => {
+  const c = client("read");
+  const steps: number[] = [];
+  let last;
+  for await (const token of c.generate(prompt, { lens: "tuned", layer: 3, greedy: true, maxNewTokens: 6 })) {
+    steps.push(token.step);
+    last = token;
+  }
+  c.close();
+  assert.deepEqual(steps, [0, 1, 2, 3, 4, 5]);
+  assert.equal(last?.finished, true);
+  assert.equal(last?.finishReason, "length");
+});
+
+test("auth failures and bad fields carry their codes", async () => {
+  const anonymous = client("none");
+  await assert.rejects(anonymous.decode(prompt), (e: LensdError) => e.code === grpc.status.UNAUTHENTICATED);
+  anonymous.close();
+  const reader = client("read");
+  await assert.rejects(reader.decode(prompt, { layers: [9] }),
+    (e: LensdError) => e.code === grpc.status.INVALID_ARGUMENT && e.details.includes("layers") && e.method === "Decode");
+  reader.close();
+});
+
+test("a deadline stops a generation", async () => {
+  const c = client("read");
+  await assert.rejects(async () => {
+    for await (const _ of c.generate(prompt, { maxNewTokens: 240, timeoutMs: 50 })) { /* drain */ }
+  }, (e: LensdError) => e.code === grpc.status.DEADLINE_EXCEEDED);
+  c.close();
+});
+
+test("the README example runs", () => {
+  const out = execFileSync(process.execPath, [path.join(__dirname, "..", "example", "example.js"), "tuned", prompt],
+    { env: { ...process.env, LENSD_ADDRESS: server.address, LENSD_TOKEN: server.tokens.read } }).toString();
+  const lines = out.trim().split("\n");
+  assert.equal(lines.length, 8, out);
+  assert.ok(lines[6].startsWith("output"), out);
+  assert.ok(lines[7].startsWith(prompt), out);
+});
