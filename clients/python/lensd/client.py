@@ -112,6 +112,34 @@ class Client:
                                              add_special_tokens=add_special_tokens)
         return list(self._unary(self._models.Tokenize, request, "Tokenize").tokens)
 
+    def get_model(self, model: Optional[str] = None) -> models_pb2.ModelInfo:
+        """One model: its state, architecture, lenses, memory and hook points."""
+        return self._unary(self._models.GetModel,
+                           models_pb2.GetModelRequest(model=model or self.model), "GetModel")
+
+    def load_model(self, model: str, dtype: str = "", device: str = "",
+                   timeout: Optional[float] = 600.0) -> models_pb2.ModelInfo:
+        """Loads a model of the repository (admin); dtype float32/bfloat16/float16, device cpu or
+        cuda:N (defaults: the server's)."""
+        request = models_pb2.LoadModelRequest(model=model, dtype=dtype, device=device)
+        return self._unary(self._models.LoadModel, request, "LoadModel", timeout)
+
+    def unload_model(self, model: str) -> int:
+        """Unloads a model (admin) once its queued requests are done; returns the bytes freed."""
+        request = models_pb2.UnloadModelRequest(model=model)
+        return self._unary(self._models.UnloadModel, request, "UnloadModel").freed_bytes
+
+    def detokenize(self, ids: Sequence[int], model: Optional[str] = None,
+                   skip_special_tokens: bool = False) -> str:
+        request = models_pb2.DetokenizeRequest(model=model or self.model, ids=list(ids),
+                                               skip_special_tokens=skip_special_tokens)
+        return self._unary(self._models.Detokenize, request, "Detokenize").text
+
+    def unload_lens(self, lens: str, model: Optional[str] = None) -> int:
+        """Unloads a tuned lens (admin); returns the bytes freed."""
+        request = models_pb2.UnloadLensRequest(model=model or self.model, lens=lens)
+        return self._unary(self._models.UnloadLens, request, "UnloadLens").freed_bytes
+
     def load_lens(self, lens: str, model: Optional[str] = None) -> models_pb2.LensInfo:
         """Loads <repository>/<model>/lenses/<lens> (admin)."""
         request = models_pb2.LoadLensRequest(model=model or self.model, lens=lens)
@@ -136,6 +164,19 @@ class Client:
             model or self.model, prompt, lens, layers, positions, top_k, statistics, targets,
             anti_targets, compare_lens, exclude_output, resid_mid, mask_input, bits_per_byte)
         return results.DecodeResult(self._unary(self._lens.Decode, request, "Decode", timeout))
+
+    def stream_decode(self, prompt: Prompt, lens: str = "logit", model: Optional[str] = None,
+                      timeout: Optional[float] = None, **options):
+        """Decode plus every row's full log-probabilities: (DecodeResult, {"layer.<l>.log_probs":
+        [positions, vocab] float32 array}). Options as decode()."""
+        request = messages.decode(model or self.model, prompt, lens, **options)
+        chunks, summary = [], None
+        for message in self._stream(self._lens.StreamDecode, request, "StreamDecode", timeout):
+            if message.HasField("summary"):
+                summary = message.summary
+            else:
+                chunks.append(message.log_probs)
+        return results.DecodeResult(summary), results.assemble(chunks)
 
     def generate(self, prompt: Prompt, lens: str = "logit", layer: Optional[int] = None,
                  model: Optional[str] = None, max_new_tokens: int = 32, greedy: bool = False,

@@ -154,3 +154,21 @@ def test_heat_maps_interactive_and_png(client, tmp_path):
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="log_prob_diff"):
         result.heatmap("log_prob_diff")
+
+
+def test_model_admin_tokens_and_full_log_probs(client):
+    info = client.get_model()
+    assert info.name == "kjv-gpt2" and "blocks.0.hook_resid_pre" in list(info.hook_points)
+    ids = [t.id for t in client.tokenize(PROMPT)]
+    assert client.detokenize(ids) == PROMPT
+    summary, log_probs = client.stream_decode(PROMPT, lens="tuned", layers=[2], top_k=1)
+    rows = {name: value for name, value in log_probs.items()}
+    assert set(rows) == {"layer.2.log_probs", "layer.6.log_probs"}
+    assert rows["layer.2.log_probs"].shape == (len(ids), 4096)
+    np.testing.assert_allclose(np.exp(rows["layer.2.log_probs"]).sum(-1), 1, atol=1e-4)
+    np.testing.assert_array_equal(rows["layer.2.log_probs"].argmax(-1), summary.top_ids[0, :, 0])
+    assert client.unload_lens("tuned") > 0
+    with pytest.raises(lensd.LensdError) as e:
+        client.decode(PROMPT, lens="tuned")
+    assert e.value.code == grpc.StatusCode.NOT_FOUND
+    assert client.load_lens("tuned").name == "tuned"
