@@ -14,27 +14,9 @@ bash deploy/setup.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 ninja -C build lensd lensctl
 
-work=$(mktemp -d)
-token_output=$(./build/server/lensd token --tenant=demo --role=admin)
-export LENSD_TOKEN=$(sed -n 's/^token: //p' <<<"$token_output")
-sed -n 's/^tokens file line: //p' <<<"$token_output" > "$work/tokens.txt"
-
-./build/server/lensd --model_repository=deploy/models --models=kjv-gpt2 --lenses=kjv-gpt2/tuned \
-  --tokens_file="$work/tokens.txt" --address=127.0.0.1:0 --metrics_address=127.0.0.1:0 \
-  --port_file="$work/port.json" --state_dir="$work/state" --log_requests=false 2> "$work/lensd.log" &
-server=$!
-stop() {
-  kill -TERM "$server" 2>/dev/null && wait "$server" || true
-  rm -rf "$work"
-}
-trap stop EXIT
-for _ in $(seq 300); do
-  [ -s "$work/port.json" ] && grep -q "serving" "$work/lensd.log" && break
-  kill -0 "$server" 2>/dev/null || { cat "$work/lensd.log"; exit 1; }
-  sleep 0.1
-done
-port=$(sed -n 's/.*"port": \([0-9]*\),.*/\1/p' "$work/port.json")
-export LENSD_ADDRESS=127.0.0.1:$port
+source deploy/lensd_server.sh
+lensd_start ./build/server/lensd admin --model_repository=deploy/models --models=kjv-gpt2 \
+  --lenses=kjv-gpt2/tuned
 echo
 echo "lensd is serving on $LENSD_ADDRESS with auth on:"
 ./build/clients/cli/lensctl models

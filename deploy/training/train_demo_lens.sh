@@ -17,27 +17,12 @@ bash deploy/setup.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 ninja -C build lensd lensctl
 
-work=$(mktemp -d)
-.venv/bin/python deploy/training/demo_lens_data.py --out "$work/data"
-token_output=$(./build/server/lensd token --tenant=demo --role=admin)
-export LENSD_TOKEN=$(sed -n 's/^token: //p' <<<"$token_output")
-sed -n 's/^tokens file line: //p' <<<"$token_output" > "$work/tokens.txt"
-./build/server/lensd --model_repository=deploy/models --models=kjv-gpt2 \
-  --tokens_file="$work/tokens.txt" --address=127.0.0.1:0 --metrics_address=127.0.0.1:0 \
-  --port_file="$work/port.json" --state_dir="$work/state" --data_root="$work/data" \
-  --log_requests=false 2> "$work/lensd.log" &
-server=$!
-stop() {
-  kill -TERM "$server" 2>/dev/null && wait "$server" || true
-  rm -rf "$work"
-}
-trap stop EXIT
-for _ in $(seq 300); do
-  [ -s "$work/port.json" ] && grep -q "serving" "$work/lensd.log" && break
-  kill -0 "$server" 2>/dev/null || { cat "$work/lensd.log"; exit 1; }
-  sleep 0.1
-done
-export LENSD_ADDRESS=127.0.0.1:$(sed -n 's/.*"port": \([0-9]*\),.*/\1/p' "$work/port.json")
+data=$(mktemp -d)
+.venv/bin/python deploy/training/demo_lens_data.py --out "$data"
+source deploy/lensd_server.sh
+lensd_start ./build/server/lensd admin --model_repository=deploy/models --models=kjv-gpt2 \
+  --data_root="$data"
+trap 'lensd_stop; rm -rf "$data"' EXIT
 lensctl=./build/clients/cli/lensctl
 
 # tuned-lens's defaults (KL loss, SGD with Nesterov momentum, lr 1.0 x (1 - 0.9), linear decay,
