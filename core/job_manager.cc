@@ -39,7 +39,7 @@ class JobManager::Context : public JobContext {
     if (manager_->options_.checkpoint_root.empty()) {
       return absl::FailedPreconditionError("this server keeps no checkpoints (no job folder)");
     }
-    const std::string dir =
+    std::string dir =
         (std::filesystem::path(manager_->options_.checkpoint_root) / job_.id).string();
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);

@@ -190,7 +190,7 @@ int main(int argc, char** argv) {
   }
   std::cerr << "lensd " << kVersion << " listening on " << options->address << " (port "
             << (*server)->port() << "), metrics on port " << (*server)->metrics_port()
-            << (options->tokens_file.empty() ? ", auth off" : ", auth on") << std::endl;
+            << (options->tokens_file.empty() ? ", auth off" : ", auth on") << "\n";
   if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
     std::ofstream(path + ".tmp") << "{\"port\": " << (*server)->port()
                                  << ", \"metrics_port\": " << (*server)->metrics_port() << "}\n";
@@ -205,12 +205,14 @@ int main(int argc, char** argv) {
       kill(getpid(), SIGTERM);
       return;
     }
-    std::cerr << "lensd: serving " << options->models.size() << " model(s)" << std::endl;
+    std::cerr << "lensd: serving " << options->models.size() << " model(s)"
+              << "\n";
   });
   int signal = 0;
   sigwait(&signals, &signal);
   loader.join();
-  std::cerr << "lensd: shutting down (signal " << signal << ")" << std::endl;
+  std::cerr << "lensd: shutting down (signal " << signal << ")"
+            << "\n";
   (*server)->Shutdown(absl::Seconds(5));
   return exit_code;
 }

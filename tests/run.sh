@@ -2,7 +2,8 @@
 # Runs every test of lensd on a fresh Debian 12 machine (as root, or as a user with sudo):
 #   1. deploy/setup.sh installs what is missing (Debian packages, the reference-library venv);
 #   2. builds everything with gcc and warnings as errors, and the fuzz targets with clang;
-#   3. checks formatting (clang-format) and lints (clang-tidy) every first-party C++ file;
+#   3. checks formatting (clang-format) and lints (clang-tidy 22 from .venv) every first-party C++
+#      file;
 #   4. runs CTest: unit tests, parity tests against transformers and tokenizers (their reference
 #      outputs are produced in the same run), and 20 seconds of each fuzz target.
 set -euo pipefail
@@ -40,8 +41,9 @@ step "clang-tidy"
 cmake -S . -B build-tidy -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_DISABLE_PRECOMPILE_HEADERS=ON >/dev/null
 ninja -C build-tidy lensd_proto_sources >/dev/null
-run-clang-tidy -p build-tidy -j "$jobs" -quiet "$root/(core|server|clients/cli|tests)/.*\.cc$" \
-  > build-tidy/clang-tidy.log 2>&1 || { grep -E "error|warning" build-tidy/clang-tidy.log; exit 1; }
+.venv/bin/run-clang-tidy.py -clang-tidy-binary .venv/bin/clang-tidy -p build-tidy -j "$jobs" -quiet \
+  "$root/(core|server|clients/cli|tests)/.*\.cc$" > build-tidy/clang-tidy.log 2>&1 ||
+  { grep -E "error|warning" build-tidy/clang-tidy.log; exit 1; }
 
 step "tests"
 ctest --test-dir build --output-on-failure -j "$jobs"

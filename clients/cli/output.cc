@@ -131,6 +131,7 @@ std::string WriteTensors(const std::string& path, const std::map<std::string, As
       return absl::StrCat("numpy has no ", t.dtype, "; write .safetensors or ask for float32");
     }
     std::vector<std::string> dims;
+    dims.reserve(t.shape.size());
     for (const int64_t d : t.shape) dims.push_back(std::to_string(d));
     std::string header =
         absl::StrCat("{'descr': '", type->second.second, "', 'fortran_order': False, 'shape': (",

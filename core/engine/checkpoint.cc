@@ -116,6 +116,7 @@ int64_t Checkpoint::FloatElements() const {
 
 std::string Checkpoint::Describe() const {
   std::vector<std::string> names;
+  names.reserve(files_.size());
   for (const auto& f : files_)
     names.push_back(std::filesystem::path(f->path()).filename().string());
   return absl::StrCat(dir_, "/{", absl::StrJoin(names, ","), "}");

@@ -62,8 +62,9 @@ void ExpectPeakCloseToWeights(const std::string& file_dtype, at::ScalarType stor
   FILE* pipe = popen(command.c_str(), "r");
   ASSERT_NE(pipe, nullptr);
   int64_t weights = 0, added = 0;
-  const int fields =
-      fscanf(pipe, "weights_bytes=%" SCNd64 " peak_added_bytes=%" SCNd64, &weights, &added);
+  // Both fields must convert (asserted below); the tool prints nothing else.
+  const int fields = fscanf(  // NOLINT(bugprone-unchecked-string-to-number-conversion)
+      pipe, "weights_bytes=%" SCNd64 " peak_added_bytes=%" SCNd64, &weights, &added);
   ASSERT_EQ(pclose(pipe), 0) << command;
   ASSERT_EQ(fields, 2);
   const double weights_mb = static_cast<double>(weights) / (1 << 20);

@@ -97,6 +97,7 @@ class ServedModelImpl : public ServedModel {
   std::vector<LensDescription> Lenses() const override {
     absl::MutexLock lock(&mu_);
     std::vector<LensDescription> out;
+    out.reserve(lenses_.size());
     for (const auto& [name, lens] : lenses_) out.push_back(Describe(name, *lens));
     return out;
   }

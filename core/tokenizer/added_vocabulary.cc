@@ -188,8 +188,8 @@ PreTokenized AddedVocabulary::ExtractAndNormalize(absl::string_view text,
       for (size_t i = 0; i < parts.size(); ++i) {
         if (parts[i].empty()) continue;
         std::optional<std::vector<Token>> tokens;
-        if (ids[i]) {
-          tokens = std::vector<Token>{{*ids[i], parts[i].get(), {0, parts[i].get().size()}}};
+        if (const auto& id = ids[i]; id.has_value()) {
+          tokens = std::vector<Token>{{*id, parts[i].get(), {0, parts[i].get().size()}}};
         }
         out.push_back({std::move(parts[i]), std::move(tokens)});
       }

@@ -73,7 +73,7 @@ absl::StatusOr<std::unique_ptr<Decoder>> DecoderFromJson(const nlohmann::json& j
 // Splits every piece without tokens by `split`, dropping empty results (tokenizers'
 // PreTokenizedString::split).
 template <typename SplitFn>
-void SplitPieces(PreTokenized* pieces, SplitFn split) {
+void SplitPieces(PreTokenized* pieces, const SplitFn& split) {
   PreTokenized out;
   out.reserve(pieces->size());
   for (Piece& piece : *pieces) {

@@ -170,7 +170,8 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> PreTokenizerFromJson(const nlohman
     LENSD_ASSIGN_OR_RETURN(const bool invert, json_fields::Bool(json, "invert", false, where));
     return Splitting([p = std::move(compiled), behavior, invert](const NormalizedString& s) {
       std::vector<MatchSegment> segments = p.FindMatches(s.get());
-      return s.Split(invert ? Inverted(std::move(segments)) : segments, behavior);
+      if (invert) segments = Inverted(std::move(segments));
+      return s.Split(segments, behavior);
     });
   }
   if (type == "Metaspace") return Metaspace(json, where);

@@ -356,8 +356,10 @@ TEST_F(SlowModelTest, DeadlineAndCancelStopTheWorker) {
   int received = 0;
   while (reader->Read(&message)) ++received;
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-  // The worker stopped: a decode queued behind it comes back at once.
-  EXPECT_LT(DecodeSeconds(), 1.0);
+  // The worker stopped: a decode queued behind it comes back at once (well under the seconds the
+  // rest of the generation would take; 3 s leaves room for a loaded 2-core CI machine, where one
+  // run measured 1.5 s while other tests ran beside it).
+  EXPECT_LT(DecodeSeconds(), 3.0);
 
   auto cancel_context = Context(server_->read_token());
   auto cancelled = lens()->Generate(cancel_context.get(), Long(1000));
@@ -366,7 +368,7 @@ TEST_F(SlowModelTest, DeadlineAndCancelStopTheWorker) {
   while (cancelled->Read(&message)) {
   }
   EXPECT_EQ(cancelled->Finish().error_code(), grpc::StatusCode::CANCELLED);
-  EXPECT_LT(DecodeSeconds(), 1.0);
+  EXPECT_LT(DecodeSeconds(), 3.0);
   EXPECT_THAT(server_->Log(), HasSubstr("\"code\":\"DEADLINE_EXCEEDED\""));
 }
 

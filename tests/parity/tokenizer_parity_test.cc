@@ -20,7 +20,7 @@ std::string Escaped(const std::string& text) { return nlohmann::json(text).dump(
 class TokenizerParity : public testing::TestWithParam<std::string> {};
 
 TEST_P(TokenizerParity, MatchesTokenizersLibrary) {
-  const std::string family = GetParam();
+  const std::string& family = GetParam();
   // The fixtures, and the demo model's own tokenizer.
   const std::string path =
       family == "kjv_gpt2"
