@@ -129,6 +129,7 @@ TEST_F(SchedulerTest, ServesTenantsRoundRobin) {
   Add("bob1", "bob", "");
   Finish();
   std::vector<std::string> order;
+  order.reserve(log_.batches.size());
   for (const auto& b : log_.batches) order.push_back(b.front());
   // After the gate, bob's requests alternate with alice's instead of waiting behind all ten.
   ASSERT_GE(order.size(), 5u);

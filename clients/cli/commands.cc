@@ -276,13 +276,12 @@ int UnloadLens(const Connection& c, const Parsed& p) {
   return 0;
 }
 
-const OptionSpec kModel{"model", "model name (lensctl models lists them)", "kjv-gpt2"};
-const OptionSpec kJson{"json", "print the response as JSON", "false", true};
-const OptionSpec kLens{"lens", "lens: logit, or a loaded tuned lens", "logit"};
-
 }  // namespace
 
 std::vector<CommandEntry> Commands() {
+  const OptionSpec kModel{"model", "model name (lensctl models lists them)", "kjv-gpt2"};
+  const OptionSpec kJson{"json", "print the response as JSON", "false", true};
+  const OptionSpec kLens{"lens", "lens: logit, or a loaded tuned lens", "logit"};
   std::vector<CommandEntry> commands = {
       {{"models", "list the repository's models and their state", "", {kJson}}, Models},
       {{"info", "server version, devices, memory budgets and limits", "", {}}, Info},
