@@ -99,6 +99,36 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
   return ckpt;
 }
 
+absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::OpenFile(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (!fs::exists(path)) return absl::NotFoundError(absl::StrCat(path, ": no such file"));
+  std::unique_ptr<Checkpoint> ckpt(new Checkpoint());
+  ckpt->dir_ = fs::path(path).parent_path().string();
+  LENSD_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(path));
+  for (const auto& [name, entry] : file->header().tensors) ckpt->index_[name] = 0;
+  ckpt->files_.push_back(std::move(file));
+  return ckpt;
+}
+
+std::optional<std::vector<int64_t>> Checkpoint::Shape(const std::string& name) const {
+  const auto it = index_.find(name);
+  if (it == index_.end()) return std::nullopt;
+  return files_[it->second]->header().tensors.at(name).shape;
+}
+
+std::optional<at::ScalarType> Checkpoint::StoredDtype(const std::string& name) const {
+  const auto it = index_.find(name);
+  if (it == index_.end()) return std::nullopt;
+  return TorchDtype(files_[it->second]->header().tensors.at(name).dtype);
+}
+
+std::vector<std::string> Checkpoint::Names() const {
+  std::vector<std::string> names;
+  names.reserve(index_.size());
+  for (const auto& [name, position] : index_) names.push_back(name);
+  return names;
+}
+
 int64_t Checkpoint::FloatElements() const {
   int64_t total = 0;
   for (const auto& [name, position] : index_) {

@@ -10,6 +10,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,8 +25,16 @@ class Checkpoint {
   // NOT_FOUND when the folder has neither model.safetensors nor model.safetensors.index.json;
   // INVALID_ARGUMENT (naming the file) when a file is malformed.
   static absl::StatusOr<std::unique_ptr<Checkpoint>> Open(const std::string& model_dir);
+  // One safetensors file of any name (an SAE's sae_weights.safetensors). NOT_FOUND when absent.
+  static absl::StatusOr<std::unique_ptr<Checkpoint>> OpenFile(const std::string& path);
 
   bool Has(const std::string& name) const { return index_.count(name) > 0; }
+  // The stored shape of a tensor; empty optional when it is missing.
+  std::optional<std::vector<int64_t>> Shape(const std::string& name) const;
+  // The stored floating-point dtype of a tensor; empty when missing or not floating point.
+  std::optional<at::ScalarType> StoredDtype(const std::string& name) const;
+  // Names of every tensor, sorted.
+  std::vector<std::string> Names() const;
   // Copies a floating-point tensor into `destination` (any dtype and device; may be a view such
   // as a transpose or a slice of a stacked tensor), whose shape must be the tensor's shape in the
   // file. INVALID_ARGUMENT names the file and tensor when it is missing, not floating point, or of
