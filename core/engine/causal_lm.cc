@@ -146,4 +146,19 @@ absl::StatusOr<at::Tensor> CausalLm::FinalNormAndUnembed(const at::Tensor& resid
       });
 }
 
+absl::StatusOr<at::Tensor> CausalLm::FrozenFinalNormAndUnembed(
+    const at::Tensor& residual, const at::Tensor& frozen_scale) const {
+  return CatchTorch(
+      absl::StrCat(config_.model_type, " unembed"), [&]() -> absl::StatusOr<at::Tensor> {
+        if (!residual.defined() || residual.size(-1) != config_.d_model) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("residual vectors must have d_model = ", config_.d_model, " entries"));
+        }
+        Hooks hooks(config_.num_layers);
+        hooks.Overwrite({HookKind::kLnFinalScale, -1}, frozen_scale);
+        ForwardContext ctx(config_, &hooks, nullptr, at::Tensor(), at::Tensor(), dtype());
+        return at::linear(FinalNorm(residual.to(device(), dtype()), ctx), unembed_);
+      });
+}
+
 }  // namespace lensd::engine

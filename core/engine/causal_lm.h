@@ -60,6 +60,11 @@ class CausalLm {
   // The model's final norm and unembedding applied to residual vectors [..., d_model], giving
   // logits [..., vocab] in the model dtype: the logit lens.
   absl::StatusOr<at::Tensor> FinalNormAndUnembed(const at::Tensor& residual) const;
+  // The same with the final norm's scale (LayerNorm's sigma, RMSNorm's rho) fixed to
+  // `frozen_scale` [..., 1] (ln_final.hook_scale of a real forward) instead of recomputed:
+  // affine in `residual`, so per-component logits add up (attribution.md §4.2).
+  absl::StatusOr<at::Tensor> FrozenFinalNormAndUnembed(const at::Tensor& residual,
+                                                       const at::Tensor& frozen_scale) const;
 
  protected:
   // `final_norm` and `unembed` ([vocab, d_model], no bias) are the model's last norm and output

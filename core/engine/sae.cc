@@ -24,7 +24,7 @@ class SaeWeights {
   SaeWeights(const Checkpoint& file, at::ScalarType dtype, at::Device device)
       : file_(file), options_(at::TensorOptions().dtype(dtype).device(device)) {}
 
-  absl::StatusOr<at::Tensor> Get(const std::string& name, std::vector<int64_t> shape) {
+  absl::StatusOr<at::Tensor> Get(const std::string& name, const std::vector<int64_t>& shape) {
     at::Tensor out = at::empty(shape, options_);
     LENSD_RETURN_IF_ERROR(file_.LoadInto(name, out));
     bytes_ += static_cast<int64_t>(out.nbytes());
@@ -167,8 +167,8 @@ SaeCode Sae::Encode(const at::Tensor& input) const {
         grouped.back() = config_.k;
         grouped.push_back(config_.d_sae / config_.k);
         std::tie(values, indices) = h.reshape(grouped).max(-1);
-        indices = indices + at::arange(0, config_.d_sae, config_.d_sae / config_.k,
-                                       indices.options());
+        indices =
+            indices + at::arange(0, config_.d_sae, config_.d_sae / config_.k, indices.options());
       } else {
         std::tie(values, indices) = h.topk(config_.k, -1, /*largest=*/true, /*sorted=*/false);
       }

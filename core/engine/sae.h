@@ -97,9 +97,9 @@ class Sae {
 
   SaeConfig config_;
   int64_t bytes_ = 0;
-  at::Tensor W_enc_;  // [d_in, d_sae]
-  at::Tensor b_enc_;  // [d_sae] (gated: b_gate)
-  at::Tensor b_mag_;  // gated
+  at::Tensor W_enc_;      // [d_in, d_sae]
+  at::Tensor b_enc_;      // [d_sae] (gated: b_gate)
+  at::Tensor b_mag_;      // gated
   at::Tensor r_mag_exp_;  // gated: exp(r_mag)
   at::Tensor threshold_;  // jumprelu
   at::Tensor W_dec_;      // [d_sae, d_in]

@@ -37,7 +37,8 @@ absl::StatusOr<bool> BoolOr(const nlohmann::json& cfg, const std::string& key, b
                             const std::string& file) {
   const nlohmann::json* v = Lookup(cfg, key);
   if (v == nullptr) return dflt;
-  if (!v->is_boolean()) return absl::InvalidArgumentError(absl::StrCat(file, ": ", key, " must be true or false"));
+  if (!v->is_boolean())
+    return absl::InvalidArgumentError(absl::StrCat(file, ": ", key, " must be true or false"));
   return v->get<bool>();
 }
 
@@ -45,8 +46,7 @@ absl::StatusOr<int64_t> PositiveInt(const nlohmann::json& cfg, const std::string
                                     const std::string& file) {
   const nlohmann::json* v = Lookup(cfg, key);
   if (v == nullptr || !v->is_number_integer() || v->get<int64_t>() <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(file, ": ", key, " must be a positive integer"));
+    return absl::InvalidArgumentError(absl::StrCat(file, ": ", key, " must be a positive integer"));
   }
   return v->get<int64_t>();
 }
@@ -57,14 +57,17 @@ absl::StatusOr<nlohmann::json> ReadJson(const std::string& path) {
   std::stringstream text;
   text << in.rdbuf();
   auto json = json_fields::Parse(text.str());
-  if (!json.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", json.status().message()));
-  if (!json->is_object()) return absl::InvalidArgumentError(absl::StrCat(path, ": want a JSON object"));
+  if (!json.ok())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", json.status().message()));
+  if (!json->is_object())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": want a JSON object"));
   return *std::move(json);
 }
 
 absl::Status ReadSaeLens(const nlohmann::json& cfg, const std::string& file, SaeConfig& c) {
   // Pre-6.0 names: activation_fn_str, hook_point; architecture defaults to standard.
-  std::string activation = StringOr(cfg, "activation_fn", StringOr(cfg, "activation_fn_str", "relu"));
+  std::string activation =
+      StringOr(cfg, "activation_fn", StringOr(cfg, "activation_fn_str", "relu"));
   std::string architecture = StringOr(cfg, "architecture", "standard");
   const nlohmann::json* kwargs = Lookup(cfg, "activation_fn_kwargs");
   if (activation == "topk" && architecture == "standard") architecture = "topk";
@@ -117,11 +120,12 @@ absl::Status ReadSaeLens(const nlohmann::json& cfg, const std::string& file, Sae
                      "\" is not one of none, expected_average_only_in, constant_norm_rescale, "
                      "layer_norm"));
   }
-  const std::string reshape =
-      StringOr(cfg, "reshape_activations", absl::StrContains(c.hook_name, "hook_z") ? "hook_z" : "none");
+  const std::string reshape = StringOr(
+      cfg, "reshape_activations", absl::StrContains(c.hook_name, "hook_z") ? "hook_z" : "none");
   c.hook_z = reshape == "hook_z";
   LENSD_ASSIGN_OR_RETURN(c.prepend_bos, BoolOr(cfg, "prepend_bos", true, file));
-  LENSD_ASSIGN_OR_RETURN(c.exclude_special_tokens, BoolOr(cfg, "exclude_special_tokens", false, file));
+  LENSD_ASSIGN_OR_RETURN(c.exclude_special_tokens,
+                         BoolOr(cfg, "exclude_special_tokens", false, file));
   const std::string dtype_text = StringOr(cfg, "dtype", "float32");
   absl::string_view dtype = dtype_text;
   absl::ConsumePrefix(&dtype, "torch.");
@@ -135,11 +139,14 @@ absl::Status ReadSparsify(const nlohmann::json& cfg, const std::string& file, Sa
   LENSD_ASSIGN_OR_RETURN(const bool transcode, BoolOr(cfg, "transcode", false, file));
   if (transcode) {
     return absl::InvalidArgumentError(
-        absl::StrCat(file, ": transcode is true; transcoders are not served (an SAE reconstructs "
-                           "its own input)"));
+        absl::StrCat(file,
+                     ": transcode is true; transcoders are not served (an SAE reconstructs "
+                     "its own input)"));
   }
   LENSD_ASSIGN_OR_RETURN(const bool is_signed, BoolOr(cfg, "signed", false, file));
-  if (is_signed) return absl::InvalidArgumentError(absl::StrCat(file, ": signed sparse coders are not supported"));
+  if (is_signed)
+    return absl::InvalidArgumentError(
+        absl::StrCat(file, ": signed sparse coders are not supported"));
   c.architecture = SaeArchitecture::kTopK;
   const std::string activation = StringOr(cfg, "activation", "topk");
   if (activation == "groupmax") {
@@ -157,8 +164,8 @@ absl::Status ReadSparsify(const nlohmann::json& cfg, const std::string& file, Sa
     c.d_sae = c.d_in * factor;
   }
   if (c.group_max && c.d_sae % c.k != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(file, ": groupmax needs num_latents (", c.d_sae, ") divisible by k (", c.k, ")"));
+    return absl::InvalidArgumentError(absl::StrCat(file, ": groupmax needs num_latents (", c.d_sae,
+                                                   ") divisible by k (", c.k, ")"));
   }
   LENSD_ASSIGN_OR_RETURN(c.skip_connection, BoolOr(cfg, "skip_connection", false, file));
   c.apply_b_dec_to_input = true;
@@ -202,8 +209,8 @@ absl::StatusOr<SaeConfig> ReadSaeConfig(const std::string& dir) {
   } else if (fs::exists(fs::path(dir) / "sae.safetensors")) {
     c.format = "sparsify";
   } else {
-    return absl::NotFoundError(absl::StrCat(
-        dir, ": no sae_weights.safetensors (SAELens) or sae.safetensors (sparsify)"));
+    return absl::NotFoundError(
+        absl::StrCat(dir, ": no sae_weights.safetensors (SAELens) or sae.safetensors (sparsify)"));
   }
   LENSD_ASSIGN_OR_RETURN(const nlohmann::json cfg, ReadJson(file));
   LENSD_ASSIGN_OR_RETURN(c.d_in, PositiveInt(cfg, "d_in", file));

@@ -108,12 +108,11 @@ TEST(SaeLoad, WrongShapeNamesTheTensor) {
 }
 
 TEST(SaeLoad, TranscodersAndBadKAreRefused) {
-  const std::string transcoder = EditedCopy("sparsify_topk", "transcoder",
-                                            [](nlohmann::json& c) { c["transcode"] = true; });
+  const std::string transcoder =
+      EditedCopy("sparsify_topk", "transcoder", [](nlohmann::json& c) { c["transcode"] = true; });
   EXPECT_THAT(Sae::Load(transcoder, std::nullopt, at::kCPU).status().message(),
               ::testing::HasSubstr("transcode is true"));
-  const std::string big_k =
-      EditedCopy("topk", "big_k", [](nlohmann::json& c) { c["k"] = 1000; });
+  const std::string big_k = EditedCopy("topk", "big_k", [](nlohmann::json& c) { c["k"] = 1000; });
   EXPECT_THAT(Sae::Load(big_k, std::nullopt, at::kCPU).status().message(),
               ::testing::HasSubstr("k = 1000 exceeds d_sae = 64"));
   EXPECT_EQ(Sae::Load(::testing::TempDir() + "/nowhere", std::nullopt, at::kCPU).status().code(),
