@@ -31,6 +31,12 @@ struct SaeDescription {
   std::string neuronpedia_id;
 };
 
+// How LoadSae attaches an SAE folder.
+struct SaeLoadOptions {
+  std::string hook_point;  // TransformerLens name overriding the cfg's; "" keeps it
+  std::string dtype;       // float32 | bfloat16 | float16; "" keeps the cfg's
+};
+
 struct EncodeSaeSpec {
   std::vector<int64_t> tokens;
   std::vector<std::string> saes;  // empty: every loaded SAE
@@ -108,7 +114,7 @@ struct AttributionNode {
 };
 
 struct NodeAttributionOutput {
-  int64_t target = -1;  // the metric's target token (resolved)
+  int64_t target = -1;  // the metric's target token (resolved; the loss's next token, or -1)
   double metric = 0;    // m(clean)
   double patched_metric = std::numeric_limits<double>::quiet_NaN();  // m(patch) for kPatch
   double total_effect = std::numeric_limits<double>::quiet_NaN();    // m(patch) - m(clean)

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "core/attribution_types.h"
+
 namespace lensd {
 
 // Statistics Decode computes (bit flags).
@@ -105,6 +107,10 @@ struct ActivationsSpec {
   std::vector<int64_t> tokens;
   std::vector<std::string> hook_points;  // TransformerLens names
   bool native_dtype = false;             // false: float32
+  // Also d metric / d value at each point ("<name>.grad", float32), from one forward and
+  // backward (attribution.md §1.2).
+  bool gradients = false;
+  MetricSpec metric;
 };
 
 }  // namespace lensd

@@ -175,6 +175,7 @@ absl::StatusOr<int64_t> ModelRegistry::Unload(const std::string& name) {
     Slot& slot = slots_[name];
     freed = slot.weight_bytes;
     for (const auto& [lens, bytes] : slot.lens_bytes) freed += bytes;
+    for (const auto& [sae, bytes] : slot.sae_bytes) freed += bytes;
     budget_.Release(slot.loaded->device, freed);
     slots_.erase(name);  // the last references to the weights, unless a caller still holds one
   }
@@ -182,33 +183,59 @@ absl::StatusOr<int64_t> ModelRegistry::Unload(const std::string& name) {
   return freed;
 }
 
-absl::StatusOr<LensDescription> ModelRegistry::LoadLens(const std::string& model,
-                                                        const std::string& lens) {
-  LENSD_RETURN_IF_ERROR(CheckName(lens, "lens"));
+template <typename Description>
+absl::StatusOr<Description> ModelRegistry::LoadAttachment(
+    const std::string& model, const std::string& kind, const std::string& name,
+    std::map<std::string, int64_t> Slot::*bytes,
+    const std::function<absl::StatusOr<int64_t>(ServedModel&, const std::string&)>& estimate,
+    const std::function<absl::StatusOr<Description>(ServedModel&, const std::string&)>& load) {
+  const std::string field = kind == "lenses" ? "lens" : "sae";
+  LENSD_RETURN_IF_ERROR(CheckName(name, field.c_str()));
   LENSD_ASSIGN_OR_RETURN(const std::shared_ptr<const LoadedModel> loaded, Get(model));
   std::shared_ptr<ServedModel> handle;
   {
     absl::MutexLock lock(&mu_);
     handle = slots_[model].model;
   }
-  const std::string dir = (fs::path(options_.repository) / model / "lenses" / lens).string();
+  const std::string dir = (fs::path(options_.repository) / model / kind / name).string();
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
     return absl::NotFoundError(absl::StrCat(
-        "lens ", lens, " is not in ", model,
-        "/lenses/ (it has: ", absl::StrJoin(SubFolders(fs::path(dir).parent_path()), ", "), ")"));
+        field, " ", name, " is not in ", model, "/", kind,
+        "/ (it has: ", absl::StrJoin(SubFolders(fs::path(dir).parent_path()), ", "), ")"));
   }
-  LENSD_ASSIGN_OR_RETURN(const int64_t estimate, handle->EstimateLensBytes(dir));
-  LENSD_RETURN_IF_ERROR(budget_.Reserve(loaded->device, estimate,
-                                        absl::StrCat("loading lens ", lens, " of ", model)));
-  absl::StatusOr<LensDescription> description = handle->LoadLens(lens, dir);
+  LENSD_ASSIGN_OR_RETURN(const int64_t reserved, estimate(*handle, dir));
+  LENSD_RETURN_IF_ERROR(budget_.Reserve(loaded->device, reserved,
+                                        absl::StrCat("loading ", field, " ", name, " of ", model)));
+  absl::StatusOr<Description> description = load(*handle, dir);
   if (!description.ok()) {
-    budget_.Release(loaded->device, estimate);
+    budget_.Release(loaded->device, reserved);
     return description.status();
   }
   absl::MutexLock lock(&mu_);
-  slots_[model].lens_bytes[lens] = estimate;
+  (slots_[model].*bytes)[name] = reserved;
   return description;
+}
+
+absl::StatusOr<LensDescription> ModelRegistry::LoadLens(const std::string& model,
+                                                        const std::string& lens) {
+  return LoadAttachment<LensDescription>(
+      model, "lenses", lens, &Slot::lens_bytes,
+      [](ServedModel& m, const std::string& dir) { return m.EstimateLensBytes(dir); },
+      [&lens](ServedModel& m, const std::string& dir) { return m.LoadLens(lens, dir); });
+}
+
+absl::StatusOr<SaeDescription> ModelRegistry::LoadSae(const std::string& model,
+                                                      const std::string& sae,
+                                                      const SaeLoadOptions& options) {
+  return LoadAttachment<SaeDescription>(
+      model, "saes", sae, &Slot::sae_bytes,
+      [&options](ServedModel& m, const std::string& dir) {
+        return m.EstimateSaeBytes(dir, options);
+      },
+      [&sae, &options](ServedModel& m, const std::string& dir) {
+        return m.LoadSae(sae, dir, options);
+      });
 }
 
 absl::StatusOr<int64_t> ModelRegistry::UnloadLens(const std::string& model,
@@ -219,6 +246,16 @@ absl::StatusOr<int64_t> ModelRegistry::UnloadLens(const std::string& model,
   LENSD_ASSIGN_OR_RETURN(const int64_t freed, slot.model->UnloadLens(lens));
   budget_.Release(loaded->device, slot.lens_bytes[lens]);
   slot.lens_bytes.erase(lens);
+  return freed;
+}
+
+absl::StatusOr<int64_t> ModelRegistry::UnloadSae(const std::string& model, const std::string& sae) {
+  LENSD_ASSIGN_OR_RETURN(const std::shared_ptr<const LoadedModel> loaded, Get(model));
+  absl::MutexLock lock(&mu_);
+  Slot& slot = slots_[model];
+  LENSD_ASSIGN_OR_RETURN(const int64_t freed, slot.model->UnloadSae(sae));
+  budget_.Release(loaded->device, slot.sae_bytes[sae]);
+  slot.sae_bytes.erase(sae);
   return freed;
 }
 
@@ -248,12 +285,14 @@ ModelStatus ModelRegistry::Describe(const std::string& name, const Slot* slot) c
   ModelStatus s;
   s.name = name;
   s.available_lenses = SubFolders(fs::path(options_.repository) / name / "lenses");
+  s.available_saes = SubFolders(fs::path(options_.repository) / name / "saes");
   if (slot == nullptr) return s;
   s.state = slot->state;
   s.reason = slot->reason;
   if (slot->state == ModelState::kReady) {
     s.loaded = slot->loaded;
     s.lenses = slot->model->Lenses();
+    s.saes = slot->model->Saes();
     s.queue_depth = slot->scheduler->depth();
   }
   return s;

@@ -2,7 +2,8 @@
 // tokenizers and work queues, and the device memory they take (MemoryBudget).
 //
 // Repository layout (ARCHITECTURE.md): <repository>/<model>/{config.json, *.safetensors,
-// tokenizer.json} and <repository>/<model>/lenses/<lens>/{config.json, params.pt}.
+// tokenizer.json}, <repository>/<model>/lenses/<lens>/{config.json, params.pt} and
+// <repository>/<model>/saes/<sae>/{cfg.json, sae_weights.safetensors or sae.safetensors}.
 //
 // Thread-safe. Load and Unload block (they load weights, or wait for queued work): call them from
 // a thread that may block, never from a gRPC thread.
@@ -44,6 +45,8 @@ struct ModelStatus {
   std::shared_ptr<const LoadedModel> loaded;  // set when kReady
   std::vector<LensDescription> lenses;
   std::vector<std::string> available_lenses;  // folders under <model>/lenses/
+  std::vector<SaeDescription> saes;
+  std::vector<std::string> available_saes;  // folders under <model>/saes/
   int64_t queue_depth = 0;
 };
 
@@ -80,6 +83,11 @@ class ModelRegistry {
   absl::StatusOr<int64_t> Unload(const std::string& name);
   absl::StatusOr<LensDescription> LoadLens(const std::string& model, const std::string& lens);
   absl::StatusOr<int64_t> UnloadLens(const std::string& model, const std::string& lens);
+  // Attaches <repository>/<model>/saes/<sae>. NOT_FOUND (listing the folder), RESOURCE_EXHAUSTED
+  // over the device budget, the engine's errors.
+  absl::StatusOr<SaeDescription> LoadSae(const std::string& model, const std::string& sae,
+                                         const SaeLoadOptions& options);
+  absl::StatusOr<int64_t> UnloadSae(const std::string& model, const std::string& sae);
 
   // A ready model. NOT_FOUND for a name the repository lacks; FAILED_PRECONDITION when it is not
   // loaded; UNAVAILABLE while it loads or unloads.
@@ -99,7 +107,16 @@ class ModelRegistry {
     std::unique_ptr<Scheduler> scheduler;
     int64_t weight_bytes = 0;
     std::map<std::string, int64_t> lens_bytes;
+    std::map<std::string, int64_t> sae_bytes;
   };
+  // What LoadLens and LoadSae share: the folder <model>/<kind>/<name> checked, its bytes reserved
+  // on the model's device while `load` runs, and kept in the slot's `bytes` map on success.
+  template <typename Description>
+  absl::StatusOr<Description> LoadAttachment(
+      const std::string& model, const std::string& kind, const std::string& name,
+      std::map<std::string, int64_t> Slot::*bytes,
+      const std::function<absl::StatusOr<int64_t>(ServedModel&, const std::string&)>& estimate,
+      const std::function<absl::StatusOr<Description>(ServedModel&, const std::string&)>& load);
 
   ModelRegistry(RegistryOptions options, ModelFactory factory, SchedulerObserver* observer);
   std::vector<std::string> RepositoryModels() const;

@@ -2,8 +2,9 @@
 // it: a torch-free interface that core/engine implements (core/engine/engine_factory.h makes
 // them). Requests and results are the plain types of core/lens_types.h; tensors never cross it.
 //
-// Thread-safe: Decode, Generate and Activations may run concurrently on one ServedModel; lens
-// loads and unloads may happen while they run (a request keeps the lens it started with).
+// Thread-safe: Decode, Generate, Activations and the SAE work may run concurrently on one
+// ServedModel; lens and SAE loads and unloads may happen while they run (a request keeps the lens
+// or SAEs it started with).
 #ifndef LENSD_CORE_SERVED_MODEL_H_
 #define LENSD_CORE_SERVED_MODEL_H_
 
@@ -15,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "core/attribution_types.h"
 #include "core/eval_spec.h"
 #include "core/lens_types.h"
 #include "core/training_spec.h"
@@ -104,6 +106,28 @@ class ServedModel {
   // spec.num_batches() x spec.batch chunks in run.order, on the caller's thread (a job's work).
   // INVALID_ARGUMENT when there is no chunk; CANCELLED / ABORTED as run.keep_going says.
   virtual absl::StatusOr<LensMetrics> EvaluateLenses(const EvalLensRun& run) const = 0;
+
+  // Attaches the SAE folder `dir` (SAELens or sparsify) as `name`. ALREADY_EXISTS for a name in
+  // use; INVALID_ARGUMENT naming the file or field for a malformed folder, a bad dtype, or a hook
+  // point the model lacks or whose width is not the SAE's d_in.
+  virtual absl::StatusOr<SaeDescription> LoadSae(const std::string& name, const std::string& dir,
+                                                 const SaeLoadOptions& options) = 0;
+  // NOT_FOUND for an unknown SAE. Returns the bytes freed (once the last request using it ends).
+  virtual absl::StatusOr<int64_t> UnloadSae(const std::string& name) = 0;
+  virtual std::vector<SaeDescription> Saes() const = 0;
+  // Bytes the SAE folder's weights will take on this model's device (headers only).
+  virtual absl::StatusOr<int64_t> EstimateSaeBytes(const std::string& dir,
+                                                   const SaeLoadOptions& options) const = 0;
+
+  // Sparse feature activations of the named SAEs (all when none is named) on one sequence.
+  // NOT_FOUND naming "saes" for an SAE not loaded; FAILED_PRECONDITION when none is loaded.
+  virtual absl::StatusOr<std::vector<SaeEncoding>> EncodeSae(const EncodeSaeSpec& spec) const = 0;
+  // Indirect effects of SAE features and error nodes on a metric (engine/attribution.h).
+  virtual absl::StatusOr<NodeAttributionOutput> AttributeNodes(
+      const NodeAttributionSpec& spec) const = 0;
+  // Direct logit attribution or the logit lens per layer at one position.
+  virtual absl::StatusOr<LayerAttributionOutput> AttributeLayers(
+      const LayerAttributionSpec& spec) const = 0;
 
  protected:
   ServedModel() = default;

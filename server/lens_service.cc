@@ -6,33 +6,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "server/attribution_convert.h"
 #include "server/call.h"
 #include "server/convert.h"
 #include "server/lens_work.h"
 
 namespace lensd::server {
 namespace {
-
-// A request admitted and resolved against its model: ready to become a work item.
-struct Admitted {
-  WorkContext context;
-  std::vector<int64_t> tokens;
-  int64_t text_bytes = 0;
-};
-
-absl::StatusOr<Admitted> Admit(const ServerEnv& env, CallInfo& info, const std::string& model,
-                               const v1::Input& input) {
-  LENSD_RETURN_IF_ERROR(info.Admit(Role::kRead));
-  if (model.empty()) return absl::InvalidArgumentError("model: name a loaded model");
-  info.set_model(model);
-  Admitted a;
-  LENSD_ASSIGN_OR_RETURN(a.context.model, env.registry->Get(model));
-  LENSD_ASSIGN_OR_RETURN(a.tokens,
-                         ResolveInput(input, *a.context.model, env.limits, &a.text_bytes));
-  LENSD_ASSIGN_OR_RETURN(a.context.ticket, env.tenants->Acquire(info.principal().tenant));
-  info.add_tokens(static_cast<int64_t>(a.tokens.size()));
-  return a;
-}
 
 double NatsToBitsPerByte(int64_t tokens, int64_t bytes) {
   return bytes > 0 ? static_cast<double>(tokens) / static_cast<double>(bytes) / std::log(2.0) : 0.0;
@@ -46,13 +26,6 @@ absl::StatusOr<DecodeSpec> DecodeSpecFor(const v1::DecodeRequest& request, const
   LENSD_ASSIGN_OR_RETURN(DecodeSpec spec, ToDecodeSpec(request, a.tokens));
   LENSD_RETURN_IF_ERROR(a.context.model->model->ValidateDecode(spec));
   return spec;
-}
-
-// Hands the work to the model's scheduler; on refusal the work finishes itself with the reason.
-void Submit(const LoadedModel& model, std::unique_ptr<Work> work) {
-  std::unique_ptr<Work> rejected;
-  const absl::Status s = model.scheduler->Submit(std::move(work), &rejected);
-  if (!s.ok()) rejected->Reject(s);
 }
 
 }  // namespace
@@ -144,6 +117,19 @@ grpc::ServerWriteReactor<v1::TensorChunk>* LensService::GetActivations(
     spec.tokens = a->tokens;
     spec.hook_points.assign(request->hook_points().begin(), request->hook_points().end());
     spec.native_dtype = request->dtype() == "native";
+    spec.gradients = request->gradients();
+    if (spec.gradients) {
+      absl::StatusOr<MetricSpec> metric = ToMetricSpec(request->metric());
+      if (metric.ok()) {
+        spec.metric = *std::move(metric);
+      } else {
+        s = metric.status();
+      }
+    } else if (request->has_metric()) {
+      s = absl::InvalidArgumentError("metric: given without gradients = true");
+    }
+  }
+  if (s.ok()) {
     s = a->context.model->model->ValidateHookPoints(spec.hook_points);
     if (!s.ok()) s = absl::InvalidArgumentError(absl::StrCat("hook_points: ", s.message()));
   }
@@ -156,6 +142,25 @@ grpc::ServerWriteReactor<v1::TensorChunk>* LensService::GetActivations(
       std::make_unique<ActivationsWork>(call, std::move(a->context), std::move(spec), chunk);
   Schedule(call->info(), call->cancellation(), static_cast<int64_t>(a->tokens.size()), work.get());
   Submit(*model, std::move(work));
+  return call;
+}
+
+grpc::ServerUnaryReactor* LensService::LayerAttribution(grpc::CallbackServerContext* context,
+                                                        const v1::LayerAttributionRequest* request,
+                                                        v1::LayerAttributionResponse* response) {
+  auto* call = new UnaryCall(env_, context, "LayerAttribution");
+  RunOnModel(
+      env_, call, request->model(), request->input(),
+      [request, response](const Admitted& a) -> absl::StatusOr<std::function<absl::Status()>> {
+        LENSD_ASSIGN_OR_RETURN(LayerAttributionSpec spec,
+                               ToLayerAttributionSpec(*request, a.tokens));
+        return [spec = std::move(spec), model = a.context.model, response]() {
+          LENSD_ASSIGN_OR_RETURN(const LayerAttributionOutput out,
+                                 model->model->AttributeLayers(spec));
+          FillLayerAttributionResponse(out, *model, spec.tokens, response);
+          return absl::OkStatus();
+        };
+      });
   return call;
 }
 

@@ -21,6 +21,9 @@ class LensService final : public v1::Lens::CallbackService {
       grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;
   grpc::ServerWriteReactor<v1::TensorChunk>* GetActivations(
       grpc::CallbackServerContext* context, const v1::GetActivationsRequest* request) override;
+  grpc::ServerUnaryReactor* LayerAttribution(grpc::CallbackServerContext* context,
+                                             const v1::LayerAttributionRequest* request,
+                                             v1::LayerAttributionResponse* response) override;
 
  private:
   const ServerEnv& env_;

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
 #include "server/convert.h"
 
 namespace lensd::server {
@@ -14,6 +15,48 @@ void Schedule(const CallInfo& info, std::shared_ptr<const Cancellation> cancella
   work->deadline = info.deadline();
   work->cancellation = std::move(cancellation);
   work->tokens = tokens;
+}
+
+absl::StatusOr<Admitted> Admit(const ServerEnv& env, CallInfo& info, const std::string& model,
+                               const v1::Input& input) {
+  LENSD_RETURN_IF_ERROR(info.Admit(Role::kRead));
+  if (model.empty()) return absl::InvalidArgumentError("model: name a loaded model");
+  info.set_model(model);
+  Admitted a;
+  LENSD_ASSIGN_OR_RETURN(a.context.model, env.registry->Get(model));
+  LENSD_ASSIGN_OR_RETURN(a.tokens,
+                         ResolveInput(input, *a.context.model, env.limits, &a.text_bytes));
+  LENSD_ASSIGN_OR_RETURN(a.context.ticket, env.tenants->Acquire(info.principal().tenant));
+  info.add_tokens(static_cast<int64_t>(a.tokens.size()));
+  return a;
+}
+
+void Submit(const LoadedModel& model, std::unique_ptr<Work> work) {
+  std::unique_ptr<Work> rejected;
+  const absl::Status s = model.scheduler->Submit(std::move(work), &rejected);
+  if (!s.ok()) rejected->Reject(s);
+}
+
+void UnaryWork::Run(absl::Span<Work* const> batch) {
+  absl::Status s = KeepGoing();
+  if (s.ok()) s = fn_();
+  call_->Done(s);
+}
+
+void RunOnModel(
+    const ServerEnv& env, UnaryCall* call, const std::string& model, const v1::Input& input,
+    const std::function<absl::StatusOr<std::function<absl::Status()>>(const Admitted&)>& prepare) {
+  absl::StatusOr<Admitted> a = Admit(env, call->info(), model, input);
+  absl::StatusOr<std::function<absl::Status()>> fn = a.ok() ? prepare(*a) : a.status();
+  if (!fn.ok()) {
+    call->Done(fn.status());
+    return;
+  }
+  const std::shared_ptr<const LoadedModel> loaded = a->context.model;
+  const auto tokens = static_cast<int64_t>(a->tokens.size());
+  auto work = std::make_unique<UnaryWork>(call, std::move(a->context), *std::move(fn));
+  Schedule(call->info(), call->cancellation(), tokens, work.get());
+  Submit(*loaded, std::move(work));
 }
 
 absl::Status WriteChunks(const std::string& name, const HostTensor& tensor, int64_t chunk_bytes,

@@ -3,6 +3,7 @@
 #ifndef LENSD_SERVER_LENS_WORK_H_
 #define LENSD_SERVER_LENS_WORK_H_
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -24,6 +25,43 @@ struct WorkContext {
 // Sets the scheduling fields of `work` from the call (tenant, deadline, cancellation).
 void Schedule(const CallInfo& info, std::shared_ptr<const Cancellation> cancellation,
               int64_t tokens, Work* work);
+
+// A request admitted and resolved against its model: ready to become a work item.
+struct Admitted {
+  WorkContext context;
+  std::vector<int64_t> tokens;
+  int64_t text_bytes = 0;
+};
+
+// Checks the caller's read role, finds the loaded model, resolves the input and takes a tenant
+// slot. Errors as CallInfo::Admit, ModelRegistry::Get, ResolveInput and TenantLimiter::Acquire.
+absl::StatusOr<Admitted> Admit(const ServerEnv& env, CallInfo& info, const std::string& model,
+                               const v1::Input& input);
+
+// Hands the work to the model's scheduler; on refusal the work finishes itself with the reason.
+void Submit(const LoadedModel& model, std::unique_ptr<Work> work);
+
+// A unary RPC's work on the model's worker: runs `fn` (which fills the response) unless the call
+// was cancelled or its deadline passed, then finishes the call with fn's status.
+class UnaryWork : public Work {
+ public:
+  UnaryWork(UnaryCall* call, WorkContext context, std::function<absl::Status()> fn)
+      : call_(call), context_(std::move(context)), fn_(std::move(fn)) {}
+  void Run(absl::Span<Work* const> batch) override;
+  void Reject(const absl::Status& status) override { call_->Done(status); }
+
+ private:
+  UnaryCall* call_;
+  WorkContext context_;
+  std::function<absl::Status()> fn_;
+};
+
+// Admits `call` and lets `prepare` check the request on the gRPC thread and return the work to
+// run on the model's worker (it fills the response); the call finishes with that work's status,
+// or at once with the admission or preparation error.
+void RunOnModel(
+    const ServerEnv& env, UnaryCall* call, const std::string& model, const v1::Input& input,
+    const std::function<absl::StatusOr<std::function<absl::Status()>>(const Admitted&)>& prepare);
 
 class DecodeWork : public Work {
  public:

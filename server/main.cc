@@ -18,19 +18,24 @@
 #include "core/auth.h"
 #include "core/engine/engine_factory.h"
 #include "core/memory_budget.h"
+#include "core/status_macros.h"
 #include "server/server.h"
 
 ABSL_FLAG(std::string, address, "127.0.0.1:50051",
           "where to listen (host:port; port 0 picks a free one). Anything but loopback or a unix "
           "socket needs --tokens_file or --allow_unauthenticated_remote");
 ABSL_FLAG(std::string, model_repository, "deploy/models",
-          "folder of model folders: <model>/config.json, weights, tokenizer.json, lenses/<lens>/");
+          "folder of model folders: <model>/config.json, weights, tokenizer.json, lenses/<lens>/, "
+          "saes/<sae>/");
 ABSL_FLAG(std::vector<std::string>, models, {},
           "models to load at start: name[:dtype[:device]], comma-separated (e.g. "
           "kjv-gpt2,llama:bfloat16:cuda:0)");
 ABSL_FLAG(
     std::vector<std::string>, lenses, {},
     "tuned lenses to load at start: model/lens, comma-separated (from <model>/lenses/<lens>)");
+ABSL_FLAG(std::vector<std::string>, saes, {},
+          "SAEs to attach at start: model/sae, comma-separated (from <model>/saes/<sae>, SAELens "
+          "or sparsify folders)");
 ABSL_FLAG(std::string, tokens_file, "",
           "bearer tokens file (lines '<tenant> <role> sha256:<hex>'); empty turns auth off");
 ABSL_FLAG(bool, allow_unauthenticated_remote, false,
@@ -100,13 +105,21 @@ absl::StatusOr<lensd::server::ServerOptions> OptionsFromFlags() {
     o.models.push_back(
         {parts[0], parts.size() > 1 ? parts[1] : "", parts.size() > 2 ? parts[2] : ""});
   }
-  for (const std::string& spec : absl::GetFlag(FLAGS_lenses)) {
-    const std::vector<std::string> parts = absl::StrSplit(spec, '/');
-    if (parts.size() != 2 || parts[0].empty() || parts[1].empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("--lenses: \"", spec, "\" is not model/lens"));
+  // "model/name" pairs of --lenses and --saes.
+  const auto pairs = [](const char* flag, const char* what, const std::vector<std::string>& specs,
+                        std::vector<std::pair<std::string, std::string>>* out) -> absl::Status {
+    for (const std::string& spec : specs) {
+      const std::vector<std::string> parts = absl::StrSplit(spec, '/');
+      if (parts.size() != 2 || parts[0].empty() || parts[1].empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--", flag, ": \"", spec, "\" is not model/", what));
+      }
+      out->emplace_back(parts[0], parts[1]);
     }
-    o.lenses.emplace_back(parts[0], parts[1]);
-  }
+    return absl::OkStatus();
+  };
+  LENSD_RETURN_IF_ERROR(pairs("lenses", "lens", absl::GetFlag(FLAGS_lenses), &o.lenses));
+  LENSD_RETURN_IF_ERROR(pairs("saes", "sae", absl::GetFlag(FLAGS_saes), &o.saes));
   o.tokens_file = absl::GetFlag(FLAGS_tokens_file);
   o.allow_unauthenticated_remote = absl::GetFlag(FLAGS_allow_unauthenticated_remote);
   o.tls_cert = absl::GetFlag(FLAGS_tls_cert);
@@ -159,8 +172,9 @@ absl::StatusOr<lensd::server::ServerOptions> OptionsFromFlags() {
 int main(int argc, char** argv) {
   lensd::engine::UsePassiveOpenMpWaits(argv);
   absl::SetProgramUsageMessage(
-      "lensd: serves per-layer decoding (logit and tuned lenses), generation from a lens and "
-      "activation capture over gRPC.\n\n  lensd --models=kjv-gpt2 --tokens_file=tokens.txt\n"
+      "lensd: serves per-layer decoding (logit and tuned lenses), generation from a lens, SAE "
+      "features, node and layer attribution, and activation capture over gRPC.\n\n  lensd "
+      "--models=kjv-gpt2 --tokens_file=tokens.txt\n"
       "  lensd token --tenant=alice --role=admin   (prints a new token and its tokens-file "
       "line)\n\n"
       "Flags may also come from a file with --flagfile=<file>.");

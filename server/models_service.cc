@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "server/attribution_convert.h"
 #include "server/call.h"
 #include "server/convert.h"
 
@@ -38,6 +39,7 @@ void FillModel(const ModelStatus& status, v1::ModelInfo* out) {
   out->set_state(ToProto(status.state));
   out->set_state_reason(status.reason);
   for (const std::string& lens : status.available_lenses) out->add_available_lenses(lens);
+  for (const std::string& sae : status.available_saes) out->add_available_saes(sae);
   out->set_queue_depth(status.queue_depth);
   if (status.loaded == nullptr) return;
   const ServedModelInfo& info = status.loaded->model->info();
@@ -52,6 +54,7 @@ void FillModel(const ModelStatus& status, v1::ModelInfo* out) {
   out->set_memory_bytes(info.parameter_bytes);
   for (const std::string& hook : info.hook_points) out->add_hook_points(hook);
   for (const LensDescription& lens : status.lenses) FillLens(lens, out->add_lenses());
+  for (const SaeDescription& sae : status.saes) FillSae(sae, out->add_saes());
   for (const int64_t id : info.eos_token_ids) out->add_eos_token_ids(id);
 }
 
@@ -172,6 +175,47 @@ grpc::ServerUnaryReactor* ModelsService::UnloadLens(grpc::CallbackServerContext*
   return RunAdmin(env_, call, [this, request, response]() -> absl::Status {
     LENSD_ASSIGN_OR_RETURN(const int64_t freed,
                            env_.registry->UnloadLens(request->model(), request->lens()));
+    response->set_freed_bytes(freed);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* ModelsService::LoadSae(grpc::CallbackServerContext* context,
+                                                 const v1::LoadSaeRequest* request,
+                                                 v1::SaeInfo* response) {
+  auto* call = new UnaryCall(env_, context, "LoadSae");
+  absl::Status s = call->info().Admit(Role::kAdmin);
+  if (s.ok()) s = Require(request->model(), "model");
+  if (s.ok()) s = Require(request->sae(), "sae");
+  if (!s.ok()) {
+    call->Done(s);
+    return call;
+  }
+  call->info().set_model(request->model());
+  return RunAdmin(env_, call, [this, request, response]() -> absl::Status {
+    const SaeLoadOptions options{request->hook_point(), request->dtype()};
+    LENSD_ASSIGN_OR_RETURN(const SaeDescription sae,
+                           env_.registry->LoadSae(request->model(), request->sae(), options));
+    FillSae(sae, response);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* ModelsService::UnloadSae(grpc::CallbackServerContext* context,
+                                                   const v1::UnloadSaeRequest* request,
+                                                   v1::UnloadSaeResponse* response) {
+  auto* call = new UnaryCall(env_, context, "UnloadSae");
+  absl::Status s = call->info().Admit(Role::kAdmin);
+  if (s.ok()) s = Require(request->model(), "model");
+  if (s.ok()) s = Require(request->sae(), "sae");
+  if (!s.ok()) {
+    call->Done(s);
+    return call;
+  }
+  call->info().set_model(request->model());
+  return RunAdmin(env_, call, [this, request, response]() -> absl::Status {
+    LENSD_ASSIGN_OR_RETURN(const int64_t freed,
+                           env_.registry->UnloadSae(request->model(), request->sae()));
     response->set_freed_bytes(freed);
     return absl::OkStatus();
   });

@@ -30,6 +30,12 @@ class ModelsService final : public v1::Models::CallbackService {
   grpc::ServerUnaryReactor* UnloadLens(grpc::CallbackServerContext* context,
                                        const v1::UnloadLensRequest* request,
                                        v1::UnloadLensResponse* response) override;
+  grpc::ServerUnaryReactor* LoadSae(grpc::CallbackServerContext* context,
+                                    const v1::LoadSaeRequest* request,
+                                    v1::SaeInfo* response) override;
+  grpc::ServerUnaryReactor* UnloadSae(grpc::CallbackServerContext* context,
+                                      const v1::UnloadSaeRequest* request,
+                                      v1::UnloadSaeResponse* response) override;
   grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
                                      const v1::TokenizeRequest* request,
                                      v1::TokenizeResponse* response) override;

@@ -119,6 +119,7 @@ absl::StatusOr<std::unique_ptr<LensdServer>> LensdServer::Start(ServerOptions op
   s->models_service_ = std::make_unique<ModelsService>(s->env_);
   s->training_service_ = std::make_unique<TrainingService>(s->env_);
   s->lens_service_ = std::make_unique<LensService>(s->env_);
+  s->attribution_service_ = std::make_unique<AttributionService>(s->env_);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -130,6 +131,7 @@ absl::StatusOr<std::unique_ptr<LensdServer>> LensdServer::Start(ServerOptions op
                              static_cast<int>(o.limits.max_concurrent_streams));
   builder.RegisterService(s->models_service_.get());
   builder.RegisterService(s->lens_service_.get());
+  builder.RegisterService(s->attribution_service_.get());
   builder.RegisterService(s->training_service_.get());
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || s->port_ == 0) {
@@ -154,6 +156,13 @@ absl::Status LensdServer::LoadStartupModels() {
     absl::StatusOr<LensDescription> loaded = registry_->LoadLens(model, lens);
     if (!loaded.ok()) {
       return absl::Status(loaded.status().code(), absl::StrCat("loading lens ", model, "/", lens,
+                                                               ": ", loaded.status().message()));
+    }
+  }
+  for (const auto& [model, sae] : options_.saes) {
+    absl::StatusOr<SaeDescription> loaded = registry_->LoadSae(model, sae, {});
+    if (!loaded.ok()) {
+      return absl::Status(loaded.status().code(), absl::StrCat("loading SAE ", model, "/", sae,
                                                                ": ", loaded.status().message()));
     }
   }

@@ -17,6 +17,7 @@
 #include "core/job_store.h"
 #include "core/model_registry.h"
 #include "core/tenant_limiter.h"
+#include "server/attribution_service.h"
 #include "server/background.h"
 #include "server/lens_service.h"
 #include "server/metrics.h"
@@ -37,6 +38,7 @@ struct ServerOptions {
   std::string repository;
   std::vector<StartupModel> models;
   std::vector<std::pair<std::string, std::string>> lenses;  // (model, lens) to load at start
+  std::vector<std::pair<std::string, std::string>> saes;    // (model, sae) to attach at start
   std::string tokens_file;                                  // empty: no auth
   bool allow_unauthenticated_remote = false;
   std::string tls_cert;  // PEM files; both set: TLS
@@ -66,7 +68,7 @@ class LensdServer {
                                                             ModelFactory factory);
   ~LensdServer();
 
-  // Loads the models and lenses named in the options; health turns SERVING once all are in.
+  // Loads the models, lenses and SAEs named in the options; health turns SERVING once all are in.
   absl::Status LoadStartupModels();
   // Stops accepting calls, lets in-flight calls finish (cancelling them at the deadline), then
   // drains every model's queue.
@@ -86,6 +88,7 @@ class LensdServer {
   ServerEnv env_;
   std::unique_ptr<ModelsService> models_service_;
   std::unique_ptr<LensService> lens_service_;
+  std::unique_ptr<AttributionService> attribution_service_;
   std::unique_ptr<JobStore> job_store_;
   std::unique_ptr<JobRunner> job_runner_;
   std::unique_ptr<JobManager> jobs_;

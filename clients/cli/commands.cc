@@ -208,6 +208,7 @@ int Activations(const Connection& c, const Parsed& p) {
     q.add_hook_points(std::string(h));
   }
   q.set_dtype(p.Get("dtype"));
+  q.set_gradients(p.Flag("gradients"));
   const std::string out = p.Get("out");
   if (out.empty()) return Usage("--out names the .safetensors or .npy file to write");
   auto context = c.Context();
@@ -330,6 +331,9 @@ std::vector<CommandEntry> Commands() {
         {kModel,
          {"hooks", "comma-separated TransformerLens hook names", "blocks.0.hook_resid_pre"},
          {"dtype", "float32 or native", "float32"},
+         {"gradients",
+          "also d loss / d value at each hook (<hook>.grad; the last token's prediction)", "false",
+          true},
          {"out", "output file", ""}}},
        Activations},
       {{"load",
@@ -348,6 +352,7 @@ std::vector<CommandEntry> Commands() {
       {{"unload-lens", "unload a tuned lens (admin)", "", {kModel, {"lens", "lens name", ""}}},
        UnloadLens},
   };
+  for (CommandEntry& c : SaeCommands()) commands.push_back(std::move(c));
   for (CommandEntry& c : JobCommands()) commands.push_back(std::move(c));
   return commands;
 }

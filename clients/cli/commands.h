@@ -32,6 +32,8 @@ struct CommandEntry {
 std::vector<CommandEntry> Commands();
 // The training-job commands (job_commands.cc).
 std::vector<CommandEntry> JobCommands();
+// The SAE and attribution commands (sae_commands.cc).
+std::vector<CommandEntry> SaeCommands();
 
 // Prints "lensctl: <CODE>: <message>" and returns 1.
 int Fail(const grpc::Status& s);

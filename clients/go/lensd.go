@@ -35,8 +35,10 @@ type Client struct {
 	Models   lensdpb.ModelsClient
 	Lens     lensdpb.LensClient
 	Training lensdpb.TrainingClient
-	model    string
-	timeout  time.Duration
+	// Attribution serves SAE features and node attribution.
+	Attribution lensdpb.AttributionClient
+	model       string
+	timeout     time.Duration
 }
 
 type options struct {
@@ -98,6 +100,7 @@ func Dial(address string, opts ...Option) (*Client, error) {
 	c.Models = lensdpb.NewModelsClient(conn)
 	c.Lens = lensdpb.NewLensClient(conn)
 	c.Training = lensdpb.NewTrainingClient(conn)
+	c.Attribution = lensdpb.NewAttributionClient(conn)
 	return c, nil
 }
 

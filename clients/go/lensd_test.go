@@ -170,3 +170,60 @@ func TestGeneratedCodeMatchesTheProtos(t *testing.T) {
 		}
 	}
 }
+
+func TestNodeAttributionAgreesWithLensctl(t *testing.T) {
+	client := dial(t, "read")
+	result, err := client.NodeAttribution(context.Background(), lensd.Text(prompt), lensd.NodeAttributionOptions{
+		Saes: []string{"res3-topk"}, TopN: 10, Sign: lensdpb.SignConvention_SIGN_CONVENTION_TOKEN_TRACE,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := result.Rows()
+	if len(rows) != 10 {
+		t.Fatalf("%d rows", len(rows))
+	}
+	for _, r := range rows {
+		if r.ActType == "feature" && abs(r.IE-r.Value*r.Grad) > 1e-4*(1+abs(r.IE)) {
+			t.Errorf("ie %v != value %v x grad %v", r.IE, r.Value, r.Grad)
+		}
+	}
+	lensctl := envOr("LENSCTL_BINARY", filepath.Join(repo, "build", "clients", "cli", "lensctl"))
+	cmd := exec.Command(lensctl, "attribute", "--json", "--saes", "res3-topk", "--top_n", "10",
+		"--token_trace_sign", prompt)
+	cmd.Env = append(os.Environ(), "LENSD_ADDRESS="+server.address, "LENSD_TOKEN="+server.tokens["read"])
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("lensctl: %v", err)
+	}
+	var fromCli struct {
+		Nodes []struct {
+			TokenIdx string  `json:"tokenIdx"` // int64 as a JSON string; omitted when 0
+			Effect   float32 `json:"effect"`
+		}
+	}
+	if err := json.Unmarshal(out, &fromCli); err != nil {
+		t.Fatal(err)
+	}
+	if len(fromCli.Nodes) != len(rows) {
+		t.Fatalf("lensctl printed %d nodes", len(fromCli.Nodes))
+	}
+	for i, n := range fromCli.Nodes {
+		if n.TokenIdx == "" {
+			n.TokenIdx = "0"
+		}
+		if n.TokenIdx != fmt.Sprint(rows[i].TokenIdx) || n.Effect != rows[i].Effect {
+			t.Errorf("node %d: lensctl %+v, Go %+v", i, n, rows[i])
+		}
+	}
+	if _, err := client.NodeAttribution(context.Background(), lensd.Text(prompt), lensd.NodeAttributionOptions{Saes: []string{"nope"}}); lensd.Code(err) != codes.NotFound {
+		t.Fatalf("unknown SAE: %v", err)
+	}
+}
+
+func abs(x float32) float32 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}

@@ -12,8 +12,8 @@ import (
 )
 
 // testServer is the real lensd ($LENSD_BINARY, default ../../build/server/lensd) on a free
-// loopback port with auth on, serving a private repository with the demo model and its tuned
-// lens.
+// loopback port with auth on, serving a private repository with the demo model, its tuned lens
+// and its SAE.
 type testServer struct {
 	address string
 	tokens  map[string]string // role -> token
@@ -90,7 +90,8 @@ func startServer() (*testServer, error) {
 		return nil, err
 	}
 	s.cmd = exec.Command(binary, "--model_repository="+filepath.Join(dir, "repo"),
-		"--models=kjv-gpt2", "--lenses=kjv-gpt2/tuned", "--tokens_file="+filepath.Join(dir, "tokens.txt"),
+		"--models=kjv-gpt2", "--lenses=kjv-gpt2/tuned", "--saes=kjv-gpt2/res3-topk",
+		"--tokens_file="+filepath.Join(dir, "tokens.txt"),
 		"--address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
 		"--port_file="+filepath.Join(dir, "port.json"), "--state_dir="+filepath.Join(dir, "state"),
 		"--log_requests=false")

@@ -4,6 +4,7 @@
 #include <c10/core/GradMode.h>
 #include <c10/core/InferenceMode.h>
 
+#include <algorithm>
 #include <optional>
 
 #include "absl/status/status.h"
@@ -159,6 +160,30 @@ absl::StatusOr<at::Tensor> CausalLm::FrozenFinalNormAndUnembed(
         ForwardContext ctx(config_, &hooks, nullptr, at::Tensor(), at::Tensor(), dtype());
         return at::linear(FinalNorm(residual.to(device(), dtype()), ctx), unembed_);
       });
+}
+
+absl::StatusOr<std::vector<at::Tensor>> CaptureHookPoints(const CausalLm& model,
+                                                          const std::vector<HookPoint>& points,
+                                                          const at::Tensor& tokens) {
+  c10::InferenceMode inference;
+  Hooks hooks(model.config().num_layers);
+  int64_t last_layer = -1;
+  bool needs_final = false;
+  for (const HookPoint& p : points) {
+    hooks.Capture(p);
+    last_layer = std::max(last_layer, p.layer);
+    needs_final = needs_final ||
+                  (p.is_global() && p.kind != HookKind::kEmbed && p.kind != HookKind::kPosEmbed);
+  }
+  ForwardRequest forward;
+  forward.tokens = tokens;
+  forward.logits = needs_final ? LogitsMode::kAll : LogitsMode::kNone;
+  if (!needs_final) forward.stop_at_layer = last_layer + 1;
+  LENSD_RETURN_IF_ERROR(model.Forward(forward, &hooks).status());
+  std::vector<at::Tensor> out;
+  out.reserve(points.size());
+  for (const HookPoint& p : points) out.push_back(hooks.Captured(p));
+  return out;
 }
 
 }  // namespace lensd::engine

@@ -10,6 +10,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/engine/forward_context.h"
@@ -87,6 +88,12 @@ class CausalLm {
   NormWeights final_norm_;
   at::Tensor unembed_;
 };
+
+// The values at `points` of one forward of `tokens` [batch, t] under inference mode, in the order
+// given; the pass stops after the last block a point needs. Errors as Forward.
+absl::StatusOr<std::vector<at::Tensor>> CaptureHookPoints(const CausalLm& model,
+                                                          const std::vector<HookPoint>& points,
+                                                          const at::Tensor& tokens);
 
 }  // namespace lensd::engine
 

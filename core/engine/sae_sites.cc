@@ -112,27 +112,20 @@ absl::StatusOr<std::vector<SaeEncoding>> EncodeSaes(const CausalLm& model,
   }
   if (spec.top_k < 0) return absl::InvalidArgumentError("top_k: must be >= 0");
   return CatchTorch("encode SAEs", [&]() -> absl::StatusOr<std::vector<SaeEncoding>> {
+    std::vector<HookPoint> points;
+    points.reserve(sites.size());
+    for (const SaeSite& site : sites) points.push_back(site.point);
+    LENSD_ASSIGN_OR_RETURN(
+        const std::vector<at::Tensor> captured,
+        CaptureHookPoints(model, points, at::tensor(spec.tokens, at::kLong).unsqueeze(0)));
     c10::InferenceMode inference;
-    Hooks hooks(model.config().num_layers);
-    int64_t last_layer = -1;
-    bool needs_final = false;
-    for (const SaeSite& site : sites) {
-      hooks.Capture(site.point);
-      last_layer = std::max(last_layer, site.point.layer);
-      needs_final = needs_final || site.point.kind == HookKind::kUnembedIn ||
-                    site.point.kind == HookKind::kLnFinalNormalized;
-    }
-    ForwardRequest forward;
-    forward.tokens = at::tensor(spec.tokens, at::kLong).unsqueeze(0);
-    forward.logits = needs_final ? LogitsMode::kAll : LogitsMode::kNone;
-    if (!needs_final) forward.stop_at_layer = last_layer + 1;
-    LENSD_RETURN_IF_ERROR(model.Forward(forward, &hooks).status());
     at::Tensor keep = at::ones({t}, at::kBool);
     for (const int64_t p : spec.excluded_positions) keep[p] = false;
     std::vector<SaeEncoding> out;
-    for (const SaeSite& site : sites) {
+    for (size_t i = 0; i < sites.size(); ++i) {
+      const SaeSite& site = sites[i];
       const Sae& sae = *site.sae;
-      const at::Tensor x = Flatten(hooks.Captured(site.point))[0].to(sae.dtype());
+      const at::Tensor x = Flatten(captured[i])[0].to(sae.dtype());
       SaeCode code = sae.Encode(x);
       code.features = code.features * keep.to(code.features.device()).unsqueeze(1);
       const at::Tensor x_hat = sae.Decode(code);
@@ -148,33 +141,30 @@ absl::StatusOr<std::vector<SaeEncoding>> EncodeSaes(const CausalLm& model,
       e.offsets.push_back(0);
       double err_total = 0;
       double var_total = 0;
+      // Reported features: the top_k (or every) activation above the threshold, largest first.
+      const int64_t k = spec.top_k > 0 ? std::min(spec.top_k, f.size(1)) : f.size(1);
+      const auto [top_values, top_indices] = f.topk(k, 1, /*largest=*/true, /*sorted=*/true);
+      const auto values = top_values.accessor<float, 2>();
+      const auto indices = top_indices.accessor<int64_t, 2>();
+      const at::Tensor l0 = f.gt(0).sum(1);
+      const auto active = l0.accessor<int64_t, 1>();
+      const auto err_at = err2.to(at::kDouble).contiguous();
+      const auto var_at = var2.to(at::kDouble).contiguous();
+      const auto errs = err_at.accessor<double, 1>();
+      const auto vars = var_at.accessor<double, 1>();
+      const auto kept_at = keep.accessor<bool, 1>();
       for (int64_t p = 0; p < t; ++p) {
-        const at::Tensor row = f[p];
-        const at::Tensor active = at::nonzero(row.gt(spec.threshold)).flatten();
-        at::Tensor vals = row.index_select(0, active);
-        at::Tensor idx = active;
-        if (spec.top_k > 0 && vals.numel() > spec.top_k) {
-          at::Tensor order;
-          std::tie(vals, order) = vals.topk(spec.top_k);
-          idx = idx.index_select(0, order);
-        } else {
-          at::Tensor order;
-          std::tie(vals, order) = vals.sort(0, /*descending=*/true);
-          idx = idx.index_select(0, order);
-        }
-        for (int64_t j = 0; j < vals.numel(); ++j) {
-          e.indices.push_back(idx[j].item<int64_t>());
-          e.values.push_back(vals[j].item<float>());
+        for (int64_t j = 0; j < k && values[p][j] > spec.threshold; ++j) {
+          e.indices.push_back(indices[p][j]);
+          e.values.push_back(values[p][j]);
         }
         e.offsets.push_back(static_cast<int64_t>(e.indices.size()));
-        e.l0.push_back(row.gt(0).sum().item<int64_t>());
-        const double err = err2[p].item<double>();
-        const double var = var2[p].item<double>();
-        e.error_norm.push_back(static_cast<float>(std::sqrt(err)));
-        e.fvu.push_back(var > 0 ? static_cast<float>(err / var) : 0.0F);
-        if (keep[p].item<bool>()) {
-          err_total += err;
-          var_total += var;
+        e.l0.push_back(active[p]);
+        e.error_norm.push_back(static_cast<float>(std::sqrt(errs[p])));
+        e.fvu.push_back(vars[p] > 0 ? static_cast<float>(errs[p] / vars[p]) : 0.0F);
+        if (kept_at[p]) {
+          err_total += errs[p];
+          var_total += vars[p];
         }
       }
       e.fvu_total = var_total > 0 ? err_total / var_total : 0;

@@ -24,6 +24,7 @@
 #include "core/engine/lens_training_run.h"
 #include "core/engine/model_loader.h"
 #include "core/engine/served_batch.h"
+#include "core/engine/served_saes.h"
 #include "core/engine/torch_errors.h"
 #include "core/status_macros.h"
 
@@ -43,7 +44,8 @@ HostTensor ToHost(const at::Tensor& value) {
 
 class ServedModelImpl : public ServedModel {
  public:
-  explicit ServedModelImpl(std::unique_ptr<CausalLm> model) : model_(std::move(model)) {
+  explicit ServedModelImpl(std::unique_ptr<CausalLm> model)
+      : model_(std::move(model)), saes_(*model_) {
     const ModelConfig& c = model_->config();
     info_.architecture = c.model_type;
     info_.num_layers = c.num_layers;
@@ -218,6 +220,40 @@ class ServedModelImpl : public ServedModel {
     });
   }
 
+  absl::StatusOr<SaeDescription> LoadSae(const std::string& name, const std::string& dir,
+                                         const SaeLoadOptions& options) override {
+    return saes_.Load(name, dir, options);
+  }
+  absl::StatusOr<int64_t> UnloadSae(const std::string& name) override { return saes_.Unload(name); }
+  std::vector<SaeDescription> Saes() const override { return saes_.List(); }
+  absl::StatusOr<int64_t> EstimateSaeBytes(const std::string& dir,
+                                           const SaeLoadOptions& options) const override {
+    return saes_.EstimateBytes(dir, options);
+  }
+
+  absl::StatusOr<std::vector<SaeEncoding>> EncodeSae(const EncodeSaeSpec& spec) const override {
+    LENSD_RETURN_IF_ERROR(ValidateTokens(spec.tokens, "input"));
+    return saes_.Encode(spec);
+  }
+
+  absl::StatusOr<NodeAttributionOutput> AttributeNodes(
+      const NodeAttributionSpec& spec) const override {
+    LENSD_RETURN_IF_ERROR(ValidateTokens(spec.tokens, "input"));
+    if (spec.baseline == AttributionBaseline::kPatch) {
+      LENSD_RETURN_IF_ERROR(ValidateTokens(spec.patch_tokens, "patch"));
+    }
+    for (const std::vector<int64_t>& reference : spec.reference) {
+      LENSD_RETURN_IF_ERROR(ValidateTokens(reference, "reference"));
+    }
+    return saes_.Attribute(spec);
+  }
+
+  absl::StatusOr<LayerAttributionOutput> AttributeLayers(
+      const LayerAttributionSpec& spec) const override {
+    LENSD_RETURN_IF_ERROR(ValidateTokens(spec.tokens, "input"));
+    return engine::AttributeLayers(*model_, spec);
+  }
+
   absl::Status ValidateHookPoints(const std::vector<std::string>& names) const override {
     for (const std::string& name : names) {
       LENSD_RETURN_IF_ERROR(ParseHookName(name, model_->config()).status());
@@ -229,28 +265,23 @@ class ServedModelImpl : public ServedModel {
       const ActivationsSpec& spec,
       const std::function<absl::Status(const std::string&, HostTensor)>& sink) const override {
     LENSD_RETURN_IF_ERROR(ValidateTokens(spec.tokens, "input"));
+    if (spec.gradients) {
+      return ActivationsWithGradients(
+          *model_, spec, [&](const std::string& name, const at::Tensor& value) {
+            return sink(name, ToHost(spec.native_dtype ? value : value.to(at::kFloat)));
+          });
+    }
     std::vector<HookPoint> points;
-    int64_t last_layer = -1;
-    bool needs_final = false;
     for (const std::string& name : spec.hook_points) {
-      LENSD_ASSIGN_OR_RETURN(const HookPoint p, ParseHookName(name, model_->config()));
-      points.push_back(p);
-      if (p.is_global() && p.kind != HookKind::kEmbed && p.kind != HookKind::kPosEmbed) {
-        needs_final = true;
-      }
-      last_layer = std::max(last_layer, p.layer);
+      LENSD_ASSIGN_OR_RETURN(points.emplace_back(), ParseHookName(name, model_->config()));
     }
     return CatchTorch("activations", [&]() -> absl::Status {
+      LENSD_ASSIGN_OR_RETURN(
+          const std::vector<at::Tensor> captured,
+          CaptureHookPoints(*model_, points, at::tensor(spec.tokens, at::kLong).unsqueeze(0)));
       c10::InferenceMode inference;
-      Hooks hooks(info_.num_layers);
-      for (const HookPoint& p : points) hooks.Capture(p);
-      ForwardRequest forward;
-      forward.tokens = at::tensor(spec.tokens, at::kLong).unsqueeze(0);
-      forward.logits = needs_final ? LogitsMode::kAll : LogitsMode::kNone;
-      if (!needs_final) forward.stop_at_layer = last_layer + 1;
-      LENSD_RETURN_IF_ERROR(model_->Forward(forward, &hooks).status());
       for (size_t i = 0; i < points.size(); ++i) {
-        at::Tensor value = hooks.Captured(points[i]);
+        at::Tensor value = captured[i];
         if (!spec.native_dtype && value.is_floating_point()) value = value.to(at::kFloat);
         LENSD_RETURN_IF_ERROR(sink(spec.hook_points[i], ToHost(value)));
       }
@@ -299,6 +330,7 @@ class ServedModelImpl : public ServedModel {
 
   std::unique_ptr<const CausalLm> model_;
   ServedModelInfo info_;
+  ServedSaes saes_;
   mutable absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<const Lens>> lenses_ ABSL_GUARDED_BY(mu_);
 };

@@ -1,12 +1,14 @@
 """Builds the model repository the end-to-end tests serve:
 
-  kjv-gpt2/                the demo model (its files and its lenses linked), with
+  kjv-gpt2/                the demo model (its files, lenses and SAEs linked), with
     lenses/random-tuned/   a tuned lens with random translators, saved by tuned-lens's own save()
+    saes/wrong-hook/       the demo SAE with cfg.json naming a hook of another width (512)
   slow-gpt2/               a larger random-init GPT-2 written by transformers' save_pretrained,
                            whose generation takes long enough to observe cancellation, deadlines
                            and unloading under load.
 """
 import argparse
+import json
 import os
 import shutil
 
@@ -15,16 +17,33 @@ import transformers
 from tuned_lens.nn.lenses import TunedLens
 
 
-def demo_with_lens(source, out):
-    os.makedirs(os.path.join(out, "lenses"), exist_ok=True)  # tests write lenses here
+def link_children(source, out, skip=()):
+    os.makedirs(out, exist_ok=True)
     for name in os.listdir(source):
         link = os.path.join(out, name)
-        if name != "lenses" and not os.path.lexists(link):
+        if name not in skip and not os.path.lexists(link):
             os.symlink(os.path.abspath(os.path.join(source, name)), link)
-    for name in os.listdir(os.path.join(source, "lenses")):  # the demo's own tuned lens
-        link = os.path.join(out, "lenses", name)
-        if not os.path.lexists(link):
-            os.symlink(os.path.abspath(os.path.join(source, "lenses", name)), link)
+
+
+def wrong_hook_sae(source, out):
+    """The demo SAE (d_in 128) pointed at blocks.0.mlp.hook_post (width 512)."""
+    link_children(source, out, skip=("cfg.json",))
+    with open(os.path.join(source, "cfg.json")) as f:
+        cfg = json.load(f)
+    cfg["metadata"]["hook_name"] = "blocks.0.mlp.hook_post"
+    with open(os.path.join(out, "cfg.json"), "w") as f:
+        json.dump(cfg, f)
+
+
+def demo_with_lens(source, out):
+    if os.path.islink(os.path.join(out, "saes")):  # the layout of earlier builds
+        os.unlink(os.path.join(out, "saes"))
+    link_children(source, out, skip=("lenses", "saes"))
+    os.makedirs(os.path.join(out, "lenses"), exist_ok=True)  # tests write lenses here
+    link_children(os.path.join(source, "lenses"), os.path.join(out, "lenses"))
+    link_children(os.path.join(source, "saes"), os.path.join(out, "saes"))
+    wrong_hook_sae(os.path.join(source, "saes", "res3-topk"),
+                   os.path.join(out, "saes", "wrong-hook"))
     lens_dir = os.path.join(out, "lenses", "random-tuned")
     if os.path.exists(os.path.join(lens_dir, "params.pt")):
         return

@@ -1,8 +1,9 @@
 """Random SAEs written by SAELens 6.18 (save_model) and sparsify 1.3 (save_to_disk), one folder per
 architecture and option, with the libraries' own encode and decode of random inputs beside each
-(reference.safetensors: x, features, reconstruction) for sae_parity_test.cc.
+(reference.safetensors: x, features, reconstruction) for sae_parity_test.cc; and the demo model's
+SAE as SAELens's SAE.load_from_disk reads it.
 
-Usage: sae_reference.py --out DIR"""
+Usage: sae_reference.py --out DIR --demo-sae deploy/models/kjv-gpt2/saes/res3-topk"""
 import argparse
 import json
 import os
@@ -90,6 +91,24 @@ def sparsify_case(out, name, cfg, seed):
             "active": int((features != 0).sum())}
 
 
+def demo_case(out, source, seed):
+    """The demo model's SAE (deploy/training/train_demo_sae.py), read by SAELens's own loader:
+    checks that the script writes a folder SAELens reads as lensd does."""
+    folder = os.path.join(out, "demo_res3_topk")
+    shutil.copytree(source, folder)
+    loaded = SAE.load_from_disk(folder)
+    assert loaded.cfg.architecture() == "topk", loaded.cfg
+    assert loaded.cfg.metadata.hook_name == "blocks.3.hook_resid_pre", loaded.cfg.metadata
+    g = torch.Generator().manual_seed(seed)
+    x = loaded.b_dec.detach() + 4 * torch.randn((2, 5, loaded.cfg.d_in), generator=g)
+    with torch.no_grad():
+        features = loaded.encode(x)
+        reconstruction = loaded.decode(features)
+    write_reference(folder, x, features, reconstruction)
+    return {"name": "demo_res3_topk", "dir": folder, "format": "saelens",
+            "active": int((features != 0).sum())}
+
+
 def pre_6_cfg(cfg):
     """The flat keys SAELens wrote before 6.0 (jbloom's GPT-2 SAEs look like this)."""
     return {"d_in": cfg["d_in"], "d_sae": cfg["d_sae"], "hook_point": "blocks.1.hook_resid_pre",
@@ -100,6 +119,7 @@ def pre_6_cfg(cfg):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
+    parser.add_argument("--demo-sae", required=True, help="the demo model's SAE folder")
     args = parser.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
     os.makedirs(args.out)
@@ -126,6 +146,7 @@ def main():
             num_latents=D_SAE, k=8, activation="groupmax"), 110),
         sparsify_case(args.out, "sparsify_skip", SparseCoderConfig(
             num_latents=D_SAE, k=6, skip_connection=True), 120),
+        demo_case(args.out, args.demo_sae, 130),
     ]
     with open(os.path.join(args.out, "manifest.json"), "w") as f:
         json.dump(cases, f, indent=1)

@@ -1,5 +1,5 @@
-// The Lens service: per-layer decoding with a logit or tuned lens, generation from a lens, and
-// activation capture. Every call needs the read role.
+// The Lens service: per-layer decoding with a logit or tuned lens, generation from a lens, layer
+// attribution, and activation capture (with gradients). Every call needs the read role.
 //
 // Layers: lens rows are read from the residual stream entering block l (l = 0..L-1, tuned-lens's
 // hidden_states[l]); row L is the model's own output. Units: entropies, divergences and
@@ -27,10 +27,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Lens_Decode_FullMethodName         = "/lensd.v1.Lens/Decode"
-	Lens_StreamDecode_FullMethodName   = "/lensd.v1.Lens/StreamDecode"
-	Lens_Generate_FullMethodName       = "/lensd.v1.Lens/Generate"
-	Lens_GetActivations_FullMethodName = "/lensd.v1.Lens/GetActivations"
+	Lens_Decode_FullMethodName           = "/lensd.v1.Lens/Decode"
+	Lens_StreamDecode_FullMethodName     = "/lensd.v1.Lens/StreamDecode"
+	Lens_Generate_FullMethodName         = "/lensd.v1.Lens/Generate"
+	Lens_GetActivations_FullMethodName   = "/lensd.v1.Lens/GetActivations"
+	Lens_LayerAttribution_FullMethodName = "/lensd.v1.Lens/LayerAttribution"
 )
 
 // LensClient is the client API for Lens service.
@@ -45,8 +46,12 @@ type LensClient interface {
 	StreamDecode(ctx context.Context, in *DecodeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamDecodeResponse], error)
 	// Tokens sampled from a lens at one layer, streamed as they are produced (KV cache, seeded).
 	Generate(ctx context.Context, in *GenerateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GenerateResponse], error)
-	// Values at TransformerLens hook points for one input, streamed in chunks of any total size.
+	// Values at TransformerLens hook points for one input, streamed in chunks of any total size;
+	// with `gradients`, each value is followed by d metric / d value ("<hook>.grad").
 	GetActivations(ctx context.Context, in *GetActivationsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TensorChunk], error)
+	// Direct logit attribution per embedding / attention / MLP output with the final norm's scale
+	// frozen (terms + bias sum to the logit), or the logit lens of the target per layer.
+	LayerAttribution(ctx context.Context, in *LayerAttributionRequest, opts ...grpc.CallOption) (*LayerAttributionResponse, error)
 }
 
 type lensClient struct {
@@ -124,6 +129,16 @@ func (c *lensClient) GetActivations(ctx context.Context, in *GetActivationsReque
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Lens_GetActivationsClient = grpc.ServerStreamingClient[TensorChunk]
 
+func (c *lensClient) LayerAttribution(ctx context.Context, in *LayerAttributionRequest, opts ...grpc.CallOption) (*LayerAttributionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LayerAttributionResponse)
+	err := c.cc.Invoke(ctx, Lens_LayerAttribution_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LensServer is the server API for Lens service.
 // All implementations must embed UnimplementedLensServer
 // for forward compatibility.
@@ -136,8 +151,12 @@ type LensServer interface {
 	StreamDecode(*DecodeRequest, grpc.ServerStreamingServer[StreamDecodeResponse]) error
 	// Tokens sampled from a lens at one layer, streamed as they are produced (KV cache, seeded).
 	Generate(*GenerateRequest, grpc.ServerStreamingServer[GenerateResponse]) error
-	// Values at TransformerLens hook points for one input, streamed in chunks of any total size.
+	// Values at TransformerLens hook points for one input, streamed in chunks of any total size;
+	// with `gradients`, each value is followed by d metric / d value ("<hook>.grad").
 	GetActivations(*GetActivationsRequest, grpc.ServerStreamingServer[TensorChunk]) error
+	// Direct logit attribution per embedding / attention / MLP output with the final norm's scale
+	// frozen (terms + bias sum to the logit), or the logit lens of the target per layer.
+	LayerAttribution(context.Context, *LayerAttributionRequest) (*LayerAttributionResponse, error)
 	mustEmbedUnimplementedLensServer()
 }
 
@@ -159,6 +178,9 @@ func (UnimplementedLensServer) Generate(*GenerateRequest, grpc.ServerStreamingSe
 }
 func (UnimplementedLensServer) GetActivations(*GetActivationsRequest, grpc.ServerStreamingServer[TensorChunk]) error {
 	return status.Errorf(codes.Unimplemented, "method GetActivations not implemented")
+}
+func (UnimplementedLensServer) LayerAttribution(context.Context, *LayerAttributionRequest) (*LayerAttributionResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method LayerAttribution not implemented")
 }
 func (UnimplementedLensServer) mustEmbedUnimplementedLensServer() {}
 func (UnimplementedLensServer) testEmbeddedByValue()              {}
@@ -232,6 +254,24 @@ func _Lens_GetActivations_Handler(srv interface{}, stream grpc.ServerStream) err
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Lens_GetActivationsServer = grpc.ServerStreamingServer[TensorChunk]
 
+func _Lens_LayerAttribution_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LayerAttributionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LensServer).LayerAttribution(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Lens_LayerAttribution_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LensServer).LayerAttribution(ctx, req.(*LayerAttributionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Lens_ServiceDesc is the grpc.ServiceDesc for Lens service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -242,6 +282,10 @@ var Lens_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Decode",
 			Handler:    _Lens_Decode_Handler,
+		},
+		{
+			MethodName: "LayerAttribution",
+			Handler:    _Lens_LayerAttribution_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

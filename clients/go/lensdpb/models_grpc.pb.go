@@ -28,6 +28,8 @@ const (
 	Models_UnloadModel_FullMethodName   = "/lensd.v1.Models/UnloadModel"
 	Models_LoadLens_FullMethodName      = "/lensd.v1.Models/LoadLens"
 	Models_UnloadLens_FullMethodName    = "/lensd.v1.Models/UnloadLens"
+	Models_LoadSae_FullMethodName       = "/lensd.v1.Models/LoadSae"
+	Models_UnloadSae_FullMethodName     = "/lensd.v1.Models/UnloadSae"
 	Models_Tokenize_FullMethodName      = "/lensd.v1.Models/Tokenize"
 	Models_Detokenize_FullMethodName    = "/lensd.v1.Models/Detokenize"
 	Models_GetServerInfo_FullMethodName = "/lensd.v1.Models/GetServerInfo"
@@ -51,6 +53,11 @@ type ModelsClient interface {
 	LoadLens(ctx context.Context, in *LoadLensRequest, opts ...grpc.CallOption) (*LensInfo, error)
 	// Unloads a tuned lens (admin); requests already using it finish with it.
 	UnloadLens(ctx context.Context, in *UnloadLensRequest, opts ...grpc.CallOption) (*UnloadLensResponse, error)
+	// Attaches a sparse autoencoder from <repository>/<model>/saes/<sae>/ (SAELens or sparsify
+	// folder) to its hook point (admin). RESOURCE_EXHAUSTED over the device's memory budget.
+	LoadSae(ctx context.Context, in *LoadSaeRequest, opts ...grpc.CallOption) (*SaeInfo, error)
+	// Detaches an SAE (admin); requests already using it finish with it.
+	UnloadSae(ctx context.Context, in *UnloadSaeRequest, opts ...grpc.CallOption) (*UnloadSaeResponse, error)
 	// Text to token ids with the model's tokenizer.
 	Tokenize(ctx context.Context, in *TokenizeRequest, opts ...grpc.CallOption) (*TokenizeResponse, error)
 	// Token ids to text.
@@ -127,6 +134,26 @@ func (c *modelsClient) UnloadLens(ctx context.Context, in *UnloadLensRequest, op
 	return out, nil
 }
 
+func (c *modelsClient) LoadSae(ctx context.Context, in *LoadSaeRequest, opts ...grpc.CallOption) (*SaeInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SaeInfo)
+	err := c.cc.Invoke(ctx, Models_LoadSae_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *modelsClient) UnloadSae(ctx context.Context, in *UnloadSaeRequest, opts ...grpc.CallOption) (*UnloadSaeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnloadSaeResponse)
+	err := c.cc.Invoke(ctx, Models_UnloadSae_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *modelsClient) Tokenize(ctx context.Context, in *TokenizeRequest, opts ...grpc.CallOption) (*TokenizeResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(TokenizeResponse)
@@ -175,6 +202,11 @@ type ModelsServer interface {
 	LoadLens(context.Context, *LoadLensRequest) (*LensInfo, error)
 	// Unloads a tuned lens (admin); requests already using it finish with it.
 	UnloadLens(context.Context, *UnloadLensRequest) (*UnloadLensResponse, error)
+	// Attaches a sparse autoencoder from <repository>/<model>/saes/<sae>/ (SAELens or sparsify
+	// folder) to its hook point (admin). RESOURCE_EXHAUSTED over the device's memory budget.
+	LoadSae(context.Context, *LoadSaeRequest) (*SaeInfo, error)
+	// Detaches an SAE (admin); requests already using it finish with it.
+	UnloadSae(context.Context, *UnloadSaeRequest) (*UnloadSaeResponse, error)
 	// Text to token ids with the model's tokenizer.
 	Tokenize(context.Context, *TokenizeRequest) (*TokenizeResponse, error)
 	// Token ids to text.
@@ -208,6 +240,12 @@ func (UnimplementedModelsServer) LoadLens(context.Context, *LoadLensRequest) (*L
 }
 func (UnimplementedModelsServer) UnloadLens(context.Context, *UnloadLensRequest) (*UnloadLensResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method UnloadLens not implemented")
+}
+func (UnimplementedModelsServer) LoadSae(context.Context, *LoadSaeRequest) (*SaeInfo, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method LoadSae not implemented")
+}
+func (UnimplementedModelsServer) UnloadSae(context.Context, *UnloadSaeRequest) (*UnloadSaeResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method UnloadSae not implemented")
 }
 func (UnimplementedModelsServer) Tokenize(context.Context, *TokenizeRequest) (*TokenizeResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Tokenize not implemented")
@@ -347,6 +385,42 @@ func _Models_UnloadLens_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Models_LoadSae_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LoadSaeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ModelsServer).LoadSae(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Models_LoadSae_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ModelsServer).LoadSae(ctx, req.(*LoadSaeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Models_UnloadSae_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnloadSaeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ModelsServer).UnloadSae(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Models_UnloadSae_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ModelsServer).UnloadSae(ctx, req.(*UnloadSaeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Models_Tokenize_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(TokenizeRequest)
 	if err := dec(in); err != nil {
@@ -431,6 +505,14 @@ var Models_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UnloadLens",
 			Handler:    _Models_UnloadLens_Handler,
+		},
+		{
+			MethodName: "LoadSae",
+			Handler:    _Models_LoadSae_Handler,
+		},
+		{
+			MethodName: "UnloadSae",
+			Handler:    _Models_UnloadSae_Handler,
 		},
 		{
 			MethodName: "Tokenize",

@@ -22,6 +22,68 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// The scalar a gradient or an attribution is taken of (attribution.md §1.2), summed over
+// `positions`.
+type MetricKind int32
+
+const (
+	// -log p(token[p + 1] | tokens[..p]) (token-trace's loss; default: the last token's prediction).
+	MetricKind_METRIC_KIND_LOSS MetricKind = 0
+	// The target's logit.
+	MetricKind_METRIC_KIND_LOGIT MetricKind = 1
+	// The target's log-probability.
+	MetricKind_METRIC_KIND_LOG_PROB MetricKind = 2
+	// The target's probability.
+	MetricKind_METRIC_KIND_PROB MetricKind = 3
+	// logit(target) - logit(foil) (Sparse Feature Circuits' paired metric).
+	MetricKind_METRIC_KIND_LOGIT_DIFF MetricKind = 4
+)
+
+// Enum value maps for MetricKind.
+var (
+	MetricKind_name = map[int32]string{
+		0: "METRIC_KIND_LOSS",
+		1: "METRIC_KIND_LOGIT",
+		2: "METRIC_KIND_LOG_PROB",
+		3: "METRIC_KIND_PROB",
+		4: "METRIC_KIND_LOGIT_DIFF",
+	}
+	MetricKind_value = map[string]int32{
+		"METRIC_KIND_LOSS":       0,
+		"METRIC_KIND_LOGIT":      1,
+		"METRIC_KIND_LOG_PROB":   2,
+		"METRIC_KIND_PROB":       3,
+		"METRIC_KIND_LOGIT_DIFF": 4,
+	}
+)
+
+func (x MetricKind) Enum() *MetricKind {
+	p := new(MetricKind)
+	*p = x
+	return p
+}
+
+func (x MetricKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MetricKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_lensd_v1_types_proto_enumTypes[0].Descriptor()
+}
+
+func (MetricKind) Type() protoreflect.EnumType {
+	return &file_lensd_v1_types_proto_enumTypes[0]
+}
+
+func (x MetricKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MetricKind.Descriptor instead.
+func (MetricKind) EnumDescriptor() ([]byte, []int) {
+	return file_lensd_v1_types_proto_rawDescGZIP(), []int{0}
+}
+
 // A dense tensor on the wire: little-endian, row-major (C order).
 type Tensor struct {
 	state         protoimpl.MessageState
@@ -375,6 +437,81 @@ func (x *Token) GetText() string {
 	return ""
 }
 
+// A metric on the model's output logits.
+type Metric struct {
+	state         protoimpl.MessageState
+	sizeCache     protoimpl.SizeCache
+	unknownFields protoimpl.UnknownFields
+
+	// What is measured.
+	Kind MetricKind `protobuf:"varint,1,opt,name=kind,proto3,enum=lensd.v1.MetricKind" json:"kind,omitempty"`
+	// Positions whose logits are read; empty: the last token's prediction (T - 2 for the loss,
+	// which needs the next token; T - 1 otherwise).
+	Positions []int64 `protobuf:"varint,2,rep,packed,name=positions,proto3" json:"positions,omitempty"`
+	// Target token; absent: the model's top-1 token at the first position.
+	Target *int64 `protobuf:"varint,3,opt,name=target,proto3,oneof" json:"target,omitempty"`
+	// Foil token; required for METRIC_KIND_LOGIT_DIFF.
+	Foil *int64 `protobuf:"varint,4,opt,name=foil,proto3,oneof" json:"foil,omitempty"`
+}
+
+func (x *Metric) Reset() {
+	*x = Metric{}
+	mi := &file_lensd_v1_types_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Metric) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Metric) ProtoMessage() {}
+
+func (x *Metric) ProtoReflect() protoreflect.Message {
+	mi := &file_lensd_v1_types_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Metric.ProtoReflect.Descriptor instead.
+func (*Metric) Descriptor() ([]byte, []int) {
+	return file_lensd_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Metric) GetKind() MetricKind {
+	if x != nil {
+		return x.Kind
+	}
+	return MetricKind_METRIC_KIND_LOSS
+}
+
+func (x *Metric) GetPositions() []int64 {
+	if x != nil {
+		return x.Positions
+	}
+	return nil
+}
+
+func (x *Metric) GetTarget() int64 {
+	if x != nil && x.Target != nil {
+		return *x.Target
+	}
+	return 0
+}
+
+func (x *Metric) GetFoil() int64 {
+	if x != nil && x.Foil != nil {
+		return *x.Foil
+	}
+	return 0
+}
+
 var File_lensd_v1_types_proto protoreflect.FileDescriptor
 
 var file_lensd_v1_types_proto_rawDesc = []byte{
@@ -406,11 +543,29 @@ var file_lensd_v1_types_proto_rawDesc = []byte{
 	0x73, 0x18, 0x01, 0x20, 0x03, 0x28, 0x03, 0x52, 0x03, 0x69, 0x64, 0x73, 0x22, 0x2b, 0x0a, 0x05,
 	0x54, 0x6f, 0x6b, 0x65, 0x6e, 0x12, 0x0e, 0x0a, 0x02, 0x69, 0x64, 0x18, 0x01, 0x20, 0x01, 0x28,
 	0x03, 0x52, 0x02, 0x69, 0x64, 0x12, 0x12, 0x0a, 0x04, 0x74, 0x65, 0x78, 0x74, 0x18, 0x02, 0x20,
-	0x01, 0x28, 0x09, 0x52, 0x04, 0x74, 0x65, 0x78, 0x74, 0x42, 0x33, 0x5a, 0x31, 0x67, 0x69, 0x74,
-	0x68, 0x75, 0x62, 0x2e, 0x63, 0x6f, 0x6d, 0x2f, 0x6c, 0x65, 0x6e, 0x73, 0x64, 0x2f, 0x6c, 0x65,
-	0x6e, 0x73, 0x64, 0x2f, 0x63, 0x6c, 0x69, 0x65, 0x6e, 0x74, 0x73, 0x2f, 0x67, 0x6f, 0x2f, 0x6c,
-	0x65, 0x6e, 0x73, 0x64, 0x70, 0x62, 0x3b, 0x6c, 0x65, 0x6e, 0x73, 0x64, 0x70, 0x62, 0x62, 0x06,
-	0x70, 0x72, 0x6f, 0x74, 0x6f, 0x33,
+	0x01, 0x28, 0x09, 0x52, 0x04, 0x74, 0x65, 0x78, 0x74, 0x22, 0x9a, 0x01, 0x0a, 0x06, 0x4d, 0x65,
+	0x74, 0x72, 0x69, 0x63, 0x12, 0x28, 0x0a, 0x04, 0x6b, 0x69, 0x6e, 0x64, 0x18, 0x01, 0x20, 0x01,
+	0x28, 0x0e, 0x32, 0x14, 0x2e, 0x6c, 0x65, 0x6e, 0x73, 0x64, 0x2e, 0x76, 0x31, 0x2e, 0x4d, 0x65,
+	0x74, 0x72, 0x69, 0x63, 0x4b, 0x69, 0x6e, 0x64, 0x52, 0x04, 0x6b, 0x69, 0x6e, 0x64, 0x12, 0x1c,
+	0x0a, 0x09, 0x70, 0x6f, 0x73, 0x69, 0x74, 0x69, 0x6f, 0x6e, 0x73, 0x18, 0x02, 0x20, 0x03, 0x28,
+	0x03, 0x52, 0x09, 0x70, 0x6f, 0x73, 0x69, 0x74, 0x69, 0x6f, 0x6e, 0x73, 0x12, 0x1b, 0x0a, 0x06,
+	0x74, 0x61, 0x72, 0x67, 0x65, 0x74, 0x18, 0x03, 0x20, 0x01, 0x28, 0x03, 0x48, 0x00, 0x52, 0x06,
+	0x74, 0x61, 0x72, 0x67, 0x65, 0x74, 0x88, 0x01, 0x01, 0x12, 0x17, 0x0a, 0x04, 0x66, 0x6f, 0x69,
+	0x6c, 0x18, 0x04, 0x20, 0x01, 0x28, 0x03, 0x48, 0x01, 0x52, 0x04, 0x66, 0x6f, 0x69, 0x6c, 0x88,
+	0x01, 0x01, 0x42, 0x09, 0x0a, 0x07, 0x5f, 0x74, 0x61, 0x72, 0x67, 0x65, 0x74, 0x42, 0x07, 0x0a,
+	0x05, 0x5f, 0x66, 0x6f, 0x69, 0x6c, 0x2a, 0x85, 0x01, 0x0a, 0x0a, 0x4d, 0x65, 0x74, 0x72, 0x69,
+	0x63, 0x4b, 0x69, 0x6e, 0x64, 0x12, 0x14, 0x0a, 0x10, 0x4d, 0x45, 0x54, 0x52, 0x49, 0x43, 0x5f,
+	0x4b, 0x49, 0x4e, 0x44, 0x5f, 0x4c, 0x4f, 0x53, 0x53, 0x10, 0x00, 0x12, 0x15, 0x0a, 0x11, 0x4d,
+	0x45, 0x54, 0x52, 0x49, 0x43, 0x5f, 0x4b, 0x49, 0x4e, 0x44, 0x5f, 0x4c, 0x4f, 0x47, 0x49, 0x54,
+	0x10, 0x01, 0x12, 0x18, 0x0a, 0x14, 0x4d, 0x45, 0x54, 0x52, 0x49, 0x43, 0x5f, 0x4b, 0x49, 0x4e,
+	0x44, 0x5f, 0x4c, 0x4f, 0x47, 0x5f, 0x50, 0x52, 0x4f, 0x42, 0x10, 0x02, 0x12, 0x14, 0x0a, 0x10,
+	0x4d, 0x45, 0x54, 0x52, 0x49, 0x43, 0x5f, 0x4b, 0x49, 0x4e, 0x44, 0x5f, 0x50, 0x52, 0x4f, 0x42,
+	0x10, 0x03, 0x12, 0x1a, 0x0a, 0x16, 0x4d, 0x45, 0x54, 0x52, 0x49, 0x43, 0x5f, 0x4b, 0x49, 0x4e,
+	0x44, 0x5f, 0x4c, 0x4f, 0x47, 0x49, 0x54, 0x5f, 0x44, 0x49, 0x46, 0x46, 0x10, 0x04, 0x42, 0x33,
+	0x5a, 0x31, 0x67, 0x69, 0x74, 0x68, 0x75, 0x62, 0x2e, 0x63, 0x6f, 0x6d, 0x2f, 0x6c, 0x65, 0x6e,
+	0x73, 0x64, 0x2f, 0x6c, 0x65, 0x6e, 0x73, 0x64, 0x2f, 0x63, 0x6c, 0x69, 0x65, 0x6e, 0x74, 0x73,
+	0x2f, 0x67, 0x6f, 0x2f, 0x6c, 0x65, 0x6e, 0x73, 0x64, 0x70, 0x62, 0x3b, 0x6c, 0x65, 0x6e, 0x73,
+	0x64, 0x70, 0x62, 0x62, 0x06, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x33,
 }
 
 var (
@@ -425,21 +580,25 @@ func file_lensd_v1_types_proto_rawDescGZIP() []byte {
 	return file_lensd_v1_types_proto_rawDescData
 }
 
-var file_lensd_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_lensd_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_lensd_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_lensd_v1_types_proto_goTypes = []any{
-	(*Tensor)(nil),      // 0: lensd.v1.Tensor
-	(*TensorChunk)(nil), // 1: lensd.v1.TensorChunk
-	(*Input)(nil),       // 2: lensd.v1.Input
-	(*TokenIds)(nil),    // 3: lensd.v1.TokenIds
-	(*Token)(nil),       // 4: lensd.v1.Token
+	(MetricKind)(0),     // 0: lensd.v1.MetricKind
+	(*Tensor)(nil),      // 1: lensd.v1.Tensor
+	(*TensorChunk)(nil), // 2: lensd.v1.TensorChunk
+	(*Input)(nil),       // 3: lensd.v1.Input
+	(*TokenIds)(nil),    // 4: lensd.v1.TokenIds
+	(*Token)(nil),       // 5: lensd.v1.Token
+	(*Metric)(nil),      // 6: lensd.v1.Metric
 }
 var file_lensd_v1_types_proto_depIdxs = []int32{
-	3, // 0: lensd.v1.Input.tokens:type_name -> lensd.v1.TokenIds
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	4, // 0: lensd.v1.Input.tokens:type_name -> lensd.v1.TokenIds
+	0, // 1: lensd.v1.Metric.kind:type_name -> lensd.v1.MetricKind
+	2, // [2:2] is the sub-list for method output_type
+	2, // [2:2] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_lensd_v1_types_proto_init() }
@@ -451,18 +610,20 @@ func file_lensd_v1_types_proto_init() {
 		(*Input_Text)(nil),
 		(*Input_Tokens)(nil),
 	}
+	file_lensd_v1_types_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: file_lensd_v1_types_proto_rawDesc,
-			NumEnums:      0,
-			NumMessages:   5,
+			NumEnums:      1,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_lensd_v1_types_proto_goTypes,
 		DependencyIndexes: file_lensd_v1_types_proto_depIdxs,
+		EnumInfos:         file_lensd_v1_types_proto_enumTypes,
 		MessageInfos:      file_lensd_v1_types_proto_msgTypes,
 	}.Build()
 	File_lensd_v1_types_proto = out.File

@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from lensd.errors import LensdError, VersionError  # noqa: E402
 from lensd.client import Client  # noqa: E402
 from lensd.results import DecodeResult, GeneratedToken  # noqa: E402
+from lensd import attribution  # noqa: E402
 
-__all__ = ["Client", "DecodeResult", "GeneratedToken", "LensdError", "VersionError",
+__all__ = ["Client", "attribution", "DecodeResult", "GeneratedToken", "LensdError", "VersionError",
            "__version__"]

@@ -7,11 +7,11 @@ from typing import Dict, Iterator, List, Optional, Sequence
 import grpc
 
 import lensd
-from lensd import messages, results
+from lensd import attribution, messages, results
 from lensd.errors import from_rpc_error
 from lensd.messages import Data, Prompt
-from lensd.v1 import lens_pb2_grpc, models_pb2, models_pb2_grpc, training_pb2, training_pb2_grpc
-from lensd.v1 import types_pb2
+from lensd.v1 import attribution_pb2_grpc, lens_pb2_grpc, models_pb2, models_pb2_grpc
+from lensd.v1 import training_pb2, training_pb2_grpc, types_pb2
 
 class Client:
     """A connection to a lensd server.
@@ -45,6 +45,7 @@ class Client:
         self._models = models_pb2_grpc.ModelsStub(self._channel)
         self._lens = lens_pb2_grpc.LensStub(self._channel)
         self._training = training_pb2_grpc.TrainingStub(self._channel)
+        self._attribution = attribution_pb2_grpc.AttributionStub(self._channel)
 
     def close(self):
         self._channel.close()
@@ -193,13 +194,66 @@ class Client:
 
     def activations(self, prompt: Prompt, hook_points: Sequence[str],
                     model: Optional[str] = None, native_dtype: bool = False,
-                    torch: Optional[bool] = None, timeout: Optional[float] = None) -> Dict:
+                    torch: Optional[bool] = None, gradients: bool = False,
+                    metric: Optional[types_pb2.Metric] = None,
+                    timeout: Optional[float] = None) -> Dict:
         """Values at TransformerLens hook points (e.g. "blocks.2.hook_resid_post") by name: numpy
-        arrays, or torch tensors when `torch` (None: when torch is installed)."""
+        arrays, or torch tensors when `torch` (None: when torch is installed). With `gradients`,
+        also d metric / d value as "<hook>.grad" (metric: lensd.attribution.metric(...); default
+        the loss of the last token's prediction)."""
         request = messages.activations(model or self.model, prompt, hook_points, native_dtype)
+        request.gradients = gradients
+        if metric is not None:
+            request.metric.CopyFrom(metric)
         arrays = results.assemble(
             self._stream(self._lens.GetActivations, request, "GetActivations", timeout))
         return results.as_torch(arrays, torch)
+
+    # -- SAEs and attribution --------------------------------------------------------------------
+
+    def load_sae(self, sae: str, model: Optional[str] = None, hook_point: str = "",
+                 dtype: str = "") -> models_pb2.SaeInfo:
+        """Attaches <repository>/<model>/saes/<sae> (SAELens or sparsify folder; admin)."""
+        request = models_pb2.LoadSaeRequest(model=model or self.model, sae=sae,
+                                            hook_point=hook_point, dtype=dtype)
+        return self._unary(self._models.LoadSae, request, "LoadSae")
+
+    def unload_sae(self, sae: str, model: Optional[str] = None) -> int:
+        """Detaches an SAE (admin); returns the bytes freed."""
+        request = models_pb2.UnloadSaeRequest(model=model or self.model, sae=sae)
+        return self._unary(self._models.UnloadSae, request, "UnloadSae").freed_bytes
+
+    def encode_sae(self, prompt: Prompt, saes: Sequence[str] = (), model: Optional[str] = None,
+                   top_k: int = 16, timeout: Optional[float] = None,
+                   **options) -> attribution.SaeEncoding:
+        """Sparse feature activations of the SAEs (default every loaded one) per position.
+        Options: threshold, exclude_special_tokens."""
+        request = attribution.encode_sae(model or self.model, prompt, saes, top_k, **options)
+        return attribution.SaeEncoding(
+            self._unary(self._attribution.EncodeSae, request, "EncodeSae", timeout))
+
+    def node_attribution(self, prompt: Prompt, saes: Sequence[str] = (),
+                         model: Optional[str] = None, sign: str = "patch_effect",
+                         timeout: Optional[float] = None,
+                         **options) -> attribution.NodeAttributionResult:
+        """Effects of every SAE feature and error node on a metric, largest first;
+        .to_dataframe() has token-trace's columns. Options as lensd.attribution.node_attribution
+        (metric_kind, positions, target, foil, baseline, patch, reference, method, ig_steps,
+        per_dimension_errors, top_n, min_abs_effect, exclude_special_tokens)."""
+        request = attribution.node_attribution(model or self.model, prompt, saes, sign=sign,
+                                                **options)
+        return attribution.NodeAttributionResult(
+            self._unary(self._attribution.NodeAttribution, request, "NodeAttribution", timeout),
+            sign)
+
+    def layer_attribution(self, prompt: Prompt, model: Optional[str] = None,
+                          timeout: Optional[float] = None,
+                          **options) -> attribution.LayerAttributionResult:
+        """Direct logit attribution per component (mode="direct_logit": values + bias = logit)
+        or the logit lens of the target per layer. Options: position, target, foil, mode."""
+        request = attribution.layer_attribution(model or self.model, prompt, **options)
+        return attribution.LayerAttributionResult(
+            self._unary(self._lens.LayerAttribution, request, "LayerAttribution", timeout))
 
     # -- jobs ------------------------------------------------------------------------------------
 

@@ -5,8 +5,14 @@ import * as grpc from "@grpc/grpc-js";
 import { DecodeRequest, DecodeResponse, GenerateRequest, GenerateResponse, LensClient, Statistic } from "./generated/lensd/v1/lens";
 import { ModelInfo, ModelsClient } from "./generated/lensd/v1/models";
 import { Job, SubmitJobRequest, TrainingClient } from "./generated/lensd/v1/training";
-import { Input } from "./generated/lensd/v1/types";
+import { Input, Metric } from "./generated/lensd/v1/types";
+import {
+  AttributionClient, Baseline, EncodeSaeRequest, EncodeSaeResponse, ErrorNodes, Method,
+  NodeAttributionRequest, NodeAttributionResponse, SignConvention,
+} from "./generated/lensd/v1/attribution";
 
+export * as attribution from "./generated/lensd/v1/attribution";
+export * as types from "./generated/lensd/v1/types";
 export * as lens from "./generated/lensd/v1/lens";
 export * as models from "./generated/lensd/v1/models";
 export * as training from "./generated/lensd/v1/training";
@@ -59,6 +65,45 @@ export interface GenerateOptions {
   timeoutMs?: number;
 }
 
+export interface NodeAttributionOptions {
+  model?: string;
+  /** SAE names; default every loaded SAE. */
+  saes?: string[];
+  /** Default: the loss of the last token's prediction. */
+  metric?: Metric;
+  baseline?: Baseline;
+  patch?: string | number[];
+  reference?: (string | number[])[];
+  method?: Method;
+  igSteps?: number;
+  errorNodes?: ErrorNodes;
+  sign?: SignConvention;
+  topN?: number;
+  minAbsEffect?: number;
+  timeoutMs?: number;
+}
+
+/** One node with token-trace's DataFrame columns (ie = (value - baseline) x grad). */
+export interface NodeRow {
+  sae: string; module_name: string; layer: number; module_type: string; token_idx: number;
+  token_str: string; act_type: string; feature: number; value: number; baseline: number;
+  grad: number; effect: number; ie: number;
+}
+
+/** A NodeAttribution response with its nodes as token-trace rows. */
+export class NodeAttributionResult {
+  constructor(readonly response: NodeAttributionResponse, readonly sign: SignConvention) {}
+
+  rows(): NodeRow[] {
+    const flip = this.sign === SignConvention.SIGN_CONVENTION_TOKEN_TRACE ? 1 : -1;
+    return this.response.nodes.map((n) => ({
+      sae: n.sae, module_name: n.moduleName, layer: n.layer, module_type: n.moduleType,
+      token_idx: n.tokenIdx, token_str: n.tokenStr, act_type: n.actType, feature: n.feature,
+      value: n.value, baseline: n.baseline, grad: n.grad, effect: n.effect, ie: flip * n.effect,
+    }));
+  }
+}
+
 /** A Decode response with helpers for its grid of rows (layers, then the output) by positions. */
 export class DecodeResult {
   constructor(readonly response: DecodeResponse) {}
@@ -85,6 +130,7 @@ export class Client {
   readonly lens: LensClient;
   readonly models: ModelsClient;
   readonly training: TrainingClient;
+  readonly attribution: AttributionClient;
   private readonly token: string;
   private readonly model: string;
   private readonly timeoutMs: number;
@@ -101,12 +147,14 @@ export class Client {
     this.lens = new LensClient(target, credentials, channelOptions);
     this.models = new ModelsClient(target, credentials, channelOptions);
     this.training = new TrainingClient(target, credentials, channelOptions);
+    this.attribution = new AttributionClient(target, credentials, channelOptions);
   }
 
   close(): void {
     this.lens.close();
     this.models.close();
     this.training.close();
+    this.attribution.close();
   }
 
   private metadata(): grpc.Metadata {
@@ -165,6 +213,27 @@ export class Client {
       maxNewTokens: o.maxNewTokens, greedy: o.greedy ?? false, seed: o.seed ?? 0,
     });
     return this.stream("Generate", () => this.lens.generate(request, this.metadata(), this.options(o.timeoutMs)));
+  }
+
+  /** Sparse feature activations of the SAEs (default every loaded one) per position. */
+  encodeSae(prompt: string | number[], saes: string[] = [], topK = 16, timeoutMs?: number): Promise<EncodeSaeResponse> {
+    const request = EncodeSaeRequest.fromPartial({ model: this.model, input: input(prompt), saes, topK });
+    return this.unary("EncodeSae", this.attribution.encodeSae.bind(this.attribution), request, timeoutMs);
+  }
+
+  /** Effects of every SAE feature and error node on a metric, largest |effect| first. */
+  async nodeAttribution(prompt: string | number[], o: NodeAttributionOptions = {}): Promise<NodeAttributionResult> {
+    const sign = o.sign ?? SignConvention.SIGN_CONVENTION_PATCH_EFFECT;
+    const request = NodeAttributionRequest.fromPartial({
+      model: o.model ?? this.model, input: input(prompt), saes: o.saes ?? [], metric: o.metric,
+      baseline: o.baseline, patch: o.patch === undefined ? undefined : input(o.patch),
+      reference: (o.reference ?? []).map(input), method: o.method, igSteps: o.igSteps,
+      errorNodes: o.errorNodes, signConvention: sign, topN: o.topN ?? 0,
+      minAbsEffect: o.minAbsEffect ?? 0,
+    });
+    const response = await this.unary("NodeAttribution",
+      this.attribution.nodeAttribution.bind(this.attribution), request, o.timeoutMs);
+    return new NodeAttributionResult(response, sign);
   }
 
   /** Queues a training or evaluation job (train role). */

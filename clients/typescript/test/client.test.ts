@@ -1,5 +1,5 @@
 // The TypeScript client against a live lensd (server.ts): Decode agrees with lensctl's JSON for
-// the same prompt, Generate streams as an async iterator, auth failures and deadlines come back as
+// the same prompt, node attribution's token-trace rows agree with lensctl's, Generate streams as an async iterator, auth failures and deadlines come back as
 // LensdError with their codes, and the README example runs.
 import * as grpc from "@grpc/grpc-js";
 import * as assert from "node:assert/strict";
@@ -7,6 +7,7 @@ import { execFileSync } from "node:child_process";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
 import { Client, LensdError } from "../src";
+import { SignConvention } from "../src/generated/lensd/v1/attribution";
 import { repo, TestServer } from "./server";
 
 const prompt = "And God said, Let there be light: and there was";
@@ -29,6 +30,29 @@ test("decode agrees with lensctl", async () => {
   const ours = result.response.rows.map((r) => r.cells.map((cell) => cell.top.map((t) => String(t.id))));
   const expected = theirs.rows.map((r: any) => r.cells.map((cell: any) => cell.top.map((t: any) => String(t.id))));
   assert.deepEqual(ours, expected);
+});
+
+test("node attribution has token-trace rows and agrees with lensctl", async () => {
+  const c = client("read");
+  const result = await c.nodeAttribution(prompt, {
+    saes: ["res3-topk"], topN: 10, sign: SignConvention.SIGN_CONVENTION_TOKEN_TRACE,
+  });
+  const rows = result.rows();
+  assert.equal(rows.length, 10);
+  for (const r of rows) {
+    assert.equal(r.module_name, "blocks.3.hook_resid_pre");
+    if (r.act_type === "feature") assert.ok(Math.abs(r.ie - r.value * r.grad) <= 1e-4 * (1 + Math.abs(r.ie)));
+  }
+  const lensctl = process.env.LENSCTL_BINARY || path.join(repo, "build", "clients", "cli", "lensctl");
+  const theirs = JSON.parse(execFileSync(lensctl, ["attribute", "--json", "--saes", "res3-topk", "--top_n", "10",
+    "--token_trace_sign", prompt],
+  { env: { ...process.env, LENSD_ADDRESS: server.address, LENSD_TOKEN: server.tokens.read } }).toString());
+  assert.deepEqual(rows.map((r) => r.effect), theirs.nodes.map((n: any) => Math.fround(n.effect)));
+  const features = await c.encodeSae(prompt, ["res3-topk"], 4);
+  assert.equal(features.saes[0].offsets.length, features.tokens.length + 1);
+  await assert.rejects(c.nodeAttribution(prompt, { saes: ["nope"] }),
+    (e: LensdError) => e.code === grpc.status.NOT_FOUND && e.details.includes("saes"));
+  c.close();
 });
 
 test("generate streams tokens as an async iterator", async () => {

@@ -34,7 +34,7 @@ export class TestServer {
     const log = fs.openSync(path.join(this.dir, "lensd.log"), "w");
     this.process = spawn(binary, [
       `--model_repository=${path.join(this.dir, "repo")}`, "--models=kjv-gpt2",
-      "--lenses=kjv-gpt2/tuned", `--tokens_file=${path.join(this.dir, "tokens.txt")}`,
+      "--lenses=kjv-gpt2/tuned", "--saes=kjv-gpt2/res3-topk", `--tokens_file=${path.join(this.dir, "tokens.txt")}`,
       "--address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
       `--port_file=${path.join(this.dir, "port.json")}`, `--state_dir=${path.join(this.dir, "state")}`,
       "--log_requests=false"], { stdio: ["ignore", "ignore", log] });

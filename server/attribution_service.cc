@@ -1,0 +1,99 @@
+#include "server/attribution_service.h"
+
+#include <functional>
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "server/attribution_convert.h"
+#include "server/call.h"
+#include "server/convert.h"
+#include "server/lens_work.h"
+
+namespace lensd::server {
+namespace {
+
+using WorkFn = std::function<absl::Status()>;
+
+// The token ids of an optional extra input (patch, reference), with the field named in errors.
+absl::StatusOr<std::vector<int64_t>> ExtraInput(const ServerEnv& env, const LoadedModel& model,
+                                                const v1::Input& input, const std::string& field) {
+  int64_t bytes = 0;
+  absl::StatusOr<std::vector<int64_t>> tokens = ResolveInput(input, model, env.limits, &bytes);
+  if (!tokens.ok()) {
+    return absl::Status(tokens.status().code(),
+                        absl::StrCat(field, ": ", tokens.status().message()));
+  }
+  return tokens;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* AttributionService::EncodeSae(grpc::CallbackServerContext* context,
+                                                        const v1::EncodeSaeRequest* request,
+                                                        v1::EncodeSaeResponse* response) {
+  auto* call = new UnaryCall(env_, context, "EncodeSae");
+  RunOnModel(env_, call, request->model(), request->input(),
+             [request, response](const Admitted& a) -> absl::StatusOr<WorkFn> {
+               LENSD_ASSIGN_OR_RETURN(EncodeSaeSpec spec, ToEncodeSaeSpec(*request, a.tokens));
+               spec.excluded_positions =
+                   ExcludedPositions(*a.context.model, spec.tokens, spec.saes,
+                                     request->has_exclude_special_tokens()
+                                         ? std::optional<bool>(request->exclude_special_tokens())
+                                         : std::nullopt);
+               return [spec = std::move(spec), model = a.context.model, response]() {
+                 LENSD_ASSIGN_OR_RETURN(const std::vector<SaeEncoding> out,
+                                        model->model->EncodeSae(spec));
+                 FillEncodeSaeResponse(out, *model, spec.tokens, response);
+                 return absl::OkStatus();
+               };
+             });
+  return call;
+}
+
+grpc::ServerUnaryReactor* AttributionService::NodeAttribution(
+    grpc::CallbackServerContext* context, const v1::NodeAttributionRequest* request,
+    v1::NodeAttributionResponse* response) {
+  auto* call = new UnaryCall(env_, context, "NodeAttribution");
+  const ServerEnv& env = env_;
+  RunOnModel(env_, call, request->model(), request->input(),
+             [&env, call, request, response](const Admitted& a) -> absl::StatusOr<WorkFn> {
+               const LoadedModel& model = *a.context.model;
+               std::vector<int64_t> patch;
+               if (request->has_patch()) {
+                 LENSD_ASSIGN_OR_RETURN(patch, ExtraInput(env, model, request->patch(), "patch"));
+               }
+               std::vector<std::vector<int64_t>> reference;
+               int64_t total = static_cast<int64_t>(a.tokens.size() + patch.size());
+               for (int i = 0; i < request->reference_size(); ++i) {
+                 LENSD_ASSIGN_OR_RETURN(reference.emplace_back(),
+                                        ExtraInput(env, model, request->reference(i),
+                                                   absl::StrCat("reference[", i, "]")));
+                 total += static_cast<int64_t>(reference.back().size());
+               }
+               if (total > env.limits.max_tokens_per_request * 16) {
+                 return absl::ResourceExhaustedError(absl::StrCat(
+                     "reference: ", total, " tokens in all inputs exceed ",
+                     env.limits.max_tokens_per_request * 16, " (16 x max_tokens_per_request)"));
+               }
+               call->info().add_tokens(total - static_cast<int64_t>(a.tokens.size()));
+               LENSD_ASSIGN_OR_RETURN(NodeAttributionSpec spec,
+                                      ToNodeAttributionSpec(*request, a.tokens, std::move(patch),
+                                                            std::move(reference)));
+               spec.excluded_positions =
+                   ExcludedPositions(model, spec.tokens, spec.saes,
+                                     request->has_exclude_special_tokens()
+                                         ? std::optional<bool>(request->exclude_special_tokens())
+                                         : std::nullopt);
+               return [spec = std::move(spec), loaded = a.context.model, response]() {
+                 LENSD_ASSIGN_OR_RETURN(const NodeAttributionOutput out,
+                                        loaded->model->AttributeNodes(spec));
+                 FillNodeAttributionResponse(out, *loaded, spec.tokens, response);
+                 return absl::OkStatus();
+               };
+             });
+  return call;
+}
+
+}  // namespace lensd::server

@@ -1,0 +1,28 @@
+// lensd.v1.Attribution: SAE feature activations and node attribution. Validates and converts
+// each request, then runs it on the model's scheduler like the Lens service's work.
+#ifndef LENSD_SERVER_ATTRIBUTION_SERVICE_H_
+#define LENSD_SERVER_ATTRIBUTION_SERVICE_H_
+
+#include "lensd/v1/attribution.grpc.pb.h"
+#include "server/server_env.h"
+
+namespace lensd::server {
+
+class AttributionService final : public v1::Attribution::CallbackService {
+ public:
+  explicit AttributionService(const ServerEnv& env) : env_(env) {}
+
+  grpc::ServerUnaryReactor* EncodeSae(grpc::CallbackServerContext* context,
+                                      const v1::EncodeSaeRequest* request,
+                                      v1::EncodeSaeResponse* response) override;
+  grpc::ServerUnaryReactor* NodeAttribution(grpc::CallbackServerContext* context,
+                                            const v1::NodeAttributionRequest* request,
+                                            v1::NodeAttributionResponse* response) override;
+
+ private:
+  const ServerEnv& env_;
+};
+
+}  // namespace lensd::server
+
+#endif  // LENSD_SERVER_ATTRIBUTION_SERVICE_H_
