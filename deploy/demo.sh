@@ -3,8 +3,9 @@
 # model deploy/models/kjv-gpt2 and its tuned lens (trained by lensd itself,
 # deploy/training/train_demo_lens.sh) with auth on (a fresh admin token), and calls it with
 # lensctl: the per-layer decoding of a prompt through the logit lens and through the tuned lens,
-# both lenses side by side, then generations read out at layer 3 of 6 through each. The server is
-# stopped cleanly at the end.
+# both lenses side by side, generations read out at layer 3 of 6 through each, then the demo SAE's
+# features (deploy/training/train_demo_sae.py), node attribution over them and direct logit
+# attribution. The server is stopped cleanly at the end.
 #   bash deploy/demo.sh ["your prompt"]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,7 +17,7 @@ ninja -C build lensd lensctl
 
 source deploy/lensd_server.sh
 lensd_start ./build/server/lensd admin --model_repository=deploy/models --models=kjv-gpt2 \
-  --lenses=kjv-gpt2/tuned
+  --lenses=kjv-gpt2/tuned --saes=kjv-gpt2/res3-topk
 echo
 echo "lensd is serving on $LENSD_ADDRESS with auth on:"
 ./build/clients/cli/lensctl models
@@ -34,6 +35,16 @@ for lens in logit tuned; do
   echo "Greedy generation read out through the $lens lens at layer 3 (of 6):"
   ./build/clients/cli/lensctl generate --lens $lens --layer 3 --greedy --max_new_tokens 12 "$prompt"
 done
+echo
+echo "Features of the demo SAE (TopK, 1,024 features, read from the residual stream entering block 3):"
+./build/clients/cli/lensctl sae encode --top_k 4 "$prompt"
+echo
+echo "Which SAE features and error nodes move the loss of the last token's prediction most"
+echo "(attribution patching, zero baseline; effect ~ change in loss when the node is zeroed):"
+./build/clients/cli/lensctl attribute --top_n 12 "$prompt"
+echo
+echo "Direct logit attribution of the model's top prediction at the last position:"
+./build/clients/cli/lensctl dla "$prompt"
 echo
 echo "Without a token the server refuses:"
 LENSD_TOKEN= ./build/clients/cli/lensctl models || true

@@ -70,17 +70,19 @@ int Models(const Connection& c, const Parsed& p) {
     std::cout << json << "\n";
     return 0;
   }
-  std::cout << absl::StrFormat("%-16s %-10s %-8s %6s %7s %7s %-9s %-6s %10s  %s\n", "MODEL",
+  std::cout << absl::StrFormat("%-16s %-10s %-8s %6s %7s %7s %-9s %-6s %10s  %-14s %s\n", "MODEL",
                                "STATE", "ARCH", "LAYERS", "D_MODEL", "VOCAB", "DTYPE", "DEVICE",
-                               "MEMORY", "LENSES");
+                               "MEMORY", "LENSES", "SAES");
   for (const auto& m : r.models()) {
     std::string lenses;
     for (const auto& l : m.lenses()) absl::StrAppend(&lenses, lenses.empty() ? "" : ",", l.name());
-    std::cout << absl::StrFormat("%-16s %-10s %-8s %6d %7d %7d %-9s %-6s %9.1fM  %s\n", m.name(),
-                                 absl::AsciiStrToLower(v1::ModelState_Name(m.state()).substr(12)),
-                                 m.architecture(), m.num_layers(), m.d_model(), m.vocab_size(),
-                                 m.dtype(), m.device(),
-                                 static_cast<double>(m.memory_bytes()) / (1 << 20), lenses);
+    std::string saes;
+    for (const auto& e : m.saes()) absl::StrAppend(&saes, saes.empty() ? "" : ",", e.name());
+    std::cout << absl::StrFormat(
+        "%-16s %-10s %-8s %6d %7d %7d %-9s %-6s %9.1fM  %-14s %s\n", m.name(),
+        absl::AsciiStrToLower(v1::ModelState_Name(m.state()).substr(12)), m.architecture(),
+        m.num_layers(), m.d_model(), m.vocab_size(), m.dtype(), m.device(),
+        static_cast<double>(m.memory_bytes()) / (1 << 20), lenses, saes);
   }
   return 0;
 }

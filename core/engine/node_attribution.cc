@@ -235,6 +235,7 @@ absl::StatusOr<NodeAttributionOutput> AttributeNodes(const CausalLm& model,
       }
       const at::Tensor flat = at::nonzero(changed_all).flatten();
       std::vector<Candidate> nodes;
+      nodes.reserve(static_cast<size_t>(flat.numel()));
       for (int64_t j = 0; j < flat.numel(); ++j) {
         nodes.push_back(Locate(segments, t, flat[j].item<int64_t>(), spec.error_nodes));
       }

@@ -131,6 +131,7 @@ absl::StatusOr<std::vector<ServedSaes::Entry>> ServedSaes::Find(
     const auto it = saes_.find(name);
     if (it == saes_.end()) {
       std::vector<std::string> loaded;
+      loaded.reserve(saes_.size());
       for (const auto& [n, e] : saes_) loaded.push_back(n);
       return absl::NotFoundError(absl::StrCat(
           field, ": SAE \"", name,

@@ -6,9 +6,10 @@ lensd and SAELens's SAE.load_from_disk both read.
 
 The activations come from the model (transformers, the same weights lensd serves) run on the demo
 text's training chapters (Debian's bible-kjv, as deploy/training/train_demo_model.py) in 128-token
-chunks. The SAE is SAELens's TopK architecture: f = TopK(ReLU-free top k of (x - b_dec) W_enc +
-b_enc, then ReLU), x_hat = f W_dec + b_dec; trained with Adam on the mean squared error with
-decoder rows kept at unit norm (Gao et al. 2024, without the auxiliary loss).
+chunks. The SAE is SAELens's TopK architecture: f = ReLU of the k largest entries of
+(x - b_dec) W_enc + b_enc (the rest zero), x_hat = f W_dec + b_dec; trained with Adam on the
+squared reconstruction error with decoder rows kept at unit norm (Gao et al. 2024, without their
+auxiliary loss for dead latents).
 
     .venv/bin/python deploy/training/train_demo_sae.py --out deploy/models/kjv-gpt2/saes/res3-topk
 
@@ -28,7 +29,7 @@ from transformers import GPT2LMHeadModel
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_demo_model import read_chapters, token_stream  # noqa: E402
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 
 def activations(model_dir, layer, seq_len, chunks, seed):
@@ -128,7 +129,8 @@ def main():
     with open(os.path.join(args.out, "cfg.json"), "w") as fh:
         json.dump(cfg, fh, indent=2)
     with open(os.path.join(args.out, "training_log.json"), "w") as fh:
-        json.dump({"args": vars(args), "held_out_fvu": fvu, "dead_latents": dead,
+        arguments = dict(vars(args), model=os.path.relpath(args.model, ROOT))
+        json.dump({"args": arguments, "held_out_fvu": fvu, "dead_latents": dead,
                    "seconds": time.time() - start, "curve": log}, fh, indent=2)
 
 
