@@ -75,7 +75,9 @@ struct MetricSpec {
   int64_t foil = -1;               // kLogitDiff only (required)
 };
 
-enum class AttributionBaseline { kZero, kMean, kPatch };
+// kMean: the mean over every position of the reference sequences; kMeanPerPosition: the mean
+// over the reference sequences at each position (all of the input's length; SFC's mean ablation).
+enum class AttributionBaseline { kZero, kMean, kPatch, kMeanPerPosition };
 enum class AttributionMethod { kAttributionPatching, kIntegratedGradients, kExact };
 enum class ErrorNodes { kContracted, kPerDimension };
 // kPatchEffect: effect = (baseline - value) . grad ~ m(patched) - m(clean) (SFC's indirect
@@ -89,7 +91,7 @@ struct NodeAttributionSpec {
   MetricSpec metric;
   AttributionBaseline baseline = AttributionBaseline::kZero;
   std::vector<int64_t> patch_tokens;            // kPatch: same length as tokens
-  std::vector<std::vector<int64_t>> reference;  // kMean: sequences whose mean is the baseline
+  std::vector<std::vector<int64_t>> reference;  // kMean, kMeanPerPosition: the baseline's sequences
   AttributionMethod method = AttributionMethod::kAttributionPatching;
   int64_t ig_steps = 10;
   ErrorNodes error_nodes = ErrorNodes::kContracted;
@@ -135,12 +137,16 @@ struct LayerAttributionSpec {
   int64_t target = -1;    // -1: the model's top-1 token there
   int64_t foil = -1;      // >= 0: attribute logit(target) - logit(foil)
   LayerAttributionMode mode = LayerAttributionMode::kDirectLogit;
+  // kDirectLogit: each attention output split into its heads ("<l>_attn_head<h>") and the output
+  // projection's bias ("<l>_attn_bias").
+  bool per_head = false;
 };
 
 struct LayerAttributionOutput {
   int64_t position = 0;
   int64_t target = -1;
-  std::vector<std::string> labels;  // "embed", "pos_embed", "0_attn_out", "0_mlp_out", ...
+  std::vector<std::string> labels;  // "embed", "pos_embed", "0_attn_out" (or "0_attn_head0", ...,
+                                    // "0_attn_bias"), "0_mlp_out", ...
   std::vector<double> values;
   double bias = 0;   // kDirectLogit: the norm's bias through the unembedding
   double logit = 0;  // the model's logit (difference) at the position

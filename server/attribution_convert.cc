@@ -117,6 +117,9 @@ absl::StatusOr<NodeAttributionSpec> ToNodeAttributionSpec(
     case v1::BASELINE_PATCH:
       spec.baseline = AttributionBaseline::kPatch;
       break;
+    case v1::BASELINE_MEAN_PER_POSITION:
+      spec.baseline = AttributionBaseline::kMeanPerPosition;
+      break;
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("baseline: ", request.baseline(), " is not a Baseline"));
@@ -124,8 +127,10 @@ absl::StatusOr<NodeAttributionSpec> ToNodeAttributionSpec(
   if (spec.baseline != AttributionBaseline::kPatch && request.has_patch()) {
     return absl::InvalidArgumentError("patch: given without baseline BASELINE_PATCH");
   }
-  if (spec.baseline != AttributionBaseline::kMean && request.reference_size() > 0) {
-    return absl::InvalidArgumentError("reference: given without baseline BASELINE_MEAN");
+  if (spec.baseline != AttributionBaseline::kMean &&
+      spec.baseline != AttributionBaseline::kMeanPerPosition && request.reference_size() > 0) {
+    return absl::InvalidArgumentError(
+        "reference: given without baseline BASELINE_MEAN or BASELINE_MEAN_PER_POSITION");
   }
   spec.patch_tokens = std::move(patch);
   spec.reference = std::move(reference);
@@ -213,6 +218,10 @@ absl::StatusOr<LayerAttributionSpec> ToLayerAttributionSpec(
   if (request.has_foil()) spec.foil = request.foil();
   if ((request.has_target() && spec.target < 0) || (request.has_foil() && spec.foil < 0)) {
     return absl::InvalidArgumentError("target/foil: token ids are >= 0");
+  }
+  spec.per_head = request.per_head();
+  if (spec.per_head && request.mode() != v1::LAYER_ATTRIBUTION_MODE_DIRECT_LOGIT) {
+    return absl::InvalidArgumentError("per_head: only with LAYER_ATTRIBUTION_MODE_DIRECT_LOGIT");
   }
   switch (request.mode()) {
     case v1::LAYER_ATTRIBUTION_MODE_DIRECT_LOGIT:

@@ -126,13 +126,15 @@ int Attribute(const Connection& c, const Parsed& p) {
                            {"ig", v1::METHOD_INTEGRATED_GRADIENTS},
                            {"exact", v1::METHOD_EXACT}},
                           &method) ||
-      !Choose<v1::Baseline>(
-          p.Get("baseline"),
-          {{"zero", v1::BASELINE_ZERO}, {"mean", v1::BASELINE_MEAN}, {"patch", v1::BASELINE_PATCH}},
-          &baseline)) {
+      !Choose<v1::Baseline>(p.Get("baseline"),
+                            {{"zero", v1::BASELINE_ZERO},
+                             {"mean", v1::BASELINE_MEAN},
+                             {"mean_per_position", v1::BASELINE_MEAN_PER_POSITION},
+                             {"patch", v1::BASELINE_PATCH}},
+                            &baseline)) {
     return Usage(
         "--metric is loss|logit|logprob|prob|logit_diff, --method atp|ig|exact, --baseline "
-        "zero|mean|patch");
+        "zero|mean|mean_per_position|patch");
   }
   q.mutable_metric()->set_kind(metric);
   q.set_method(method);
@@ -183,6 +185,7 @@ int Dla(const Connection& c, const Parsed& p) {
   if (target >= 0) q.set_target(target);
   if (foil >= 0) q.set_foil(foil);
   if (p.Get("mode") == "lens") q.set_mode(v1::LAYER_ATTRIBUTION_MODE_LOGIT_LENS);
+  q.set_per_head(p.Flag("per_head"));
   if (p.Get("mode") != "lens" && p.Get("mode") != "direct") {
     return Usage("--mode is direct or lens");
   }
@@ -230,7 +233,8 @@ std::vector<CommandEntry> SaeCommands() {
          {"metric", "loss, logit, logprob, prob or logit_diff", "loss"},
          {"target", "target token id (default the model's top-1)", "-1"},
          {"foil", "foil token id (logit_diff)", "-1"},
-         {"baseline", "zero, mean (over --reference) or patch (--patch)", "zero"},
+         {"baseline", "zero, mean or mean_per_position (over --reference), or patch (--patch)",
+          "zero"},
          {"patch", "counterfactual prompt of the same length (baseline patch)", ""},
          {"reference", "|-separated prompts whose mean is the baseline (baseline mean)", ""},
          {"method", "atp (attribution patching), ig (integrated gradients) or exact", "atp"},
@@ -248,6 +252,7 @@ std::vector<CommandEntry> SaeCommands() {
          {"target", "target token id (default the model's top-1)", "-1"},
          {"foil", "attribute logit(target) - logit(foil)", "-1"},
          {"mode", "direct or lens", "direct"},
+         {"per_head", "split each attention output into its heads (direct)", "false", true},
          kJson}},
        Dla},
   };

@@ -53,7 +53,8 @@ absl::StatusOr<NodeAttributionOutput> AttributeNodes(const CausalLm& model,
                                                      const std::vector<SaeSite>& sites,
                                                      const NodeAttributionSpec& spec);
 
-// Direct logit attribution (terms + bias sum to the logit) or the logit lens per layer.
+// Direct logit attribution (terms + bias sum to the logit; optionally per attention head) or
+// the logit lens per layer.
 absl::StatusOr<LayerAttributionOutput> AttributeLayers(const CausalLm& model,
                                                        const LayerAttributionSpec& spec);
 

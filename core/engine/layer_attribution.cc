@@ -27,6 +27,28 @@ absl::Status Validate(const LayerAttributionSpec& spec, int64_t vocab) {
   return absl::OkStatus();
 }
 
+// Layer `layer`'s attention output at position `p` split by head, [H + 1, d]: row h is head h's
+// contribution (hook_z with only head h kept, minus the output bias), the last row the bias
+// (hook_z zeroed). Exact because the output projection is affine in hook_z; one batched forward
+// of H + 1 rows that stops after the layer.
+absl::StatusOr<at::Tensor> HeadContributions(const CausalLm& model,
+                                             const std::vector<int64_t>& tokens, int64_t layer,
+                                             int64_t p) {
+  const int64_t heads = model.config().num_heads;
+  Hooks hooks(model.config().num_layers);
+  hooks.Edit({HookKind::kAttnZ, layer}, [heads](const at::Tensor& z) {  // [H + 1, T, H, d_head]
+    return z * at::eye(heads + 1, heads, z.options()).view({heads + 1, 1, heads, 1});
+  });
+  hooks.Capture({HookKind::kAttnOut, layer});
+  ForwardRequest forward;
+  forward.tokens = at::tensor(tokens, at::kLong).unsqueeze(0).expand({heads + 1, -1}).contiguous();
+  forward.stop_at_layer = layer + 1;
+  LENSD_RETURN_IF_ERROR(model.Forward(forward, &hooks).status());
+  const at::Tensor out = hooks.Captured({HookKind::kAttnOut, layer}).select(1, p);
+  const at::Tensor bias = out[heads];
+  return at::cat({out.narrow(0, 0, heads) - bias, bias.unsqueeze(0)});
+}
+
 }  // namespace
 
 absl::StatusOr<LayerAttributionOutput> AttributeLayers(const CausalLm& model,
@@ -69,6 +91,17 @@ absl::StatusOr<LayerAttributionOutput> AttributeLayers(const CausalLm& model,
     out.logit = pick(logits.unsqueeze(0))[0].item<double>();
     std::vector<at::Tensor> stack;
     for (const auto& [label, point] : parts) {
+      if (spec.per_head && point.kind == HookKind::kAttnOut) {
+        LENSD_ASSIGN_OR_RETURN(const at::Tensor split,
+                               HeadContributions(model, spec.tokens, point.layer, p));
+        for (int64_t h = 0; h < config.num_heads; ++h) {
+          stack.push_back(split[h]);
+          out.labels.push_back(absl::StrCat(point.layer, "_attn_head", h));
+        }
+        stack.push_back(split[config.num_heads]);
+        out.labels.push_back(absl::StrCat(point.layer, "_attn_bias"));
+        continue;
+      }
       stack.push_back(hooks.Captured(point)[0][p]);
       out.labels.push_back(label);
     }

@@ -52,8 +52,19 @@ absl::Status ValidateSpec(const NodeAttributionSpec& spec, int64_t vocab) {
         "patch: the patch prompt has ", spec.patch_tokens.size(), " tokens and the input ", t,
         "; a patch baseline needs the same length (positions are compared one to one)"));
   }
-  if (spec.baseline == AttributionBaseline::kMean && spec.reference.empty()) {
+  const bool mean = spec.baseline == AttributionBaseline::kMean ||
+                    spec.baseline == AttributionBaseline::kMeanPerPosition;
+  if (mean && spec.reference.empty()) {
     return absl::InvalidArgumentError("reference: a mean baseline needs reference prompts");
+  }
+  if (spec.baseline == AttributionBaseline::kMeanPerPosition) {
+    for (size_t i = 0; i < spec.reference.size(); ++i) {
+      if (static_cast<int64_t>(spec.reference[i].size()) != t) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "reference[", i, "]: ", spec.reference[i].size(), " tokens and the input ", t,
+            "; a per-position mean needs every reference prompt of the input's length"));
+      }
+    }
   }
   auto check = [&](const std::vector<int64_t>& tokens, const std::string& field) {
     for (const int64_t id : tokens) {

@@ -60,7 +60,9 @@ absl::Status SetBaselines(const CausalLm& model, std::vector<Site>& sites,
     }
     return absl::OkStatus();
   }
-  // Mean over every position of the reference sequences.
+  // kMean: the mean over every position of the reference sequences ([1, ...]); kMeanPerPosition:
+  // the mean over the sequences at each position ([T, ...], SFC's mean ablation over a batch).
+  const bool per_position = spec.baseline == AttributionBaseline::kMeanPerPosition;
   std::vector<at::Tensor> f_sum(sites.size());
   std::vector<at::Tensor> e_sum(sites.size());
   int64_t count = 0;
@@ -69,13 +71,13 @@ absl::Status SetBaselines(const CausalLm& model, std::vector<Site>& sites,
     const at::Tensor all = at::ones({static_cast<int64_t>(seq.size())}, at::kBool);
     for (size_t i = 0; i < sites.size(); ++i) {
       Site ref = sites[i];
-      EncodeAt(ref, acts[i], all);
-      const at::Tensor f = ref.code.features.sum(0, true);
-      const at::Tensor e = ref.e.sum(0, true);
+      EncodeAt(ref, acts[i], per_position ? keep : all);
+      const at::Tensor f = per_position ? ref.code.features : ref.code.features.sum(0, true);
+      const at::Tensor e = per_position ? ref.e : ref.e.sum(0, true);
       f_sum[i] = f_sum[i].defined() ? f_sum[i] + f : f;
       e_sum[i] = e_sum[i].defined() ? e_sum[i] + e : e;
     }
-    count += static_cast<int64_t>(seq.size());
+    count += per_position ? 1 : static_cast<int64_t>(seq.size());
   }
   for (size_t i = 0; i < sites.size(); ++i) {
     sites[i].f0 = f_sum[i] / static_cast<double>(count);

@@ -273,7 +273,23 @@ TEST_F(AttributionTest, LayerAttributionTermsSumToTheLogit) {
   EXPECT_NEAR(sum, response.logit(), 1e-4 * std::max(1.0, std::abs(response.logit())));
   EXPECT_EQ(response.position(), response.tokens_size() - 1);
 
+  const double logit = response.logit();
+  r.set_per_head(true);
+  s = lens()->LayerAttribution(Context(server_->read_token()).get(), r, &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(response.labels_size(), 2 + 6 * (4 + 1 + 1));  // heads, attn bias and mlp per layer
+  EXPECT_EQ(response.labels(2), "0_attn_head0");
+  EXPECT_EQ(response.labels(6), "0_attn_bias");
+  sum = response.bias();
+  for (const double v : response.values()) sum += v;
+  EXPECT_NEAR(sum, logit, 1e-4 * std::max(1.0, std::abs(logit)));
+
   r.set_mode(v1::LAYER_ATTRIBUTION_MODE_LOGIT_LENS);
+  r.set_per_head(true);
+  s = lens()->LayerAttribution(Context(server_->read_token()).get(), r, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("per_head"));
+  r.set_per_head(false);
   r.set_target(response.target().id());
   s = lens()->LayerAttribution(Context(server_->read_token()).get(), r, &response);
   ASSERT_TRUE(s.ok()) << s.error_message();
@@ -310,6 +326,10 @@ TEST_F(AttributionTest, BadRequestsNameTheField) {
   r = Request();
   r.add_reference()->set_text("In the beginning");
   expect(r, grpc::StatusCode::INVALID_ARGUMENT, "reference");
+  r = Request();
+  r.set_baseline(v1::BASELINE_MEAN_PER_POSITION);
+  r.add_reference()->set_text("In the beginning");
+  expect(r, grpc::StatusCode::INVALID_ARGUMENT, "reference[0]");
   r = Request();
   r.set_method(static_cast<v1::Method>(7));
   expect(r, grpc::StatusCode::INVALID_ARGUMENT, "method");

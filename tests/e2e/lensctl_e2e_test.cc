@@ -1,7 +1,7 @@
 // lensctl against the real server: every subcommand has --help; decode --json agrees with the
-// Decode RPC; activations writes .safetensors and .npy files that the reference readers
-// (safetensors and numpy, in the test venv) load, equal to what GetActivations streams; errors
-// come back as "<CODE>: <message>" with exit status 1.
+// Decode RPC; sae encode, attribute and dla print tables and JSON; activations writes .safetensors
+// and .npy files that the reference readers (safetensors and numpy, in the test venv) load, equal
+// to what GetActivations streams; errors come back as "<CODE>: <message>" with exit status 1.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "gmock/gmock.h"
@@ -26,7 +27,9 @@ namespace v1 = ::lensd::v1;
 
 class LensctlTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { server_ = new LensdProcess({"--models=kjv-gpt2"}); }
+  static void SetUpTestSuite() {
+    server_ = new LensdProcess({"--models=kjv-gpt2", "--saes=kjv-gpt2/res3-topk"});
+  }
   static void TearDownTestSuite() {
     delete server_;
     server_ = nullptr;
@@ -45,13 +48,55 @@ TEST_F(LensctlTest, EverySubcommandHasHelp) {
   const auto [help, rc] = RunCommand(LENSCTL_BINARY " --help");
   ASSERT_EQ(rc, 0) << help;
   for (const char* command :
-       {"models", "info", "tokenize", "decode", "generate", "activations", "load", "unload",
-        "load-lens", "unload-lens", "train", "eval", "compare", "jobs", "job", "watch", "cancel"}) {
+       {"models", "info",      "tokenize",    "decode", "generate",  "activations", "load",
+        "unload", "load-lens", "unload-lens", "train",  "eval",      "compare",     "jobs",
+        "job",    "watch",     "cancel",      "sae",    "attribute", "dla"}) {
     EXPECT_THAT(help, HasSubstr(std::string("  ") + command + " "));
     const auto [text, status] = RunCommand(std::string(LENSCTL_BINARY " ") + command + " --help");
     EXPECT_EQ(status, 0) << command << ": " << text;
     EXPECT_THAT(text, HasSubstr("--")) << command;
   }
+}
+
+// sae encode and attribute: readable tables, --json equal to what the table shows, usage errors
+// (exit 2) and RPC errors (exit 1) told apart.
+TEST_F(LensctlTest, SaeEncodeAndAttribute) {
+  auto [table, rc] = Lensctl("sae encode --top_k 3 'And God said'");
+  ASSERT_EQ(rc, 0) << table;
+  EXPECT_THAT(table, HasSubstr("res3-topk at blocks.3.hook_resid_pre"));
+  EXPECT_THAT(table, HasSubstr("_God"));
+  auto [json_text, json_rc] = Lensctl("sae encode --json --top_k 3 'And God said'");
+  ASSERT_EQ(json_rc, 0) << json_text;
+  const nlohmann::json encoded = nlohmann::json::parse(json_text, nullptr, false);
+  ASSERT_TRUE(encoded.is_object()) << json_text;
+  EXPECT_EQ(encoded["saes"][0]["offsets"].size(), encoded["tokens"].size() + 1);
+
+  std::tie(table, rc) = Lensctl("attribute --top_n 4 'And God said, Let there be light'");
+  ASSERT_EQ(rc, 0) << table;
+  EXPECT_THAT(table, HasSubstr("EFFECT"));
+  EXPECT_THAT(table, HasSubstr("res3-topk"));
+  std::tie(json_text, rc) =
+      Lensctl("attribute --json --top_n 4 'And God said, Let there be light'");
+  ASSERT_EQ(rc, 0) << json_text;
+  const nlohmann::json nodes = nlohmann::json::parse(json_text, nullptr, false);
+  ASSERT_TRUE(nodes.is_object()) << json_text;
+  ASSERT_EQ(nodes["nodes"].size(), 4U);
+  EXPECT_EQ(nodes["nodes"][0]["moduleName"], "blocks.3.hook_resid_pre");
+
+  std::tie(table, rc) = Lensctl("attribute --baseline nothing 'And God said'");
+  EXPECT_EQ(rc, 2) << table;
+  EXPECT_THAT(table, HasSubstr("--baseline"));
+  std::tie(table, rc) = Lensctl("attribute --saes nope 'And God said'");
+  EXPECT_EQ(rc, 1) << table;
+  EXPECT_THAT(table, HasSubstr("NOT_FOUND"));
+  std::tie(table, rc) = Lensctl("sae load res3-topk");  // a reader may not attach SAEs
+  EXPECT_EQ(rc, 1) << table;
+  EXPECT_THAT(table, HasSubstr("PERMISSION_DENIED"));
+  std::tie(table, rc) = Lensctl("sae frobnicate x");
+  EXPECT_EQ(rc, 2) << table;
+  std::tie(table, rc) = Lensctl("dla --per_head 'And God said'");
+  ASSERT_EQ(rc, 0) << table;
+  EXPECT_THAT(table, HasSubstr("5_attn_head3"));
 }
 
 TEST_F(LensctlTest, DecodeJsonAgreesWithTheRpc) {

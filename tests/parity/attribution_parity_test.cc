@@ -210,6 +210,39 @@ TEST_F(NodeAttribution, IntegratedGradientsConvergeToExactPatching) {
   EXPECT_LT(gaps.back(), 0.05 * std::abs(whole)) << "whole-site effect " << whole;
 }
 
+// A per-position mean over one reference prompt is that prompt as a patch; over two it is halfway
+// between them (attribution patching is linear in the baseline).
+TEST_F(NodeAttribution, PerPositionMeanBaselineIsTheAverageOfPatches) {
+  NodeAttributionSpec spec = spec_;
+  std::vector<int64_t> a = spec.tokens;
+  std::vector<int64_t> b = spec.tokens;
+  for (size_t i = 1; i < a.size(); i += 2) a[i] = (a[i] * 7 + 3) % 320;
+  for (size_t i = 0; i < b.size(); i += 3) b[i] = (b[i] * 5 + 1) % 320;
+  auto run_patch = [&](const std::vector<int64_t>& patch) {
+    NodeAttributionSpec p = spec;
+    p.baseline = AttributionBaseline::kPatch;
+    p.patch_tokens = patch;
+    return Run(p);
+  };
+  NodeAttributionSpec mean = spec;
+  mean.baseline = AttributionBaseline::kMeanPerPosition;
+  mean.reference = {a};
+  const NodeAttributionOutput one = Run(mean);
+  const NodeAttributionOutput patch_a = run_patch(a);
+  EXPECT_NEAR(one.sum_of_effects, patch_a.sum_of_effects, 1e-5);
+  ASSERT_EQ(one.nodes.size(), patch_a.nodes.size());
+  for (size_t i = 0; i < one.nodes.size(); ++i) {
+    EXPECT_NEAR(one.nodes[i].effect, patch_a.nodes[i].effect, 1e-5);
+  }
+  mean.reference = {a, b};
+  const double both = Run(mean).sum_of_effects;
+  EXPECT_NEAR(both, 0.5 * (patch_a.sum_of_effects + run_patch(b).sum_of_effects), 1e-4);
+  mean.reference = {{1, 2, 3}};
+  const auto short_ref = AttributeNodes(*model_, sites_, mean);
+  EXPECT_EQ(short_ref.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(short_ref.status().message()), ::testing::HasSubstr("reference[0]"));
+}
+
 TEST_F(NodeAttribution, BadInputGetsClearErrors) {
   NodeAttributionSpec spec = spec_;
   spec.baseline = AttributionBaseline::kPatch;
@@ -283,6 +316,26 @@ TEST(LayerAttribution, TermsSumToTheLogitOnEveryArchitecture) {
     for (const double v : dla->values) sum += v;
     EXPECT_NEAR(sum, dla->logit, 1e-5 * std::max(1.0, std::abs(dla->logit))) << dir;
     EXPECT_EQ(dla->labels.size(), dla->values.size());
+    // Per head: the heads and the output bias of each layer add up to its attention output.
+    spec.per_head = true;
+    auto heads = AttributeLayers(**model, spec);
+    ASSERT_TRUE(heads.ok()) << heads.status();
+    const auto h = (*model)->config().num_heads;
+    EXPECT_EQ(heads->labels.size(), dla->labels.size() + (*model)->config().num_layers * h);
+    std::map<std::string, double> per_layer;
+    for (size_t i = 0; i < heads->labels.size(); ++i) {
+      const std::string& label = heads->labels[i];
+      const size_t at = label.find("_attn_");
+      per_layer[at == std::string::npos ? label : label.substr(0, at) + "_attn_out"] +=
+          heads->values[i];
+    }
+    for (size_t i = 0; i < dla->labels.size(); ++i) {
+      EXPECT_NEAR(per_layer[dla->labels[i]], dla->values[i],
+                  1e-5 * std::max(1.0, std::abs(dla->values[i])))
+          << dir << " " << dla->labels[i];
+    }
+    EXPECT_EQ(heads->labels[(*model)->config().absolute_positions ? 3 : 2], "0_attn_head1");
+    spec.per_head = false;
     for (const auto mode :
          {LayerAttributionMode::kLogitLens, LayerAttributionMode::kLogitLensFrozen}) {
       spec.mode = mode;

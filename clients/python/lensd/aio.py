@@ -14,10 +14,11 @@ import grpc
 import grpc.aio
 
 import lensd
-from lensd import messages, results
+from lensd import attribution, messages, results
 from lensd.errors import from_rpc_error
 from lensd.messages import Data, Prompt
-from lensd.v1 import lens_pb2_grpc, models_pb2, models_pb2_grpc, training_pb2, training_pb2_grpc
+from lensd.v1 import attribution_pb2_grpc, lens_pb2_grpc, models_pb2, models_pb2_grpc
+from lensd.v1 import training_pb2, training_pb2_grpc, types_pb2
 
 
 class Client:
@@ -39,6 +40,7 @@ class Client:
         self._models = models_pb2_grpc.ModelsStub(self._channel)
         self._lens = lens_pb2_grpc.LensStub(self._channel)
         self._training = training_pb2_grpc.TrainingStub(self._channel)
+        self._attribution = attribution_pb2_grpc.AttributionStub(self._channel)
 
     async def close(self):
         await self._channel.close()
@@ -110,13 +112,44 @@ class Client:
 
     async def activations(self, prompt: Prompt, hook_points: Sequence[str],
                           model: Optional[str] = None, native_dtype: bool = False,
-                          torch: Optional[bool] = None,
+                          torch: Optional[bool] = None, gradients: bool = False,
+                          metric: Optional[types_pb2.Metric] = None,
                           timeout: Optional[float] = None) -> Dict:
         """As lensd.Client.activations."""
         request = messages.activations(model or self.model, prompt, hook_points, native_dtype)
+        request.gradients = gradients
+        if metric is not None:
+            request.metric.CopyFrom(metric)
         chunks = [c async for c in self._stream(self._lens.GetActivations, request,
                                                 "GetActivations", timeout)]
         return results.as_torch(results.assemble(chunks), torch)
+
+    async def encode_sae(self, prompt: Prompt, saes: Sequence[str] = (),
+                         model: Optional[str] = None, top_k: int = 16,
+                         timeout: Optional[float] = None, **options) -> attribution.SaeEncoding:
+        """As lensd.Client.encode_sae."""
+        request = attribution.encode_sae(model or self.model, prompt, saes, top_k, **options)
+        return attribution.SaeEncoding(
+            await self._unary(self._attribution.EncodeSae, request, "EncodeSae", timeout))
+
+    async def node_attribution(self, prompt: Prompt, saes: Sequence[str] = (),
+                               model: Optional[str] = None, sign: str = "patch_effect",
+                               timeout: Optional[float] = None,
+                               **options) -> attribution.NodeAttributionResult:
+        """As lensd.Client.node_attribution."""
+        request = attribution.node_attribution(model or self.model, prompt, saes, sign=sign,
+                                                **options)
+        response = await self._unary(self._attribution.NodeAttribution, request,
+                                     "NodeAttribution", timeout)
+        return attribution.NodeAttributionResult(response, sign)
+
+    async def layer_attribution(self, prompt: Prompt, model: Optional[str] = None,
+                                timeout: Optional[float] = None,
+                                **options) -> attribution.LayerAttributionResult:
+        """As lensd.Client.layer_attribution."""
+        request = attribution.layer_attribution(model or self.model, prompt, **options)
+        return attribution.LayerAttributionResult(
+            await self._unary(self._lens.LayerAttribution, request, "LayerAttribution", timeout))
 
     async def train_lens(self, lens_name: str, data: Data, model: Optional[str] = None,
                          **options) -> training_pb2.Job:

@@ -15,7 +15,8 @@ METRICS = {"loss": types_pb2.METRIC_KIND_LOSS, "logit": types_pb2.METRIC_KIND_LO
            "log_prob": types_pb2.METRIC_KIND_LOG_PROB, "prob": types_pb2.METRIC_KIND_PROB,
            "logit_diff": types_pb2.METRIC_KIND_LOGIT_DIFF}
 BASELINES = {"zero": attribution_pb2.BASELINE_ZERO, "mean": attribution_pb2.BASELINE_MEAN,
-             "patch": attribution_pb2.BASELINE_PATCH}
+             "patch": attribution_pb2.BASELINE_PATCH,
+             "mean_per_position": attribution_pb2.BASELINE_MEAN_PER_POSITION}
 METHODS = {"attribution_patching": attribution_pb2.METHOD_ATTRIBUTION_PATCHING,
            "integrated_gradients": attribution_pb2.METHOD_INTEGRATED_GRADIENTS,
            "exact": attribution_pb2.METHOD_EXACT}
@@ -85,9 +86,11 @@ def node_attribution(model: str, prompt: Prompt, saes: Sequence[str] = (),
 
 def layer_attribution(model: str, prompt: Prompt, position: Optional[int] = None,
                       target: Optional[int] = None, foil: Optional[int] = None,
-                      mode: str = "direct_logit") -> lens_pb2.LayerAttributionRequest:
+                      mode: str = "direct_logit", per_head: bool = False
+                      ) -> lens_pb2.LayerAttributionRequest:
     request = lens_pb2.LayerAttributionRequest(model=model, input=make_input(prompt),
-                                               mode=_choose("mode", mode, LAYER_MODES))
+                                               mode=_choose("mode", mode, LAYER_MODES),
+                                               per_head=per_head)
     for name, value in (("position", position), ("target", target), ("foil", foil)):
         if value is not None:
             setattr(request, name, value)

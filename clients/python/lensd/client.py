@@ -250,7 +250,8 @@ class Client:
                           timeout: Optional[float] = None,
                           **options) -> attribution.LayerAttributionResult:
         """Direct logit attribution per component (mode="direct_logit": values + bias = logit)
-        or the logit lens of the target per layer. Options: position, target, foil, mode."""
+        or the logit lens of the target per layer. Options: position, target, foil, mode,
+        per_head (attention outputs split into heads and the output bias)."""
         request = attribution.layer_attribution(model or self.model, prompt, **options)
         return attribution.LayerAttributionResult(
             self._unary(self._lens.LayerAttribution, request, "LayerAttribution", timeout))

@@ -127,3 +127,21 @@ def test_layer_attribution_sums_to_the_logit(client):
     result = client.layer_attribution(PROMPT)
     assert result.labels[:2] == ["embed", "pos_embed"] and len(result.labels) == 14
     assert abs(result.values.sum() + result.bias - result.logit) < 1e-4 * max(1, abs(result.logit))
+
+
+def test_asyncio_client_gives_the_same_nodes(server, client, loaded):
+    import asyncio
+
+    import lensd.aio
+
+    async def go():
+        async with lensd.aio.Client(server.address, token=server.tokens["read"]) as c:
+            nodes = await c.node_attribution(PROMPT, [SAE], top_n=10)
+            heads = await c.layer_attribution(PROMPT, per_head=True)
+            return nodes, heads
+    nodes, heads = asyncio.run(go())
+    theirs = client.node_attribution(PROMPT, [SAE], top_n=10)
+    assert [n.effect for n in nodes.nodes] == [n.effect for n in theirs.nodes]
+    assert "0_attn_head3" in heads.labels and "0_attn_bias" in heads.labels
+    whole = client.layer_attribution(PROMPT)
+    assert abs(heads.values.sum() + heads.bias - whole.logit) < 1e-4 * max(1, abs(whole.logit))
