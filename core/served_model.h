@@ -122,9 +122,10 @@ class ServedModel {
   // Sparse feature activations of the named SAEs (all when none is named) on one sequence.
   // NOT_FOUND naming "saes" for an SAE not loaded; FAILED_PRECONDITION when none is loaded.
   virtual absl::StatusOr<std::vector<SaeEncoding>> EncodeSae(const EncodeSaeSpec& spec) const = 0;
-  // Indirect effects of SAE features and error nodes on a metric (engine/attribution.h).
+  // Indirect effects of SAE features and error nodes on a metric (engine/attribution.h);
+  // `keep_going` (optional) is polled between integrated-gradients sites and exact-patching chunks.
   virtual absl::StatusOr<NodeAttributionOutput> AttributeNodes(
-      const NodeAttributionSpec& spec) const = 0;
+      const NodeAttributionSpec& spec, const KeepGoing& keep_going = nullptr) const = 0;
   // Direct logit attribution or the logit lens per layer at one position.
   virtual absl::StatusOr<LayerAttributionOutput> AttributeLayers(
       const LayerAttributionSpec& spec) const = 0;

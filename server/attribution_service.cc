@@ -14,8 +14,6 @@
 namespace lensd::server {
 namespace {
 
-using WorkFn = std::function<absl::Status()>;
-
 // The token ids of an optional extra input (patch, reference), with the field named in errors.
 absl::StatusOr<std::vector<int64_t>> ExtraInput(const ServerEnv& env, const LoadedModel& model,
                                                 const v1::Input& input, const std::string& field) {
@@ -34,21 +32,21 @@ grpc::ServerUnaryReactor* AttributionService::EncodeSae(grpc::CallbackServerCont
                                                         const v1::EncodeSaeRequest* request,
                                                         v1::EncodeSaeResponse* response) {
   auto* call = new UnaryCall(env_, context, "EncodeSae");
-  RunOnModel(env_, call, request->model(), request->input(),
-             [request, response](const Admitted& a) -> absl::StatusOr<WorkFn> {
-               LENSD_ASSIGN_OR_RETURN(EncodeSaeSpec spec, ToEncodeSaeSpec(*request, a.tokens));
-               spec.excluded_positions =
-                   ExcludedPositions(*a.context.model, spec.tokens, spec.saes,
-                                     request->has_exclude_special_tokens()
-                                         ? std::optional<bool>(request->exclude_special_tokens())
-                                         : std::nullopt);
-               return [spec = std::move(spec), model = a.context.model, response]() {
-                 LENSD_ASSIGN_OR_RETURN(const std::vector<SaeEncoding> out,
-                                        model->model->EncodeSae(spec));
-                 FillEncodeSaeResponse(out, *model, spec.tokens, response);
-                 return absl::OkStatus();
-               };
-             });
+  RunOnModel(
+      env_, call, request->model(), request->input(),
+      [request, response](const Admitted& a) -> absl::StatusOr<UnaryFn> {
+        LENSD_ASSIGN_OR_RETURN(EncodeSaeSpec spec, ToEncodeSaeSpec(*request, a.tokens));
+        spec.excluded_positions =
+            ExcludedPositions(*a.context.model, spec.tokens, spec.saes,
+                              request->has_exclude_special_tokens()
+                                  ? std::optional<bool>(request->exclude_special_tokens())
+                                  : std::nullopt);
+        return [spec = std::move(spec), model = a.context.model, response](const KeepGoing&) {
+          LENSD_ASSIGN_OR_RETURN(const std::vector<SaeEncoding> out, model->model->EncodeSae(spec));
+          FillEncodeSaeResponse(out, *model, spec.tokens, response);
+          return absl::OkStatus();
+        };
+      });
   return call;
 }
 
@@ -58,7 +56,7 @@ grpc::ServerUnaryReactor* AttributionService::NodeAttribution(
   auto* call = new UnaryCall(env_, context, "NodeAttribution");
   const ServerEnv& env = env_;
   RunOnModel(env_, call, request->model(), request->input(),
-             [&env, call, request, response](const Admitted& a) -> absl::StatusOr<WorkFn> {
+             [&env, call, request, response](const Admitted& a) -> absl::StatusOr<UnaryFn> {
                const LoadedModel& model = *a.context.model;
                std::vector<int64_t> patch;
                if (request->has_patch()) {
@@ -86,9 +84,10 @@ grpc::ServerUnaryReactor* AttributionService::NodeAttribution(
                                      request->has_exclude_special_tokens()
                                          ? std::optional<bool>(request->exclude_special_tokens())
                                          : std::nullopt);
-               return [spec = std::move(spec), loaded = a.context.model, response]() {
+               return [spec = std::move(spec), loaded = a.context.model,
+                       response](const KeepGoing& keep_going) {
                  LENSD_ASSIGN_OR_RETURN(const NodeAttributionOutput out,
-                                        loaded->model->AttributeNodes(spec));
+                                        loaded->model->AttributeNodes(spec, keep_going));
                  FillNodeAttributionResponse(out, *loaded, spec.tokens, response);
                  return absl::OkStatus();
                };

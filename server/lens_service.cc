@@ -149,18 +149,18 @@ grpc::ServerUnaryReactor* LensService::LayerAttribution(grpc::CallbackServerCont
                                                         const v1::LayerAttributionRequest* request,
                                                         v1::LayerAttributionResponse* response) {
   auto* call = new UnaryCall(env_, context, "LayerAttribution");
-  RunOnModel(
-      env_, call, request->model(), request->input(),
-      [request, response](const Admitted& a) -> absl::StatusOr<std::function<absl::Status()>> {
-        LENSD_ASSIGN_OR_RETURN(LayerAttributionSpec spec,
-                               ToLayerAttributionSpec(*request, a.tokens));
-        return [spec = std::move(spec), model = a.context.model, response]() {
-          LENSD_ASSIGN_OR_RETURN(const LayerAttributionOutput out,
-                                 model->model->AttributeLayers(spec));
-          FillLayerAttributionResponse(out, *model, spec.tokens, response);
-          return absl::OkStatus();
-        };
-      });
+  RunOnModel(env_, call, request->model(), request->input(),
+             [request, response](const Admitted& a) -> absl::StatusOr<UnaryFn> {
+               LENSD_ASSIGN_OR_RETURN(LayerAttributionSpec spec,
+                                      ToLayerAttributionSpec(*request, a.tokens));
+               return
+                   [spec = std::move(spec), model = a.context.model, response](const KeepGoing&) {
+                     LENSD_ASSIGN_OR_RETURN(const LayerAttributionOutput out,
+                                            model->model->AttributeLayers(spec));
+                     FillLayerAttributionResponse(out, *model, spec.tokens, response);
+                     return absl::OkStatus();
+                   };
+             });
   return call;
 }
 

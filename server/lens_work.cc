@@ -39,15 +39,15 @@ void Submit(const LoadedModel& model, std::unique_ptr<Work> work) {
 
 void UnaryWork::Run(absl::Span<Work* const> batch) {
   absl::Status s = KeepGoing();
-  if (s.ok()) s = fn_();
+  if (s.ok()) s = fn_([this] { return KeepGoing(); });
   call_->Done(s);
 }
 
-void RunOnModel(
-    const ServerEnv& env, UnaryCall* call, const std::string& model, const v1::Input& input,
-    const std::function<absl::StatusOr<std::function<absl::Status()>>(const Admitted&)>& prepare) {
+void RunOnModel(const ServerEnv& env, UnaryCall* call, const std::string& model,
+                const v1::Input& input,
+                const std::function<absl::StatusOr<UnaryFn>(const Admitted&)>& prepare) {
   absl::StatusOr<Admitted> a = Admit(env, call->info(), model, input);
-  absl::StatusOr<std::function<absl::Status()>> fn = a.ok() ? prepare(*a) : a.status();
+  absl::StatusOr<UnaryFn> fn = a.ok() ? prepare(*a) : a.status();
   if (!fn.ok()) {
     call->Done(fn.status());
     return;

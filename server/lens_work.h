@@ -41,11 +41,15 @@ absl::StatusOr<Admitted> Admit(const ServerEnv& env, CallInfo& info, const std::
 // Hands the work to the model's scheduler; on refusal the work finishes itself with the reason.
 void Submit(const LoadedModel& model, std::unique_ptr<Work> work);
 
-// A unary RPC's work on the model's worker: runs `fn` (which fills the response) unless the call
-// was cancelled or its deadline passed, then finishes the call with fn's status.
+// What a unary RPC runs on the model's worker: fills the response; may poll `keep_going` (OK, or
+// CANCELLED / DEADLINE_EXCEEDED once the call should stop) between steps.
+using UnaryFn = std::function<absl::Status(const KeepGoing& keep_going)>;
+
+// A unary RPC's work on the model's worker: runs `fn` unless the call was cancelled or its
+// deadline passed, then finishes the call with fn's status.
 class UnaryWork : public Work {
  public:
-  UnaryWork(UnaryCall* call, WorkContext context, std::function<absl::Status()> fn)
+  UnaryWork(UnaryCall* call, WorkContext context, UnaryFn fn)
       : call_(call), context_(std::move(context)), fn_(std::move(fn)) {}
   void Run(absl::Span<Work* const> batch) override;
   void Reject(const absl::Status& status) override { call_->Done(status); }
@@ -53,15 +57,15 @@ class UnaryWork : public Work {
  private:
   UnaryCall* call_;
   WorkContext context_;
-  std::function<absl::Status()> fn_;
+  UnaryFn fn_;
 };
 
 // Admits `call` and lets `prepare` check the request on the gRPC thread and return the work to
 // run on the model's worker (it fills the response); the call finishes with that work's status,
 // or at once with the admission or preparation error.
-void RunOnModel(
-    const ServerEnv& env, UnaryCall* call, const std::string& model, const v1::Input& input,
-    const std::function<absl::StatusOr<std::function<absl::Status()>>(const Admitted&)>& prepare);
+void RunOnModel(const ServerEnv& env, UnaryCall* call, const std::string& model,
+                const v1::Input& input,
+                const std::function<absl::StatusOr<UnaryFn>(const Admitted&)>& prepare);
 
 class DecodeWork : public Work {
  public:

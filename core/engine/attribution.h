@@ -12,6 +12,7 @@
 #ifndef LENSD_CORE_ENGINE_ATTRIBUTION_H_
 #define LENSD_CORE_ENGINE_ATTRIBUTION_H_
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -48,10 +49,12 @@ absl::StatusOr<std::vector<SaeEncoding>> EncodeSaes(const CausalLm& model,
 
 // Indirect effects of every SAE feature and error node of the sites on the metric.
 // INVALID_ARGUMENT for a bad metric, baseline (patch of another length, no reference), or an
-// exact patching run over the node limit.
-absl::StatusOr<NodeAttributionOutput> AttributeNodes(const CausalLm& model,
-                                                     const std::vector<SaeSite>& sites,
-                                                     const NodeAttributionSpec& spec);
+// exact patching run over the node limit. `keep_going` (optional) is polled before each
+// integrated-gradients site and exact-patching chunk; its error (CANCELLED, DEADLINE_EXCEEDED)
+// stops the run.
+absl::StatusOr<NodeAttributionOutput> AttributeNodes(
+    const CausalLm& model, const std::vector<SaeSite>& sites, const NodeAttributionSpec& spec,
+    const std::function<absl::Status()>& keep_going = nullptr);
 
 // Direct logit attribution (terms + bias sum to the logit; optionally per attention head) or
 // the logit lens per layer.

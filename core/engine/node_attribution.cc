@@ -154,9 +154,10 @@ AttributionNode Row(const Site& st, const Host& h, const Candidate& c, double ef
 
 }  // namespace
 
-absl::StatusOr<NodeAttributionOutput> AttributeNodes(const CausalLm& model,
-                                                     const std::vector<SaeSite>& sae_sites,
-                                                     const NodeAttributionSpec& spec) {
+absl::StatusOr<NodeAttributionOutput> AttributeNodes(
+    const CausalLm& model, const std::vector<SaeSite>& sae_sites, const NodeAttributionSpec& spec,
+    const std::function<absl::Status()>& keep_going) {
+  const auto go_on = [&keep_going]() { return keep_going ? keep_going() : absl::OkStatus(); };
   LENSD_RETURN_IF_ERROR(ValidateSpec(spec, model.config().vocab_size));
   LENSD_ASSIGN_OR_RETURN(ResolvedMetric metric,
                          ResolveMetric(spec.metric, spec.tokens, model.config().vocab_size));
@@ -207,6 +208,7 @@ absl::StatusOr<NodeAttributionOutput> AttributeNodes(const CausalLm& model,
     if (spec.method == AttributionMethod::kIntegratedGradients) {
       for (Site& s : sites) {
         at::AutoGradMode grad(true);
+        LENSD_RETURN_IF_ERROR(go_on());
         LENSD_RETURN_IF_ERROR(IntegratedGradients(model, s, spec.tokens, metric, spec.ig_steps));
       }
     }
@@ -250,8 +252,9 @@ absl::StatusOr<NodeAttributionOutput> AttributeNodes(const CausalLm& model,
       for (int64_t j = 0; j < flat.numel(); ++j) {
         nodes.push_back(Locate(segments, t, flat[j].item<int64_t>(), spec.error_nodes));
       }
-      LENSD_ASSIGN_OR_RETURN(const std::vector<double> exact,
-                             ExactEffects(model, sites, nodes, spec.tokens, metric, out.metric));
+      LENSD_ASSIGN_OR_RETURN(
+          const std::vector<double> exact,
+          ExactEffects(model, sites, nodes, spec.tokens, metric, out.metric, go_on));
       ie_all.index_put_({flat}, at::tensor(exact, at::kDouble));
     }
     const double sign = spec.sign == SignConvention::kPatchEffect ? 1.0 : -1.0;

@@ -113,12 +113,14 @@ absl::StatusOr<std::vector<double>> ExactEffects(const CausalLm& model,
                                                  const std::vector<Site>& sites,
                                                  const std::vector<Candidate>& nodes,
                                                  const std::vector<int64_t>& tokens,
-                                                 const ResolvedMetric& metric, double clean) {
+                                                 const ResolvedMetric& metric, double clean,
+                                                 const std::function<absl::Status()>& keep_going) {
   constexpr int64_t kChunk = 16;
   std::vector<double> out;
   out.reserve(nodes.size());
   c10::InferenceMode inference;
   for (size_t begin = 0; begin < nodes.size(); begin += kChunk) {
+    LENSD_RETURN_IF_ERROR(keep_going());
     const size_t end = std::min(nodes.size(), begin + kChunk);
     // Nodes of one chunk may sit at different sites: one forward per (chunk, site) group.
     std::vector<double> chunk(end - begin, 0.0);

@@ -7,6 +7,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -53,12 +54,14 @@ absl::Status SetBaselines(const CausalLm& model, std::vector<Site>& sites,
 // in one batched forward; sets the averaged gradients.
 absl::Status IntegratedGradients(const CausalLm& model, Site& s, const std::vector<int64_t>& tokens,
                                  const ResolvedMetric& metric, int64_t steps);
-// Exact patching: m with each node set to its baseline, minus m(clean), batched.
+// Exact patching: m with each node set to its baseline, minus m(clean), batched; `keep_going` is
+// polled before each batch.
 absl::StatusOr<std::vector<double>> ExactEffects(const CausalLm& model,
                                                  const std::vector<Site>& sites,
                                                  const std::vector<Candidate>& nodes,
                                                  const std::vector<int64_t>& tokens,
-                                                 const ResolvedMetric& metric, double clean);
+                                                 const ResolvedMetric& metric, double clean,
+                                                 const std::function<absl::Status()>& keep_going);
 
 }  // namespace lensd::engine::attribution_internal
 

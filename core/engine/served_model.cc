@@ -236,8 +236,8 @@ class ServedModelImpl : public ServedModel {
     return saes_.Encode(spec);
   }
 
-  absl::StatusOr<NodeAttributionOutput> AttributeNodes(
-      const NodeAttributionSpec& spec) const override {
+  absl::StatusOr<NodeAttributionOutput> AttributeNodes(const NodeAttributionSpec& spec,
+                                                       const KeepGoing& keep_going) const override {
     LENSD_RETURN_IF_ERROR(ValidateTokens(spec.tokens, "input"));
     if (spec.baseline == AttributionBaseline::kPatch) {
       LENSD_RETURN_IF_ERROR(ValidateTokens(spec.patch_tokens, "patch"));
@@ -245,7 +245,7 @@ class ServedModelImpl : public ServedModel {
     for (const std::vector<int64_t>& reference : spec.reference) {
       LENSD_RETURN_IF_ERROR(ValidateTokens(reference, "reference"));
     }
-    return saes_.Attribute(spec);
+    return saes_.Attribute(spec, keep_going);
   }
 
   absl::StatusOr<LayerAttributionOutput> AttributeLayers(

@@ -154,9 +154,10 @@ absl::StatusOr<std::vector<SaeEncoding>> ServedSaes::Encode(const EncodeSaeSpec&
   return EncodeSaes(model_, Sites(entries), spec);
 }
 
-absl::StatusOr<NodeAttributionOutput> ServedSaes::Attribute(const NodeAttributionSpec& spec) const {
+absl::StatusOr<NodeAttributionOutput> ServedSaes::Attribute(const NodeAttributionSpec& spec,
+                                                            const KeepGoing& keep_going) const {
   LENSD_ASSIGN_OR_RETURN(const std::vector<Entry> entries, Find(spec.saes, "saes"));
-  return AttributeNodes(model_, Sites(entries), spec);
+  return AttributeNodes(model_, Sites(entries), spec, keep_going);
 }
 
 absl::Status ActivationsWithGradients(

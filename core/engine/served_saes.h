@@ -21,6 +21,7 @@
 #include "core/engine/causal_lm.h"
 #include "core/engine/sae.h"
 #include "core/lens_types.h"
+#include "core/served_model.h"
 
 namespace lensd::engine {
 
@@ -44,7 +45,8 @@ class ServedSaes {
   // Tokens are validated by the caller. NOT_FOUND naming the field for an SAE not loaded;
   // INVALID_ARGUMENT when no SAE is loaded and none is named.
   absl::StatusOr<std::vector<SaeEncoding>> Encode(const EncodeSaeSpec& spec) const;
-  absl::StatusOr<NodeAttributionOutput> Attribute(const NodeAttributionSpec& spec) const;
+  absl::StatusOr<NodeAttributionOutput> Attribute(const NodeAttributionSpec& spec,
+                                                  const KeepGoing& keep_going) const;
 
  private:
   struct Entry {

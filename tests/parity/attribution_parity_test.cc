@@ -243,6 +243,31 @@ TEST_F(NodeAttribution, PerPositionMeanBaselineIsTheAverageOfPatches) {
   EXPECT_THAT(std::string(short_ref.status().message()), ::testing::HasSubstr("reference[0]"));
 }
 
+// keep_going is polled before each integrated-gradients site and exact-patching batch: a request
+// cancelled (or past its deadline) stops there with that status.
+TEST_F(NodeAttribution, KeepGoingStopsLongRuns) {
+  NodeAttributionSpec spec = spec_;
+  spec.method = AttributionMethod::kIntegratedGradients;
+  spec.ig_steps = 4;
+  int polls = 0;
+  const auto stop_on_second = [&polls]() {
+    return ++polls < 2 ? absl::OkStatus() : absl::CancelledError("the client cancelled");
+  };
+  auto out = AttributeNodes(*model_, sites_, spec, stop_on_second);
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(polls, 2) << "one site ran, then the run stopped";
+  polls = 0;
+  const std::vector<SaeSite> one = {sites_[1]};
+  spec.method = AttributionMethod::kExact;
+  out = AttributeNodes(*model_, one, spec, [&polls]() {
+    ++polls;
+    return absl::DeadlineExceededError("the request's deadline passed");
+  });
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(polls, 1);
+  EXPECT_TRUE(AttributeNodes(*model_, one, spec, [] { return absl::OkStatus(); }).ok());
+}
+
 TEST_F(NodeAttribution, BadInputGetsClearErrors) {
   NodeAttributionSpec spec = spec_;
   spec.baseline = AttributionBaseline::kPatch;
