@@ -1,6 +1,8 @@
 #include "server/models_service.h"
 
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
@@ -63,9 +65,21 @@ absl::Status Require(const std::string& value, const char* field) {
   return absl::OkStatus();
 }
 
-// Runs `admin` on the background thread and finishes the call with its status.
+// Admits an admin call whose `required` fields (the model first, then what it names) are set,
+// then runs `admin` on the background thread and finishes the call with its status. Admission
+// errors finish the call at once.
 grpc::ServerUnaryReactor* RunAdmin(const ServerEnv& env, UnaryCall* call,
+                                   const std::vector<std::pair<std::string, const char*>>& required,
                                    std::function<absl::Status()> admin) {
+  absl::Status s = call->info().Admit(Role::kAdmin);
+  for (const auto& [value, field] : required) {
+    if (s.ok()) s = Require(value, field);
+  }
+  if (!s.ok()) {
+    call->Done(s);
+    return call;
+  }
+  call->info().set_model(required.front().first);
   env.background->Run([&env, call, admin = std::move(admin)] {
     const absl::Status s = admin();
     if (env.metrics != nullptr) env.metrics->Refresh(*env.registry);
@@ -106,119 +120,83 @@ grpc::ServerUnaryReactor* ModelsService::LoadModel(grpc::CallbackServerContext* 
                                                    const v1::LoadModelRequest* request,
                                                    v1::ModelInfo* response) {
   auto* call = new UnaryCall(env_, context, "LoadModel");
-  absl::Status s = call->info().Admit(Role::kAdmin);
-  if (s.ok()) s = Require(request->model(), "model");
-  if (!s.ok()) {
-    call->Done(s);
-    return call;
-  }
-  call->info().set_model(request->model());
-  return RunAdmin(env_, call, [this, request, response]() -> absl::Status {
-    LENSD_ASSIGN_OR_RETURN(
-        const ModelStatus status,
-        env_.registry->Load(request->model(), {request->dtype(), request->device()}));
-    FillModel(status, response);
-    return absl::OkStatus();
-  });
+  return RunAdmin(
+      env_, call, {{request->model(), "model"}}, [this, request, response]() -> absl::Status {
+        LENSD_ASSIGN_OR_RETURN(
+            const ModelStatus status,
+            env_.registry->Load(request->model(), {request->dtype(), request->device()}));
+        FillModel(status, response);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* ModelsService::UnloadModel(grpc::CallbackServerContext* context,
                                                      const v1::UnloadModelRequest* request,
                                                      v1::UnloadModelResponse* response) {
   auto* call = new UnaryCall(env_, context, "UnloadModel");
-  absl::Status s = call->info().Admit(Role::kAdmin);
-  if (s.ok()) s = Require(request->model(), "model");
-  if (!s.ok()) {
-    call->Done(s);
-    return call;
-  }
-  call->info().set_model(request->model());
-  return RunAdmin(env_, call, [this, request, response]() -> absl::Status {
-    LENSD_ASSIGN_OR_RETURN(const int64_t freed, env_.registry->Unload(request->model()));
-    response->set_freed_bytes(freed);
-    return absl::OkStatus();
-  });
+  return RunAdmin(
+      env_, call, {{request->model(), "model"}}, [this, request, response]() -> absl::Status {
+        LENSD_ASSIGN_OR_RETURN(const int64_t freed, env_.registry->Unload(request->model()));
+        response->set_freed_bytes(freed);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* ModelsService::LoadLens(grpc::CallbackServerContext* context,
                                                   const v1::LoadLensRequest* request,
                                                   v1::LensInfo* response) {
   auto* call = new UnaryCall(env_, context, "LoadLens");
-  absl::Status s = call->info().Admit(Role::kAdmin);
-  if (s.ok()) s = Require(request->model(), "model");
-  if (s.ok()) s = Require(request->lens(), "lens");
-  if (!s.ok()) {
-    call->Done(s);
-    return call;
-  }
-  call->info().set_model(request->model());
-  return RunAdmin(env_, call, [this, request, response]() -> absl::Status {
-    LENSD_ASSIGN_OR_RETURN(const LensDescription lens,
-                           env_.registry->LoadLens(request->model(), request->lens()));
-    FillLens(lens, response);
-    return absl::OkStatus();
-  });
+  return RunAdmin(env_, call, {{request->model(), "model"}, {request->lens(), "lens"}},
+                  [this, request, response]() -> absl::Status {
+                    LENSD_ASSIGN_OR_RETURN(
+                        const LensDescription lens,
+                        env_.registry->LoadLens(request->model(), request->lens()));
+                    FillLens(lens, response);
+                    return absl::OkStatus();
+                  });
 }
 
 grpc::ServerUnaryReactor* ModelsService::UnloadLens(grpc::CallbackServerContext* context,
                                                     const v1::UnloadLensRequest* request,
                                                     v1::UnloadLensResponse* response) {
   auto* call = new UnaryCall(env_, context, "UnloadLens");
-  absl::Status s = call->info().Admit(Role::kAdmin);
-  if (s.ok()) s = Require(request->model(), "model");
-  if (s.ok()) s = Require(request->lens(), "lens");
-  if (!s.ok()) {
-    call->Done(s);
-    return call;
-  }
-  call->info().set_model(request->model());
-  return RunAdmin(env_, call, [this, request, response]() -> absl::Status {
-    LENSD_ASSIGN_OR_RETURN(const int64_t freed,
-                           env_.registry->UnloadLens(request->model(), request->lens()));
-    response->set_freed_bytes(freed);
-    return absl::OkStatus();
-  });
+  return RunAdmin(env_, call, {{request->model(), "model"}, {request->lens(), "lens"}},
+                  [this, request, response]() -> absl::Status {
+                    LENSD_ASSIGN_OR_RETURN(
+                        const int64_t freed,
+                        env_.registry->UnloadLens(request->model(), request->lens()));
+                    response->set_freed_bytes(freed);
+                    return absl::OkStatus();
+                  });
 }
 
 grpc::ServerUnaryReactor* ModelsService::LoadSae(grpc::CallbackServerContext* context,
                                                  const v1::LoadSaeRequest* request,
                                                  v1::SaeInfo* response) {
   auto* call = new UnaryCall(env_, context, "LoadSae");
-  absl::Status s = call->info().Admit(Role::kAdmin);
-  if (s.ok()) s = Require(request->model(), "model");
-  if (s.ok()) s = Require(request->sae(), "sae");
-  if (!s.ok()) {
-    call->Done(s);
-    return call;
-  }
-  call->info().set_model(request->model());
-  return RunAdmin(env_, call, [this, request, response]() -> absl::Status {
-    const SaeLoadOptions options{request->hook_point(), request->dtype()};
-    LENSD_ASSIGN_OR_RETURN(const SaeDescription sae,
-                           env_.registry->LoadSae(request->model(), request->sae(), options));
-    FillSae(sae, response);
-    return absl::OkStatus();
-  });
+  return RunAdmin(env_, call, {{request->model(), "model"}, {request->sae(), "sae"}},
+                  [this, request, response]() -> absl::Status {
+                    const SaeLoadOptions options{request->hook_point(), request->dtype()};
+                    LENSD_ASSIGN_OR_RETURN(
+                        const SaeDescription sae,
+                        env_.registry->LoadSae(request->model(), request->sae(), options));
+                    FillSae(sae, response);
+                    return absl::OkStatus();
+                  });
 }
 
 grpc::ServerUnaryReactor* ModelsService::UnloadSae(grpc::CallbackServerContext* context,
                                                    const v1::UnloadSaeRequest* request,
                                                    v1::UnloadSaeResponse* response) {
   auto* call = new UnaryCall(env_, context, "UnloadSae");
-  absl::Status s = call->info().Admit(Role::kAdmin);
-  if (s.ok()) s = Require(request->model(), "model");
-  if (s.ok()) s = Require(request->sae(), "sae");
-  if (!s.ok()) {
-    call->Done(s);
-    return call;
-  }
-  call->info().set_model(request->model());
-  return RunAdmin(env_, call, [this, request, response]() -> absl::Status {
-    LENSD_ASSIGN_OR_RETURN(const int64_t freed,
-                           env_.registry->UnloadSae(request->model(), request->sae()));
-    response->set_freed_bytes(freed);
-    return absl::OkStatus();
-  });
+  return RunAdmin(env_, call, {{request->model(), "model"}, {request->sae(), "sae"}},
+                  [this, request, response]() -> absl::Status {
+                    LENSD_ASSIGN_OR_RETURN(
+                        const int64_t freed,
+                        env_.registry->UnloadSae(request->model(), request->sae()));
+                    response->set_freed_bytes(freed);
+                    return absl::OkStatus();
+                  });
 }
 
 grpc::ServerUnaryReactor* ModelsService::Tokenize(grpc::CallbackServerContext* context,
