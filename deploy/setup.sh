@@ -3,14 +3,16 @@
 #
 #   bash deploy/setup.sh            # as root, or as a user with sudo
 #
-# 1. Debian packages: compilers and build tools, libtorch 1.13 (CPU), gRPC, protobuf, abseil,
-#    prometheus-cpp, GoogleTest, nlohmann-json, SQLite, ICU, OpenBLAS (pthread build; Debian's
-#    reference BLAS is ~20x slower), clang-format/clang-tidy and clang's libFuzzer runtime, and the
-#    King James Bible text package the demo model was trained on.
-# 2. A Python virtual environment in .venv (created from /usr/bin/python3 with
-#    --system-site-packages so that it uses Debian's python3-torch 1.13 rather than a multi-GB PyPI
-#    torch with CUDA), holding the pinned reference libraries of tests/requirements.txt (and,
-#    without their declared dependencies, tests/requirements-nodeps.txt).
+# 1. Debian packages: compilers and build tools, gRPC, protobuf, abseil, prometheus-cpp,
+#    GoogleTest, nlohmann-json, SQLite, ICU, clang-format/clang-tidy and clang's libFuzzer runtime,
+#    and the King James Bible text package the demo model was trained on.
+# 2. A Python virtual environment in .venv (created from Debian's /usr/bin/python3), holding
+#    PyTorch 2.x as the PyPI torch wheel ships it (CUDA-enabled; it runs on machines without a GPU
+#    too) and the pinned reference libraries of tests/requirements.txt, every package pinned by
+#    tests/requirements-lock.txt. lensd builds against that wheel's libtorch (cmake/torch.cmake);
+#    the CUDA compiler and headers its CMake config asks for come from the cuda-toolkit wheels,
+#    and the two unversioned links to the CUDA runtime and NVRTC that FindCUDA looks for are made
+#    beside them.
 #
 # 3. Go 1.23+ (the machine's, else from the Go module proxy) and, built with it into .tools/bin,
 #    grpcurl (for the reflection tests) and the Go client's protoc plugins; Node.js 18+ and npm
@@ -23,12 +25,11 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
-  libtorch-dev libopenblas0-pthread
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libgtest-dev libgmock-dev
   nlohmann-json3-dev libsqlite3-dev libicu-dev zlib1g-dev libssl-dev curl
   clang clang-format clang-tidy libclang-rt-14-dev
-  python3-venv python3-dev python3-torch python3-numpy
+  python3-venv python3-dev
   bible-kjv
 )
 
@@ -49,26 +50,32 @@ if [ ${#missing[@]} -gt 0 ]; then
     "${missing[@]}" >/dev/null
 fi
 
-# Debian's libtorch links libblas.so.3 through the alternatives system; make sure OpenBLAS wins.
-blas=/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3
-if [ -e "$blas" ] && [ "$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3)" != "$(readlink -f "$blas")" ]; then
-  as_root update-alternatives --set libblas.so.3-x86_64-linux-gnu "$blas"
-fi
-
 venv="$root/.venv"
 requirements="$root/tests/requirements.txt"
-nodeps="$root/tests/requirements-nodeps.txt"
+lock="$root/tests/requirements-lock.txt"
 stamp="$venv/.requirements.sha256"
-want=$(cat "$requirements" "$nodeps" | sha256sum | cut -d' ' -f1)
+want=$(cat "$requirements" "$lock" | sha256sum | cut -d' ' -f1)
+# A venv of round 1 saw Debian's torch 1.13 through --system-site-packages: make it anew.
+if [ -f "$venv/pyvenv.cfg" ] && grep -q "include-system-site-packages = true" "$venv/pyvenv.cfg"; then
+  echo "setup: removing $venv (it was built on Debian's system site packages)"
+  rm -rf "$venv"
+fi
 if [ ! -x "$venv/bin/python" ]; then
   echo "setup: creating $venv"
-  /usr/bin/python3 -m venv --system-site-packages "$venv"
+  /usr/bin/python3 -m venv "$venv"
 fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing the pinned reference libraries into $venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
-  "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -r "$nodeps"
+  echo "setup: installing PyTorch and the pinned reference libraries into $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements" -c "$lock"
   echo "$want" >"$stamp"
+fi
+# FindCUDA (in the torch wheel's CMake config) looks for unversioned libcudart.so and libnvrtc.so.
+cuda_root=$("$venv/bin/python" "$root/cmake/torch_paths.py" | sed -n 2p)
+if [ -n "$cuda_root" ]; then
+  for lib in libcudart libnvrtc; do
+    versioned=$(cd "$cuda_root/lib" && ls $lib.so.* 2>/dev/null | grep -v builtins | head -1)
+    [ -n "$versioned" ] && ln -sfn "$versioned" "$cuda_root/lib/$lib.so"
+  done
 fi
 # Go (for grpcurl, which the reflection tests use, and the Go client's code generator and tests):
 # the machine's when it is 1.23 or newer, else the toolchain from the Go module proxy in

@@ -2,7 +2,7 @@
 // float16); KV-cache decoding works there; lens training on the GPU in float32 tracks the CPU's
 // and under bfloat16 autocast (what precision "auto" picks there) stays within bfloat16's
 // precision of it; lens evaluation gives the CPU's metrics. Skips itself when this process sees
-// no CUDA device (Debian's libtorch is CPU-only); tests/gpu/cuda_check.sh builds and runs it on a
+// no CUDA device (as in CI); tests/gpu/cuda_check.sh builds and runs it on a
 // GPU machine against that machine's PyTorch.
 #include <ATen/ATen.h>
 

@@ -64,13 +64,6 @@ std::string DtypeName(c10::ScalarType dtype) {
 }
 
 absl::Status CheckComputeSupport(c10::ScalarType dtype, c10::Device device) {
-#if TORCH_VERSION_MAJOR < 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR < 1)
-  if (dtype == c10::kHalf && device.is_cpu()) {
-    return absl::FailedPreconditionError(
-        "float16 matmuls and norms are not implemented on CPU in libtorch " TORCH_VERSION
-        "; load the model in bfloat16 or float32, or on a CUDA device");
-  }
-#endif
   (void)dtype;
   (void)device;
   return absl::OkStatus();

@@ -18,16 +18,11 @@ absl::StatusOr<ModelConfig> ParseGemma(const nlohmann::json& j) {
   nlohmann::json with_defaults = j;
   if (!json_fields::Has(j, "head_dim")) with_defaults["head_dim"] = 256;
   LENSD_ASSIGN_OR_RETURN(ModelConfig c, ParseLlamaStyleConfig(with_defaults, "gemma", true, 1e-6));
-  // transformers 4.38-4.47 read hidden_activation, 4.48+ hidden_act: refuse to guess.
+  // As transformers 5.x: hidden_act, where the legacy "gelu" of the official Gemma 1 configs means
+  // the tanh approximation (hidden_activation, which 4.38-4.47 read, no longer counts).
   LENSD_ASSIGN_OR_RETURN(const auto act, json_fields::OptionalString(j, "hidden_act", ""));
-  LENSD_ASSIGN_OR_RETURN(const auto activation,
-                         json_fields::OptionalString(j, "hidden_activation", ""));
-  if (act && activation && *act != *activation) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "hidden_act is \"", *act, "\" but hidden_activation is \"", *activation,
-        "\"; transformers versions disagree on which wins, so set both to the same activation"));
-  }
-  c.activation = activation ? *activation : act.value_or("gelu_pytorch_tanh");
+  c.activation = act.value_or("gelu_pytorch_tanh");
+  if (c.activation == "gelu") c.activation = "gelu_pytorch_tanh";
   LENSD_ASSIGN_OR_RETURN(c.qkv_bias, json_fields::Bool(j, "attention_bias", false, ""));
   c.attn_out_bias = c.qkv_bias;
   c.norm = NormKind::kGemmaRmsNorm;

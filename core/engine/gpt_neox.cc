@@ -1,6 +1,6 @@
 // GPT-NeoX / Pythia (model_type "gpt_neox"): LayerNorm blocks, fused q|k|v interleaved per head,
-// partial rotary embedding (rotary_pct of each head), parallel residual by default
-// (x + attn(ln1(x)) + mlp(ln2(x))), untied embed_out without bias.
+// partial rotary embedding (rotary_pct, or 5.x's partial_rotary_factor, of each head), parallel
+// residual by default (x + attn(ln1(x)) + mlp(ln2(x))), untied embed_out without bias.
 #include <ATen/ATen.h>
 
 #include <cmath>
@@ -84,9 +84,6 @@ absl::StatusOr<ModelConfig> ParseConfig(const nlohmann::json& j) {
                          json_fields::Bool(j, "use_parallel_residual", true, ""));
   LENSD_ASSIGN_OR_RETURN(c.qkv_bias, json_fields::Bool(j, "attention_bias", true, ""));
   LENSD_ASSIGN_OR_RETURN(c.tied_embeddings, json_fields::Bool(j, "tie_word_embeddings", false, ""));
-  LENSD_ASSIGN_OR_RETURN(const double rotary_pct, json_fields::Double(j, "rotary_pct", 0.25, ""));
-  LENSD_ASSIGN_OR_RETURN(const double rotary_base,
-                         json_fields::Double(j, "rotary_emb_base", 10000, ""));
   LENSD_RETURN_IF_ERROR(ParseSpecialTokenIds(j, &c));
   if (c.num_heads <= 0 || c.d_model % c.num_heads != 0) {
     return absl::InvalidArgumentError(absl::StrCat("hidden_size (", c.d_model,
@@ -100,8 +97,13 @@ absl::StatusOr<ModelConfig> ParseConfig(const nlohmann::json& j) {
   c.mlp_bias = true;
   c.norm = NormKind::kLayerNorm;
   c.rotary = true;
-  LENSD_ASSIGN_OR_RETURN(c.rope,
-                         ParseRope(j, rotary_base, static_cast<int64_t>(c.head_dim * rotary_pct)));
+  // 4.x: rotary_pct and rotary_emb_base; 5.x: rope_parameters.partial_rotary_factor, rope_theta.
+  LENSD_ASSIGN_OR_RETURN(c.rope, ParseRope(j,
+                                           {.theta_key = "rotary_emb_base",
+                                            .theta = 10000.0,
+                                            .fraction_key = "rotary_pct",
+                                            .fraction = 0.25},
+                                           c.head_dim));
   return c;
 }
 

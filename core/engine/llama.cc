@@ -100,12 +100,18 @@ absl::StatusOr<ModelConfig> ParseMistral(const nlohmann::json& j) {
 absl::StatusOr<ModelConfig> ParseQwen2(const nlohmann::json& j) {
   LENSD_ASSIGN_OR_RETURN(ModelConfig c, ParseLlamaStyleConfig(j, "qwen2", false, 1e-6));
   c.qkv_bias = true;
+  // As transformers 5.x: no window unless use_sliding_window; then the layers that layer_types
+  // names "sliding_attention", or without that list, the layers from max_window_layers on.
   LENSD_ASSIGN_OR_RETURN(const bool windowed,
                          json_fields::Bool(j, "use_sliding_window", false, ""));
-  if (windowed) {
-    LENSD_ASSIGN_OR_RETURN(c.sliding_window, json_fields::Int(j, "sliding_window", 0, ""));
-    LENSD_ASSIGN_OR_RETURN(c.first_sliding_layer, json_fields::Int(j, "max_window_layers", 0, ""));
+  if (!windowed) return c;
+  LENSD_ASSIGN_OR_RETURN(c.sliding_window, json_fields::Int(j, "sliding_window", 0, ""));
+  if (json_fields::Has(j, "layer_types")) {
+    LENSD_ASSIGN_OR_RETURN(c.sliding_layers, ParseLayerTypes(j, c.num_layers));
+    return c;
   }
+  LENSD_ASSIGN_OR_RETURN(const int64_t first, json_fields::Int(j, "max_window_layers", 28, ""));
+  for (int64_t i = 0; i < c.num_layers; ++i) c.sliding_layers.push_back(i >= first);
   return c;
 }
 
@@ -136,9 +142,7 @@ absl::StatusOr<ModelConfig> ParseLlamaStyleConfig(const nlohmann::json& j,
   c.norm = NormKind::kRmsNorm;
   c.gated_mlp = true;
   c.rotary = true;
-  LENSD_ASSIGN_OR_RETURN(const double partial,
-                         json_fields::Double(j, "partial_rotary_factor", 1.0, ""));
-  LENSD_ASSIGN_OR_RETURN(c.rope, ParseRope(j, 10000.0, static_cast<int64_t>(c.head_dim * partial)));
+  LENSD_ASSIGN_OR_RETURN(c.rope, ParseRope(j, RopeDefaults{}, c.head_dim));
   return c;
 }
 

@@ -8,29 +8,38 @@
 
 namespace lensd::engine {
 
-absl::StatusOr<RopeConfig> ParseRope(const nlohmann::json& config, double default_theta,
-                                     int64_t rotary_dim) {
+absl::StatusOr<RopeConfig> ParseRope(const nlohmann::json& config, const RopeDefaults& defaults,
+                                     int64_t head_dim) {
   RopeConfig rope;
-  rope.rotary_dim = rotary_dim;
-  LENSD_ASSIGN_OR_RETURN(rope.theta, json_fields::Double(config, "rope_theta", default_theta, ""));
-  // 5.x: rope_parameters holds rope_theta and the scaling; a legacy rope_scaling still wins.
+  // As transformers 5.x's standardize_rope_params: a legacy rope_scaling replaces rope_parameters;
+  // rope_theta and partial_rotary_factor inside it win over the top-level fields of those names.
   const nlohmann::json* scaling = nullptr;
   std::string where;
-  if (json_fields::Has(config, "rope_parameters")) {
-    const nlohmann::json& params = config.at("rope_parameters");
-    LENSD_ASSIGN_OR_RETURN(
-        rope.theta, json_fields::Double(params, "rope_theta", rope.theta, "rope_parameters"));
-    scaling = &params;
-    where = "rope_parameters";
+  for (const char* key : {"rope_scaling", "rope_parameters"}) {
+    if (scaling == nullptr && json_fields::Has(config, key)) {
+      scaling = &config.at(key);
+      where = key;
+    }
   }
-  if (json_fields::Has(config, "rope_scaling")) {
-    scaling = &config.at("rope_scaling");
-    where = "rope_scaling";
-  }
-  if (scaling == nullptr) return rope;
-  if (!scaling->is_object()) {
+  if (scaling != nullptr && !scaling->is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(where, " must be an object"));
   }
+  LENSD_ASSIGN_OR_RETURN(rope.theta,
+                         json_fields::Double(config, defaults.theta_key, defaults.theta, ""));
+  LENSD_ASSIGN_OR_RETURN(double fraction,
+                         json_fields::Double(config, defaults.fraction_key, defaults.fraction, ""));
+  if (scaling != nullptr) {
+    LENSD_ASSIGN_OR_RETURN(rope.theta,
+                           json_fields::Double(*scaling, "rope_theta", rope.theta, where));
+    LENSD_ASSIGN_OR_RETURN(fraction,
+                           json_fields::Double(*scaling, "partial_rotary_factor", fraction, where));
+  }
+  if (!(fraction > 0.0 && fraction <= 1.0)) {
+    return absl::InvalidArgumentError(absl::StrCat("partial_rotary_factor (", defaults.fraction_key,
+                                                   ") must be in (0, 1], got ", fraction));
+  }
+  rope.rotary_dim = static_cast<int64_t>(static_cast<double>(head_dim) * fraction);
+  if (scaling == nullptr) return rope;
   LENSD_ASSIGN_OR_RETURN(auto type, json_fields::OptionalString(*scaling, "rope_type", where));
   if (!type) {
     LENSD_ASSIGN_OR_RETURN(type, json_fields::OptionalString(*scaling, "type", where));
@@ -60,6 +69,28 @@ absl::StatusOr<RopeConfig> ParseRope(const nlohmann::json& config, double defaul
     }
   }
   return rope;
+}
+
+absl::StatusOr<std::vector<bool>> ParseLayerTypes(const nlohmann::json& config,
+                                                  int64_t num_layers) {
+  const nlohmann::json& types = config.at("layer_types");
+  if (!types.is_array() || static_cast<int64_t>(types.size()) != num_layers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("layer_types must be a list of ", num_layers, " entries (num_hidden_layers)"));
+  }
+  std::vector<bool> sliding;
+  for (const nlohmann::json& type : types) {
+    if (type == "sliding_attention") {
+      sliding.push_back(true);
+    } else if (type == "full_attention") {
+      sliding.push_back(false);
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("layer_types[", sliding.size(), "] is ", type.dump(),
+                       "; lensd knows \"full_attention\" and \"sliding_attention\""));
+    }
+  }
+  return sliding;
 }
 
 absl::Status ParseSpecialTokenIds(const nlohmann::json& config, ModelConfig* out) {

@@ -55,20 +55,39 @@ struct ModelConfig {
   double embedding_scale = 1.0;                  // Gemma multiplies embeddings by sqrt(d_model)
   double attention_scale = 0.0;                  // multiplies q.k; 0 means 1/sqrt(head_dim)
   bool scale_attn_by_inverse_layer_idx = false;  // GPT-2 option: also divide by layer + 1
-  int64_t sliding_window = 0;       // 0: full attention; else keys with q_pos - k_pos < window
-  int64_t first_sliding_layer = 0;  // layers >= this use the window (Qwen2 max_window_layers)
-  std::string torch_dtype;          // the checkpoint's declared dtype ("" if absent)
+  int64_t sliding_window = 0;  // 0: full attention; else keys with q_pos - k_pos < window
+  // Per layer, whether it attends through the window (config.json's layer_types, or derived from
+  // Qwen2's max_window_layers); empty: every layer does.
+  std::vector<bool> sliding_layers;
+  std::string torch_dtype;  // the checkpoint's declared dtype ("" if absent)
   std::vector<int64_t> eos_token_ids;
   std::optional<int64_t> bos_token_id;
 
   // Whether `layer` attends through the sliding window.
-  bool SlidingAt(int64_t layer) const { return sliding_window > 0 && layer >= first_sliding_layer; }
+  bool SlidingAt(int64_t layer) const {
+    return sliding_window > 0 &&
+           (sliding_layers.empty() || sliding_layers[static_cast<size_t>(layer)]);
+  }
 };
 
-// Reads rotary settings from config.json in both the 4.x form (rope_theta, rope_scaling with
-// "type" or "rope_type") and the 5.x form (rope_parameters; a legacy rope_scaling still wins).
-absl::StatusOr<RopeConfig> ParseRope(const nlohmann::json& config, double default_theta,
-                                     int64_t rotary_dim);
+// A family's names and defaults for the top-level rotary fields of its 4.x configs.
+struct RopeDefaults {
+  const char* theta_key = "rope_theta";
+  double theta = 10000.0;
+  const char* fraction_key = "partial_rotary_factor";  // of each head's dimensions that rotate
+  double fraction = 1.0;
+};
+
+// Reads rotary settings from config.json in both the 4.x form (rope_theta, partial_rotary_factor,
+// rope_scaling with "type" or "rope_type") and the 5.x form (rope_parameters with rope_theta and
+// partial_rotary_factor inside), with transformers 5.x's precedence. rotary_dim is
+// int(head_dim * fraction).
+absl::StatusOr<RopeConfig> ParseRope(const nlohmann::json& config, const RopeDefaults& defaults,
+                                     int64_t head_dim);
+
+// Reads config.json's layer_types (one "full_attention" or "sliding_attention" per layer) as
+// whether each layer attends through the sliding window. INVALID_ARGUMENT names the entry.
+absl::StatusOr<std::vector<bool>> ParseLayerTypes(const nlohmann::json& config, int64_t num_layers);
 
 // Reads bos_token_id and eos_token_id (an integer or a list) into `out`.
 absl::Status ParseSpecialTokenIds(const nlohmann::json& config, ModelConfig* out);

@@ -1,5 +1,6 @@
 // Node attribution over SAE features and error nodes (attribution.md §1.3-§1.6).
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
@@ -180,7 +181,7 @@ absl::StatusOr<NodeAttributionOutput> AttributeNodes(
       const at::Tensor m = MetricValues(result.logits, metric);
       m.sum().backward();
       out.metric = m[0].item<double>();
-      at::NoGradGuard no_grad;
+      c10::NoGradGuard no_grad;
       for (size_t i = 0; i < sites.size(); ++i) {
         Site& s = sites[i];
         s.site = &sae_sites[i];
@@ -196,7 +197,7 @@ absl::StatusOr<NodeAttributionOutput> AttributeNodes(
     out.target = metric.kind == MetricKind::kLoss
                      ? (metric.labels.size() == 1 ? metric.labels[0] : -1)
                      : metric.target;
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     LENSD_RETURN_IF_ERROR(SetBaselines(model, sites, spec, keep));
     if (spec.baseline == AttributionBaseline::kPatch) {
       c10::InferenceMode inference;
@@ -207,7 +208,7 @@ absl::StatusOr<NodeAttributionOutput> AttributeNodes(
     }
     if (spec.method == AttributionMethod::kIntegratedGradients) {
       for (Site& s : sites) {
-        at::AutoGradMode grad(true);
+        c10::AutoGradMode grad(true);
         LENSD_RETURN_IF_ERROR(go_on());
         LENSD_RETURN_IF_ERROR(IntegratedGradients(model, s, spec.tokens, metric, spec.ig_steps));
       }

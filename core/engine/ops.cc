@@ -84,13 +84,10 @@ at::Tensor Attend(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tens
   const at::Tensor& mask = ctx.Mask(options.window);
   const bool observed =
       ctx.Wants(HookKind::kAttnScores, layer) || ctx.Wants(HookKind::kAttnPattern, layer);
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
   if (!observed) {
     const at::Tensor z = at::scaled_dot_product_attention(q, k, v, mask, 0.0, false, options.scale);
     return ctx.Hook(HookKind::kAttnZ, layer, z.transpose(1, 2));
   }
-#endif
-  (void)observed;
   at::Tensor scores = at::matmul(q, k.transpose(-1, -2)) * options.scale + mask;
   scores = ctx.Hook(HookKind::kAttnScores, layer, scores);
   at::Tensor pattern = options.softmax_in_float32

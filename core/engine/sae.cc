@@ -1,7 +1,7 @@
 #include "core/engine/sae.h"
 
 #include <ATen/ATen.h>
-#include <ATen/core/grad_mode.h>
+#include <c10/core/GradMode.h>
 
 #include <cmath>
 #include <filesystem>
@@ -76,7 +76,7 @@ absl::StatusOr<std::unique_ptr<Sae>> Sae::Load(const std::string& dir,
   const int64_t d_in = config.d_in;
   const int64_t d_sae = config.d_sae;
   LENSD_RETURN_IF_ERROR(CatchTorch(path, [&]() -> absl::Status {
-    at::NoGradGuard no_grad;  // plain tensors: attribution runs autograd through the decoder
+    c10::NoGradGuard no_grad;  // plain tensors: attribution runs autograd through the decoder
     SaeWeights w(*file, *dtype, device);
     if (saelens) {
       LENSD_ASSIGN_OR_RETURN(sae->W_enc_, w.Get("W_enc", {d_in, d_sae}));

@@ -1,6 +1,7 @@
 #include "core/engine/served_saes.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 #include <c10/core/InferenceMode.h>
 
 #include <filesystem>
@@ -181,7 +182,7 @@ absl::Status ActivationsWithGradients(
     LENSD_ASSIGN_OR_RETURN(const ForwardResult result, model.Forward(forward, &hooks));
     ResolveTarget(metric, result.logits.detach());
     MetricValues(result.logits, metric).sum().backward();
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     for (size_t i = 0; i < points.size(); ++i) {
       LENSD_RETURN_IF_ERROR(sink(spec.hook_points[i], hooks.Captured(points[i]).detach()));
       at::Tensor grad = hooks.Grad(points[i]);

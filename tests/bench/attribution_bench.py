@@ -3,7 +3,7 @@
 checkpoint, same SAEs, same prompt, same machine, one run.
 
 Writes a random-init GPT-2 small (transformers save_pretrained; 12 layers, d_model 768, vocab
-50257) and 12 SAELens 6.18 standard SAEs (random, save_model) at blocks.{0..11}.hook_resid_pre
+50257) and 12 SAELens 6.54 standard SAEs (random, save_model) at blocks.{0..11}.hook_resid_pre
 into a model repository, then for a 64-token prompt:
 
   reference  transformers runs the model with the 12 SAEs spliced in the way token-trace's

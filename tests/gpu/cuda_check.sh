@@ -2,7 +2,7 @@
 # Builds the engine and its CUDA tests (core/engine/cuda_test.cc: logits in float32, bfloat16 and
 # float16 against the CPU, KV-cache decoding, lens training in float32 and under bfloat16 autocast,
 # lens evaluation) against the PyTorch of a GPU machine, and runs them. Not part of tests/run.sh:
-# CI has no GPU (there cuda_test builds with Debian's CPU-only libtorch and reports itself
+# CI has no GPU (there cuda_test builds against the torch wheel in .venv and reports itself
 # skipped). For a machine with CUDA, PyTorch (python3 -c "import torch") and a C++20 compiler; the
 # headers and libraries of abseil, nlohmann-json, GoogleTest and zlib come from the system, or
 # from Debian 12 packages unpacked from the .deb files in $LENSD_DEPS:

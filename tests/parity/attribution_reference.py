@@ -1,5 +1,5 @@
 """A token-trace-style node attribution reference (attribution.md §1.3, §2) on the random-init
-GPT-2 checkpoint of model_reference.py: Hugging Face transformers runs the model, SAELens 6.18
+GPT-2 checkpoint of model_reference.py: Hugging Face transformers runs the model, SAELens 6.54
 SAEs (random, written by save_model) are spliced in at blocks.{0,1,2}.hook_resid_pre,
 blocks.1.hook_attn_out and blocks.2.hook_mlp_out the way token-trace's SAEPatcher does (features
 and the detached error are leaves; the gradient reaching the upstream network is the gradient at
@@ -19,13 +19,10 @@ import shutil
 import torch
 from transformers import GPT2LMHeadModel
 
-from sae_stand_ins import install_stand_ins
-
-install_stand_ins()
-from sae_lens.saes.jumprelu_sae import JumpReLUSAE, JumpReLUSAEConfig  # noqa: E402
-from sae_lens.saes.sae import SAE  # noqa: E402
-from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig  # noqa: E402
-from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig  # noqa: E402
+from sae_lens.saes.jumprelu_sae import JumpReLUSAE, JumpReLUSAEConfig
+from sae_lens.saes.sae import SAE
+from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
+from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
 
 D_SAE = 128
 SITES = ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre",

@@ -1,27 +1,23 @@
 """Reference outputs for lens evaluation: tuned-lens 0.2.0's own evaluation loop (`Eval.execute`
 of tuned_lens/scripts/eval_loop.py, unmodified) on a random-init GPT-2 with the logit lens and a
 tuned lens with random translators (saved by tuned-lens's save()), with the model, the lenses and
-the batches handed over directly instead of through its hub/datasets loaders
-(tuned_lens_stand_ins.py), and a fixed nats-to-bits-per-byte ratio.
+the batches handed over directly instead of through its hub/datasets loaders, and a fixed
+nats-to-bits-per-byte ratio.
 
 Writes <out>/model/, <out>/lens/, <out>/tokens.bin (uint16 [batches x batch, seq_len], in the
 order evaluated), <out>/case.json (batch, seq_len, nats_to_bpb) and <out>/eval/
 aggregate_metrics.json (tuned-lens's own output file)."""
 import argparse
 import json
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import transformers
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import tuned_lens_stand_ins  # noqa: E402,F401  (before tuned_lens.scripts)
-import tuned_lens.scripts.eval_loop as eval_loop  # noqa: E402
-import tuned_lens.scripts.ingredients as ing  # noqa: E402
-from tuned_lens.nn.lenses import TunedLens  # noqa: E402
+import tuned_lens.scripts.eval_loop as eval_loop
+import tuned_lens.scripts.ingredients as ing
+from tuned_lens.nn.lenses import TunedLens
 
 NATS_TO_BPB = 0.75
 BATCH = 2

@@ -1,4 +1,4 @@
-// Engine parity with Hugging Face transformers 4.49 (eager attention) on random-init checkpoints
+// Engine parity with Hugging Face transformers 5.24 (eager attention) on random-init checkpoints
 // written by save_pretrained (model_reference.py): every architecture and variant, on a
 // right-padded batch of prompts of lengths 12, 7 and 3.
 //

@@ -62,7 +62,21 @@ def configs():
         "qwen2_window": Qwen2Config(**small, num_key_value_heads=1, use_sliding_window=True,
                                     sliding_window=4, max_window_layers=0),
         "gemma": GemmaConfig(**small, num_key_value_heads=1, head_dim=16),
+        # Fields that transformers 5.x writes or reads differently from 4.x: the rotary fraction
+        # in rope_parameters.partial_rotary_factor (no rotary_pct), a layer_types list that
+        # disagrees with max_window_layers, and Gemma's legacy hidden_act "gelu" (LEGACY_FIELDS).
+        "gpt_neox_full_rotary": GPTNeoXConfig(**small, rotary_pct=1.0),
+        "qwen2_layer_types": Qwen2Config(
+            **small, num_key_value_heads=2, use_sliding_window=True, sliding_window=3,
+            max_window_layers=1,
+            layer_types=["sliding_attention", "full_attention", "sliding_attention"]),
+        "gemma_legacy_gelu": GemmaConfig(**small, num_key_value_heads=2),
     }
+
+
+# config.json values written over what save_pretrained wrote, as the official checkpoints have them:
+# Gemma 1's configs say "gelu", which transformers 5.x reads as the tanh approximation.
+LEGACY_FIELDS = {"gemma_legacy_gelu": {"hidden_act": "gelu"}}
 
 
 def batch(seed, vocab=VOCAB):
@@ -136,6 +150,15 @@ def main():
         # One model is written in shards to exercise model.safetensors.index.json.
         shard = "40KB" if name == "llama_gqa_llama3_rope" else "2GB"
         model.save_pretrained(folder, safe_serialization=True, max_shard_size=shard)
+        if name in LEGACY_FIELDS:
+            path = os.path.join(folder, "config.json")
+            with open(path) as f:
+                written = json.load(f)
+            written.update(LEGACY_FIELDS[name])
+            with open(path, "w") as f:
+                json.dump(written, f, indent=2)
+            reread = AutoModelForCausalLM.from_pretrained(folder).config
+            assert reread.hidden_act == config.hidden_act, (reread.hidden_act, config.hidden_act)
         ids, mask = batch(index)
         cfg = model.config
         tensors = reference(model, ids, mask, cfg.num_hidden_layers, cfg.hidden_size)

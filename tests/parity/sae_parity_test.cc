@@ -1,4 +1,4 @@
-// SAE parity with SAELens 6.18 and sparsify 1.3 (sae_reference.py): random SAEs of every
+// SAE parity with SAELens 6.54 and sparsify 1.3 (sae_reference.py): random SAEs of every
 // architecture and option written by the libraries themselves; lensd's Encode and Decode of the
 // same inputs against the libraries' encode and decode (float32). Tolerance: 1e-5 absolute on
 // features and reconstructions (values of order 1). Also the loader's errors for malformed folders.

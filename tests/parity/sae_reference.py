@@ -1,7 +1,8 @@
-"""Random SAEs written by SAELens 6.18 (save_model) and sparsify 1.3 (save_to_disk), one folder per
+"""Random SAEs written by SAELens 6.54 (save_model) and sparsify 1.3 (save_to_disk), one folder per
 architecture and option, with the libraries' own encode and decode of random inputs beside each
 (reference.safetensors: x, features, reconstruction) for sae_parity_test.cc; and the demo model's
-SAE as SAELens's SAE.load_from_disk reads it.
+SAE as SAELens's SAE.load_from_disk reads it. sparsify decodes with its eager embedding_bag (its
+Triton kernel needs a GPU; SPARSIFY_DISABLE_TRITON is its own switch).
 
 Usage: sae_reference.py --out DIR --demo-sae deploy/models/kjv-gpt2/saes/res3-topk"""
 import argparse
@@ -9,19 +10,17 @@ import json
 import os
 import shutil
 
+os.environ.setdefault("SPARSIFY_DISABLE_TRITON", "1")
 import torch
 from safetensors.torch import save_file
 
-from sae_stand_ins import install_stand_ins
-
-install_stand_ins()
-from sae_lens.saes.gated_sae import GatedSAE, GatedSAEConfig  # noqa: E402
-from sae_lens.saes.jumprelu_sae import JumpReLUSAE, JumpReLUSAEConfig  # noqa: E402
-from sae_lens.saes.sae import SAE  # noqa: E402
-from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig  # noqa: E402
-from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig  # noqa: E402
-from sparsify.config import SparseCoderConfig  # noqa: E402
-from sparsify.sparse_coder import SparseCoder  # noqa: E402
+from sae_lens.saes.gated_sae import GatedSAE, GatedSAEConfig
+from sae_lens.saes.jumprelu_sae import JumpReLUSAE, JumpReLUSAEConfig
+from sae_lens.saes.sae import SAE
+from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
+from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
+from sparsify.config import SparseCoderConfig
+from sparsify.sparse_coder import SparseCoder
 
 D_IN, D_SAE = 16, 64
 

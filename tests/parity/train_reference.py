@@ -3,8 +3,7 @@ tuned_lens/scripts/train_loop.py, unmodified) on random-init checkpoints, with:
 
   * the data handed over as a fixed sequence of micro-batches (written to tokens.bin, uint16, in
     the order used), instead of tuned-lens's datasets/torchdata pipeline, so that lensd trains on
-    the same data in the same order (tuned_lens_stand_ins.py lets the script import without that
-    pipeline's libraries);
+    the same data in the same order;
   * bfloat16 autocast turned off, so both sides compute in float32 on the CPU, except in the
     "kl_bf16" case, which keeps the loop's `th.autocast("cpu", dtype=th.bfloat16)` as it is;
   * the per-layer losses of every step recorded where the loop hands them to its logger.
@@ -17,18 +16,15 @@ import argparse
 import contextlib
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import transformers
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import tuned_lens_stand_ins  # noqa: E402,F401  (before tuned_lens.scripts)
-import tuned_lens.scripts.ingredients as ing  # noqa: E402
-import tuned_lens.scripts.train_loop as train_loop  # noqa: E402
-from tuned_lens.nn.lenses import TunedLens  # noqa: E402
+import tuned_lens.scripts.ingredients as ing
+import tuned_lens.scripts.train_loop as train_loop
+from tuned_lens.nn.lenses import TunedLens
 
 AUTOCAST = train_loop.th.autocast
 

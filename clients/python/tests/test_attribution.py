@@ -35,9 +35,6 @@ def hf_model():
 
 @pytest.fixture(scope="module")
 def saelens_sae():
-    sys.path.insert(0, str(REPO / "tests" / "parity"))
-    from sae_stand_ins import install_stand_ins
-    install_stand_ins()
     from sae_lens.saes.sae import SAE as SaeLensSae
     return SaeLensSae.load_from_disk(str(REPO / "deploy" / "models" / "kjv-gpt2" / "saes" / SAE))
 
