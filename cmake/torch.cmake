@@ -32,8 +32,8 @@ if(NOT TORCH_CUDA_ARCH_LIST)
   set(TORCH_CUDA_ARCH_LIST "9.0" CACHE STRING "CUDA architectures (lensd compiles no kernels)")
 endif()
 find_package(Torch REQUIRED)
-if(Torch_VERSION VERSION_LESS 2.4)
-  message(FATAL_ERROR "lensd needs PyTorch 2.4 or newer; found ${Torch_VERSION} at "
+if(Torch_VERSION VERSION_LESS 2.8)
+  message(FATAL_ERROR "lensd needs PyTorch 2.8 or newer; found ${Torch_VERSION} at "
                       "${LENSD_TORCH_PREFIX}")
 endif()
 message(STATUS "libtorch ${Torch_VERSION} from ${LENSD_TORCH_PREFIX}")

@@ -50,6 +50,14 @@ struct ModelStatus {
   int64_t queue_depth = 0;
 };
 
+// A device's memory as its allocator sees it now, in bytes (zeros where unknown).
+struct DeviceMemoryReading {
+  int64_t total = 0;      // physical memory of the device
+  int64_t free = 0;       // free on the device (all processes)
+  int64_t allocated = 0;  // held by this process's live tensors (CUDA caching allocator)
+  int64_t reserved = 0;   // held by this process's allocator, cache included
+};
+
 // How the registry makes models (core/engine/engine_factory.h in the server), kept out of core.
 struct ModelFactory {
   std::function<absl::StatusOr<int64_t>(const std::string& dir, const ServedModelOptions&)>
@@ -59,6 +67,7 @@ struct ModelFactory {
       load;
   std::function<absl::StatusOr<std::string>(const std::string& device)> canonical_device;
   std::function<void()> release_memory;
+  std::function<DeviceMemoryReading(const std::string& device)> device_memory;  // may be empty
 };
 
 struct RegistryOptions {
@@ -95,6 +104,10 @@ class ModelRegistry {
   absl::StatusOr<ModelStatus> Status(const std::string& name) const;
   std::vector<ModelStatus> List() const;
   std::vector<MemoryBudget::Device> Devices() const { return budget_.Devices(); }
+  // What the device's allocator holds now (zeros when the factory cannot tell).
+  DeviceMemoryReading DeviceMemory(const std::string& device) const {
+    return factory_.device_memory ? factory_.device_memory(device) : DeviceMemoryReading{};
+  }
   // Whether every model in `names` is ready.
   bool AllReady(const std::vector<std::string>& names) const;
 

@@ -60,7 +60,18 @@ Metrics::Metrics()
       used_(prometheus::BuildGauge()
                 .Name("lensd_device_memory_used_bytes")
                 .Help("Bytes of weights a device holds")
-                .Register(*registry_)) {}
+                .Register(*registry_)),
+      total_(NewGauge("lensd_device_memory_total_bytes", "Physical memory of a device")),
+      free_(NewGauge("lensd_device_memory_free_bytes", "Free memory of a device, all processes")),
+      allocated_(NewGauge("lensd_device_memory_allocated_bytes",
+                          "Bytes of live tensors lensd holds on a device (CUDA)")),
+      reserved_(NewGauge("lensd_device_memory_reserved_bytes",
+                         "Bytes lensd's allocator holds on a device, its cache included (CUDA)")) {}
+
+prometheus::Family<prometheus::Gauge>& Metrics::NewGauge(const std::string& name,
+                                                         const std::string& help) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(*registry_);
+}
 
 absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(const std::string& address) {
   std::unique_ptr<Metrics> metrics(new Metrics());
@@ -107,6 +118,11 @@ void Metrics::Refresh(const ModelRegistry& registry) {
   for (const MemoryBudget::Device& d : registry.Devices()) {
     budget_.Add({{"device", d.name}}).Set(static_cast<double>(d.budget));
     used_.Add({{"device", d.name}}).Set(static_cast<double>(d.used));
+    const DeviceMemoryReading now = registry.DeviceMemory(d.name);
+    total_.Add({{"device", d.name}}).Set(static_cast<double>(now.total));
+    free_.Add({{"device", d.name}}).Set(static_cast<double>(now.free));
+    allocated_.Add({{"device", d.name}}).Set(static_cast<double>(now.allocated));
+    reserved_.Add({{"device", d.name}}).Set(static_cast<double>(now.reserved));
   }
 }
 

@@ -10,6 +10,9 @@
 //   lensd_models_loaded                         loaded models
 //   lensd_device_memory_budget_bytes{device}    each device's budget
 //   lensd_device_memory_used_bytes{device}      bytes held on each device
+//   lensd_device_memory_{total,free,allocated,reserved}_bytes{device}   the device's memory now
+//                                               (total and free from the driver; allocated and
+//                                               reserved by lensd's CUDA caching allocator)
 //
 // Thread-safe.
 #ifndef LENSD_SERVER_METRICS_H_
@@ -51,6 +54,7 @@ class Metrics : public SchedulerObserver {
 
  private:
   Metrics();
+  prometheus::Family<prometheus::Gauge>& NewGauge(const std::string& name, const std::string& help);
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<MetricsHttp> http_;
@@ -64,6 +68,10 @@ class Metrics : public SchedulerObserver {
   prometheus::Gauge& models_loaded_;
   prometheus::Family<prometheus::Gauge>& budget_;
   prometheus::Family<prometheus::Gauge>& used_;
+  prometheus::Family<prometheus::Gauge>& total_;
+  prometheus::Family<prometheus::Gauge>& free_;
+  prometheus::Family<prometheus::Gauge>& allocated_;
+  prometheus::Family<prometheus::Gauge>& reserved_;
   absl::Mutex mu_;
   // Every model memory series made so far; Refresh sets those of unloaded models to zero.
   std::map<std::string, prometheus::Gauge*> memory_series_ ABSL_GUARDED_BY(mu_);

@@ -259,6 +259,11 @@ grpc::ServerUnaryReactor* ModelsService::GetServerInfo(grpc::CallbackServerConte
       device->set_name(d.name);
       device->set_budget_bytes(d.budget);
       device->set_used_bytes(d.used);
+      const DeviceMemoryReading now = env_.registry->DeviceMemory(d.name);
+      device->set_total_bytes(now.total);
+      device->set_free_bytes(now.free);
+      device->set_allocated_bytes(now.allocated);
+      device->set_reserved_bytes(now.reserved);
     }
     const Limits& l = env_.limits;
     v1::Limits* limits = response->mutable_limits();

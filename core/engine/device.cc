@@ -5,6 +5,9 @@
 #include <torch/version.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
+
 #if __has_include(<c10/cuda/CUDACachingAllocator.h>) && __has_include(<cuda_runtime_api.h>)
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -35,7 +38,7 @@ absl::StatusOr<c10::Device> ParseDevice(absl::string_view name) {
   }
   const int count = CudaDeviceCount();
   if (index >= count) {
-    return absl::FailedPreconditionError(absl::StrCat(
+    return absl::InvalidArgumentError(absl::StrCat(
         "device ", name, " is not available: this process sees ", count, " CUDA device(s)",
         count == 0 ? " (libtorch built without CUDA, or no GPU)" : ""));
   }
@@ -64,9 +67,38 @@ std::string DtypeName(c10::ScalarType dtype) {
 }
 
 absl::Status CheckComputeSupport(c10::ScalarType dtype, c10::Device device) {
+#ifdef LENSD_HAVE_CUDA_ALLOCATOR
+  // bfloat16 arithmetic needs compute capability 8.0 (Ampere) or newer.
+  if (device.is_cuda() && dtype == c10::kBFloat16) {
+    cudaDeviceProp props{};
+    if (cudaGetDeviceProperties(&props, device.index()) == cudaSuccess && props.major < 8) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "device cuda:", device.index(), " (", props.name, ", compute capability ", props.major,
+          ".", props.minor, ") cannot run bfloat16; it can run float32 and float16"));
+    }
+  }
+#endif
   (void)dtype;
   (void)device;
   return absl::OkStatus();
+}
+
+bool PoisonsDevice(int32_t cuda_error) {
+  // The CUDA errors after which the context is unusable until the process ends (cudaError_t:
+  // 214 ECC uncorrectable, 700 illegal address, 710 device-side assert, 714-719 hardware stack,
+  // illegal instruction, misaligned address, invalid address space, invalid PC, launch failure).
+  return cuda_error == 214 || cuda_error == 700 || cuda_error == 710 ||
+         (cuda_error >= 714 && cuda_error <= 719);
+}
+
+void ExitOnPoisonedDevice(absl::string_view context, absl::string_view message) {
+  std::fprintf(stderr,
+               "lensd: fatal: %.*s: %.*s; the CUDA context is unusable, exiting so that a "
+               "supervisor restarts the server\n",
+               static_cast<int>(context.size()), context.data(), static_cast<int>(message.size()),
+               message.data());
+  std::fflush(stderr);
+  std::_Exit(kExitPoisonedDevice);
 }
 
 std::vector<std::string> AvailableDevices() {
@@ -96,6 +128,34 @@ int64_t DeviceTotalBytes(const std::string& device) {
   if (device != "cpu") return 0;
   return static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) *
          static_cast<int64_t>(sysconf(_SC_PAGE_SIZE));
+}
+
+DeviceMemoryReading ReadDeviceMemory(const std::string& device) {
+  DeviceMemoryReading r;
+#ifdef LENSD_HAVE_CUDA_ALLOCATOR
+  int index = 0;
+  if (device.rfind("cuda:", 0) == 0 && absl::SimpleAtoi(device.substr(5), &index) &&
+      index < CudaDeviceCount()) {
+    c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(index));
+    size_t free_bytes = 0;
+    size_t total_bytes = 0;
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess) {
+      r.total = static_cast<int64_t>(total_bytes);
+      r.free = static_cast<int64_t>(free_bytes);
+    }
+    const auto stats =
+        c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(index));
+    const auto aggregate = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    r.allocated = stats.allocated_bytes[aggregate].current;
+    r.reserved = stats.reserved_bytes[aggregate].current;
+    return r;
+  }
+#endif
+  if (device != "cpu") return r;
+  r.total = DeviceTotalBytes(device);
+  r.free = static_cast<int64_t>(sysconf(_SC_AVPHYS_PAGES)) *
+           static_cast<int64_t>(sysconf(_SC_PAGE_SIZE));
+  return r;
 }
 
 void ReleaseFreedMemory() {

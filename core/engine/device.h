@@ -6,6 +6,7 @@
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -13,17 +14,27 @@
 
 namespace lensd::engine {
 
-// "cpu", "cuda", "cuda:1". INVALID_ARGUMENT for a malformed name; FAILED_PRECONDITION for a CUDA
-// device this process cannot use (no CUDA build, no GPU, or index out of range).
+// "cpu", "cuda", "cuda:1". INVALID_ARGUMENT for a malformed name or a CUDA device this process
+// cannot use (no GPU, or index out of range), naming the devices it has.
 absl::StatusOr<c10::Device> ParseDevice(absl::string_view name);
 
 // "float32", "bfloat16", "float16" (and "fp32", "bf16", "fp16"). INVALID_ARGUMENT otherwise.
 absl::StatusOr<c10::ScalarType> ParseDtype(absl::string_view name);
 std::string DtypeName(c10::ScalarType dtype);
 
-// FAILED_PRECONDITION when `dtype` cannot run on `device` with this libtorch (float16 on CPU needs
-// libtorch >= 2.1).
+// INVALID_ARGUMENT, saying which dtypes the device can run, when `dtype` cannot run on `device`
+// (bfloat16 on a GPU older than compute capability 8.0).
 absl::Status CheckComputeSupport(c10::ScalarType dtype, c10::Device device);
+
+// The process's exit status after a device error that poisons the CUDA context (EX_SOFTWARE).
+inline constexpr int kExitPoisonedDevice = 70;
+
+// Whether a CUDA error (cudaError_t) leaves the context unusable: every later call on it fails.
+bool PoisonsDevice(int32_t cuda_error);
+
+// Logs the error to stderr and ends the process with kExitPoisonedDevice, without running
+// destructors (they would call into the broken context). Thread-safe; never returns.
+[[noreturn]] void ExitOnPoisonedDevice(absl::string_view context, absl::string_view message);
 
 // Number of usable CUDA devices (0 without CUDA).
 int CudaDeviceCount();

@@ -32,6 +32,9 @@ std::vector<std::string> AvailableDevices();
 absl::StatusOr<std::string> CanonicalDevice(const std::string& name);
 // Total memory of a device in bytes (physical RAM for "cpu").
 int64_t DeviceTotalBytes(const std::string& device);
+// The device's memory now: total and free from the driver (the OS for "cpu"), allocated and
+// reserved by this process's CUDA caching allocator (zero for "cpu").
+DeviceMemoryReading ReadDeviceMemory(const std::string& device);
 
 // Sets libtorch's process-wide state once, at start-up: intra-op CPU threads (0 keeps
 // libtorch's default, one per core).

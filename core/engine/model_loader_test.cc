@@ -133,7 +133,7 @@ TEST(ModelLoader, DtypeAndDeviceOptionsAreChecked) {
   EXPECT_THAT(LoadStatus(dir, {"float64", "cpu"}).message(),
               HasSubstr("float32, bfloat16, float16"));
   EXPECT_EQ(LoadStatus(dir, {"float32", "tpu"}).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(LoadStatus(dir, {"float32", "cuda:99"}).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(LoadStatus(dir, {"float32", "cuda:99"}).code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ModelLoader, ForwardRejectsBadInputWithoutCrashing) {

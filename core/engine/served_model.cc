@@ -371,6 +371,7 @@ ModelFactory EngineModelFactory() {
   f.load = LoadServedModel;
   f.canonical_device = CanonicalDevice;
   f.release_memory = ReleaseFreedMemory;
+  f.device_memory = ReadDeviceMemory;
   return f;
 }
 

@@ -2,6 +2,8 @@
 // and roles, every RPC, field validation, batching under concurrent clients with answers equal to
 // a direct engine call, cancellation and deadlines that stop the worker, unloading under load,
 // health and metrics.
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <thread>
@@ -107,7 +109,15 @@ TEST_F(ServerTest, ModelsTokenizeAndServerInfo) {
   EXPECT_TRUE(server.auth_enabled());
   EXPECT_EQ(server.limits().max_new_tokens(), 1500);
   ASSERT_GE(server.devices_size(), 1);
-  EXPECT_GT(server.devices(0).used_bytes(), 0);
+  const v1::DeviceInfo& cpu = server.devices(0);
+  EXPECT_EQ(cpu.name(), "cpu");
+  EXPECT_GT(cpu.used_bytes(), 0);
+  // The machine's memory as the OS reports it (CUDA's allocator figures are zero on the CPU).
+  EXPECT_EQ(cpu.total_bytes(),
+            static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE));
+  EXPECT_GT(cpu.free_bytes(), 0);
+  EXPECT_LT(cpu.free_bytes(), cpu.total_bytes());
+  EXPECT_EQ(cpu.allocated_bytes(), 0);
 }
 
 TEST_F(ServerTest, DecodeMatchesTheEngineCalledDirectly) {
@@ -308,7 +318,9 @@ TEST_F(ServerTest, MetricsScrapeHoldsTheDocumentedSeries) {
         "lensd_request_duration_seconds_bucket", "lensd_queue_depth{model=\"kjv-gpt2\"}",
         "lensd_batch_size_bucket", "lensd_tokens_processed_total{model=\"kjv-gpt2\"}",
         "lensd_model_memory_bytes{device=\"cpu\",model=\"kjv-gpt2\"}", "lensd_models_loaded 1",
-        "lensd_device_memory_budget_bytes{device=\"cpu\"}"}) {
+        "lensd_device_memory_budget_bytes{device=\"cpu\"}",
+        "lensd_device_memory_total_bytes{device=\"cpu\"}",
+        "lensd_device_memory_free_bytes{device=\"cpu\"}"}) {
     EXPECT_THAT(body, HasSubstr(series));
   }
   EXPECT_THAT(server_->Log(), HasSubstr("\"method\":\"Decode\""));
