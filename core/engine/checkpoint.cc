@@ -190,9 +190,9 @@ absl::Status Checkpoint::LoadInto(const std::string& name, const at::Tensor& des
       at::Tensor source;
       if (reinterpret_cast<uintptr_t>(src) % element == 0) {
         source =
-            at::from_blob(const_cast<char*>(src), chunk_shape, at::TensorOptions().dtype(*stored));
+            at::from_blob(const_cast<char*>(src), chunk_shape, at::TensorOptions().dtype(stored));
       } else {  // misaligned in the file: copy to an aligned buffer first
-        source = at::empty(chunk_shape, at::TensorOptions().dtype(*stored));
+        source = at::empty(chunk_shape, at::TensorOptions().dtype(stored));
         std::memcpy(source.data_ptr(), src, static_cast<size_t>(n) * row_bytes);
       }
       (entry.shape.empty() ? destination : destination.narrow(0, row, n)).copy_(source);

@@ -104,15 +104,15 @@ class RowWriter {
                    bool want_log_probs) {
     const uint32_t s = request_.statistics;
     const bool forward_kl = (s & kForwardKl) && !is_model;
-    const RowStats stats = Stats(logits, forward_kl ? model_probs_ : at::Tensor());
+    const RowStats stats = Stats(logits, forward_kl ? model_probs_ : at::Tensor(), request_.top_k);
     const at::Tensor lse = stats.log_normalizer.view(Shape());
     const auto put = [&](at::Tensor& field, const at::Tensor& value) {
       field.select(1, r).copy_(value.view(Shape()));
     };
     if (request_.top_k > 0) {
-      const auto [values, ids] = logits.topk(request_.top_k, -1);
-      out_->top_probs.select(1, r).copy_((values - lse.unsqueeze(-1)).exp());
-      out_->top_ids.select(1, r).copy_(ids);
+      const std::vector<int64_t> shape = {targets_.size(0), targets_.size(1), -1};
+      out_->top_probs.select(1, r).copy_((stats.top_logits.view(shape) - lse.unsqueeze(-1)).exp());
+      out_->top_ids.select(1, r).copy_(stats.top_ids.view(shape));
     }
     if (s & kEntropy) put(out_->entropy, stats.entropy);
     if (s & kForwardKl) {
@@ -147,10 +147,10 @@ class RowWriter {
  private:
   std::vector<int64_t> Shape() const { return {targets_.size(0), targets_.size(1)}; }
   static at::Tensor Flat(const at::Tensor& logits) { return logits.reshape({-1, logits.size(-1)}); }
-  RowStats Stats(const at::Tensor& logits, const at::Tensor& weights) const {
+  RowStats Stats(const at::Tensor& logits, const at::Tensor& weights, int64_t top_k = 0) const {
     const bool need_target = request_.statistics & (kCrossEntropy | kTargetRank | kLogProbDiff);
     return ComputeRowStats(Flat(logits), weights,
-                           need_target ? targets_.reshape({-1}) : at::Tensor());
+                           need_target ? targets_.reshape({-1}) : at::Tensor(), top_k);
   }
 
   const DecodeRequest& request_;
@@ -248,7 +248,12 @@ absl::StatusOr<DecodeResult> Decode(const CausalLm& model, const Lens& lens,
     const auto lens_logits = [&](const Lens& which, const at::Tensor& h,
                                  int64_t l) -> absl::StatusOr<at::Tensor> {
       LENSD_ASSIGN_OR_RETURN(at::Tensor logits, which.Logits(model, h, l));
-      logits = logits.to(at::kFloat);
+      // The CPU's statistics read bfloat16 logits as they are (float32 arithmetic in registers);
+      // elsewhere, and for masking with float32's lowest value, they become float32 first.
+      if (!logits.device().is_cpu() || input_mask.defined() ||
+          logits.scalar_type() != at::kBFloat16) {
+        logits = logits.to(at::kFloat);
+      }
       if (input_mask.defined())
         logits = logits.masked_fill(input_mask, std::numeric_limits<float>::lowest());
       return logits;
@@ -259,7 +264,7 @@ absl::StatusOr<DecodeResult> Decode(const CausalLm& model, const Lens& lens,
       at::Tensor other;
       if (request.compare != nullptr) {
         LENSD_ASSIGN_OR_RETURN(other, lens_logits(*request.compare, h, layers[r]));
-        other = at::log_softmax(other, -1);
+        other = at::log_softmax(other, -1, at::kFloat);
       }
       const at::Tensor logp =
           writer.Write(static_cast<int64_t>(r), logits, false, other, bool(sink));

@@ -17,12 +17,16 @@ struct RowStats {
   at::Tensor target_logit;    // [n] z at the target (NaN where the target is -1)
   at::Tensor rank;            // [n] int64, 1 + #{v : z_v > z_target} (0 where the target is -1)
   at::Tensor max_logit;       // [n] max_v z_v
+  at::Tensor top_logits;      // [n, k] float32, the k largest z, largest first (if k > 0)
+  at::Tensor top_ids;         // [n, k] int64, their ids (on the CPU, lower id first on ties)
 };
 
-// `weights` [n, V] (optional, e.g. the model's probabilities) gives cross_with; `targets` [n]
-// int64 (optional, -1 for none) gives target_logit and rank.
+// `logits` [n, V] float32 or bfloat16 (read as it is on the CPU: the arithmetic is float32 with
+// double sums; other dtypes are converted). `weights` [n, V] (optional, e.g. the model's
+// probabilities) gives cross_with; `targets` [n] int64 (optional, -1 for none) gives target_logit
+// and rank; `top_k` > 0 gives the top k (in the same pass on the CPU, for k up to 64).
 RowStats ComputeRowStats(const at::Tensor& logits, const at::Tensor& weights,
-                         const at::Tensor& targets);
+                         const at::Tensor& targets, int64_t top_k = 0);
 
 }  // namespace lensd::engine
 

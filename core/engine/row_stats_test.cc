@@ -4,7 +4,9 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <limits>
+#include <utility>
 
 #include "gtest/gtest.h"
 
@@ -61,6 +63,48 @@ TEST(RowStats, MaskedAndInfiniteLogitsContributeNothing) {
   const RowStats tied = ComputeRowStats(z, at::Tensor(), at::tensor({60L, 3L, 7L}));
   EXPECT_EQ(tied.rank[2].item<int64_t>(), 1);  // ties do not rank above the target
   EXPECT_NEAR(tied.entropy[2].item<float>(), std::log(100.0), 1e-5);
+}
+
+TEST(RowStats, TopKMatchesAtenTopKAndBreaksTiesByTheLowerId) {
+  at::manual_seed(2);
+  for (const int64_t vocab : {3, 9, 50257}) {
+    const at::Tensor z = at::randn({4, vocab}) * 3;
+    for (const int64_t k : {1, 5, 64, 65}) {
+      const RowStats got = ComputeRowStats(z, at::Tensor(), at::Tensor(), k);
+      const auto [values, ids] = z.topk(std::min(k, vocab), -1);
+      EXPECT_TRUE(at::equal(got.top_logits, values)) << vocab << " " << k;
+      EXPECT_TRUE(at::equal(got.top_ids, ids)) << vocab << " " << k;
+    }
+  }
+  const at::Tensor tied =
+      at::tensor({1.0f, 3.0f, 3.0f, 2.0f, 3.0f, -1.0f, 2.0f, 0.0f, 2.0f}).view({1, -1});
+  const RowStats got = ComputeRowStats(tied, at::Tensor(), at::Tensor(), 5);
+  EXPECT_TRUE(at::equal(got.top_ids, at::tensor({1L, 2L, 4L, 3L, 6L}).view({1, -1})));
+  // Fewer finite logits than k: the -inf ones fill the places, as at::topk does.
+  at::Tensor sparse = at::full({1, 20}, -std::numeric_limits<float>::infinity());
+  sparse.index_put_({0, 7}, 1.0f);
+  const RowStats few = ComputeRowStats(sparse, at::Tensor(), at::Tensor(), 3);
+  EXPECT_EQ(few.top_ids[0][0].item<int64_t>(), 7);
+  EXPECT_TRUE(std::isinf(few.top_logits[0][2].item<float>()));
+}
+
+TEST(RowStats, BFloat16LogitsAreReadAsTheirFloat32Values) {
+  at::manual_seed(3);
+  const at::Tensor z = (at::randn({6, 50257}) * 4).to(at::kBFloat16);
+  const at::Tensor w = at::softmax(at::randn({6, 50257}), -1);
+  const at::Tensor t = at::tensor({0L, 50256L, -1L, 17L, 3L, 9L});
+  const RowStats narrow = ComputeRowStats(z, w, t, 5);
+  const RowStats wide = ComputeRowStats(z.to(at::kFloat), w, t, 5);
+  for (const auto& [a, b] : {std::pair{narrow.log_normalizer, wide.log_normalizer},
+                             {narrow.entropy, wide.entropy},
+                             {narrow.cross_with, wide.cross_with},
+                             {narrow.max_logit, wide.max_logit},
+                             {narrow.top_logits, wide.top_logits}}) {
+    EXPECT_TRUE(at::equal(a, b));
+  }
+  EXPECT_TRUE(at::equal(narrow.rank, wide.rank));
+  EXPECT_TRUE(at::equal(narrow.top_ids, wide.top_ids));
+  EXPECT_TRUE(at::allclose(narrow.target_logit, wide.target_logit, 0, 0, /*equal_nan=*/true));
 }
 
 }  // namespace

@@ -21,13 +21,16 @@ ABSL_FLAG(int, threads, 2, "intra-op CPU threads");
 ABSL_FLAG(int, prompts, 8, "prompts decoded");
 ABSL_FLAG(int, batch, 4, "prompts per Decode call");
 ABSL_FLAG(int, seq, 128, "tokens per prompt");
+ABSL_FLAG(std::string, dtype, "float32", "dtype of the weights: float32 | bfloat16 | float16");
+ABSL_FLAG(std::string, device, "cpu", "cpu | cuda:<index>");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Times all-layer decoding: lensd-decode-bench --model DIR --lens DIR");
   absl::ParseCommandLine(argc, argv);
   at::set_num_threads(absl::GetFlag(FLAGS_threads));
-  auto model = lensd::engine::LoadModel(absl::GetFlag(FLAGS_model), {});
+  auto model = lensd::engine::LoadModel(absl::GetFlag(FLAGS_model),
+                                        {absl::GetFlag(FLAGS_dtype), absl::GetFlag(FLAGS_device)});
   if (!model.ok()) return std::cerr << model.status() << "\n", 1;
   std::unique_ptr<lensd::engine::Lens> lens = std::make_unique<lensd::engine::LogitLens>();
   if (!absl::GetFlag(FLAGS_lens).empty()) {
@@ -46,7 +49,7 @@ int main(int argc, char** argv) {
                    lensd::engine::kCrossEntropy | lensd::engine::kMaxProbability;
     auto out = lensd::engine::Decode(**model, *lens, r);
     if (!out.ok()) std::cerr << out.status() << "\n", std::exit(1);
-    return out->entropy.sum().item<double>();
+    return out->entropy.sum().item<double>() + out->top_ids.sum().item<double>();
   };
   decode(tokens.narrow(0, 0, 1));  // warm-up
   const auto start = std::chrono::steady_clock::now();

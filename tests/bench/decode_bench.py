@@ -10,6 +10,10 @@ and max probability:
               (entropy(), forward_kl(), cross_entropy(), max_probability()) and the top-5 tokens
               the way its labels compute them (argpartition, then sort);
   lensd:      lensd-decode-bench, Decode over batches of prompts.
+Each in float32 and in bfloat16 (model and lens loaded in that dtype; tuned-lens's unembeddings
+return float32 logits, which PredictionTrajectory needs for numpy), beside the rate of the
+unembedding's matrix product in the same dtype, measured in the same run: lensd's achieved rate
+counts the FLOPs the decode must do (forward, translators, unembeddings).
 
     .venv/bin/python tests/bench/decode_bench.py --bench build/tests/bench/lensd-decode-bench
 """
@@ -28,6 +32,21 @@ from tuned_lens.plotting import PredictionTrajectory
 
 def tuned_lens_seconds(model, lens, prompts):
     start = time.perf_counter()
+    trajectories(model, lens, prompts)
+    return time.perf_counter() - start
+
+
+def float32_logits(model, lens):
+    """PredictionTrajectory hands log-probs to numpy, which has no bfloat16: with weights in
+    bfloat16, the model's and the lens's logits are handed on in float32 (as lensd's statistics
+    take them): a forward hook on the model's unembedding, and a wrapper of lens.forward (which
+    PredictionTrajectory calls directly)."""
+    model.get_output_embeddings().register_forward_hook(lambda module, i, output: output.float())
+    lens_forward = lens.forward
+    lens.forward = lambda h, idx: lens_forward(h, idx).float()
+
+
+def trajectories(model, lens, prompts):
     for ids in prompts:
         targets = ids[1:] + [ids[0]]
         traj = PredictionTrajectory.from_lens_and_model(lens, model, ids, targets=targets)
@@ -35,7 +54,32 @@ def tuned_lens_seconds(model, lens, prompts):
         top = np.argpartition(-traj.log_probs, 5, axis=-1)[..., :5]
         values = np.take_along_axis(traj.log_probs, top, -1)
         np.take_along_axis(top, np.argsort(-values, -1), -1)
-    return time.perf_counter() - start
+
+
+def matmul_rate(rows, d_model, vocab, dtype, repeats=6):
+    """Best-of-`repeats` FLOP/s of the unembedding's shape, [rows, d] x [d, vocab], in `dtype`
+    through the same libtorch (oneDNN for bfloat16, the BLAS for float32)."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(rows, d_model, generator=g).to(dtype)
+    w = torch.randn(vocab, d_model, generator=g).to(dtype)
+    torch.nn.functional.linear(a, w)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.nn.functional.linear(a, w)
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * rows * d_model * vocab / best
+
+
+def decode_flops(config, tokens):
+    """Multiply-adds x 2 an all-layer tuned-lens decode must do: the forward pass, then per layer
+    the translator (d x d) and the unembedding (d x vocab), and the model's own unembedding."""
+    d, layers, vocab = config.n_embd, config.n_layer, config.vocab_size
+    inner = config.n_inner or 4 * d
+    per_block = 4 * d * d + 2 * d * inner  # q, k, v, out projections and the MLP
+    forward = 2 * tokens * layers * per_block
+    lenses = 2 * tokens * layers * (d * d + d * vocab)
+    return forward + lenses + 2 * tokens * d * vocab
 
 
 def main():
@@ -46,6 +90,7 @@ def main():
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--batch", type=int, default=4, help="prompts per lensd Decode call")
     ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--dtypes", default="float32,bfloat16")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     folder = os.path.join(args.workdir, "gpt2-small")
@@ -53,7 +98,7 @@ def main():
     if not os.path.exists(os.path.join(folder, "config.json")):
         torch.manual_seed(0)
         AutoModelForCausalLM.from_config(GPT2Config()).save_pretrained(folder, safe_serialization=True)
-    model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     if not os.path.exists(os.path.join(lens_dir, "params.pt")):
         lens = TunedLens.from_model(model)
         g = torch.Generator().manual_seed(1)
@@ -61,22 +106,37 @@ def main():
             for t in lens.layer_translators:
                 t.weight.copy_(torch.randn(t.weight.shape, generator=g) * 0.02)
         lens.save(lens_dir)
-    lens = TunedLens.from_model_and_pretrained(model, lens_dir).eval()
 
     g = torch.Generator().manual_seed(0)
     prompts = [torch.randint(0, model.config.vocab_size, (args.seq,), generator=g).tolist()
                for _ in range(args.prompts)]
-    ours = json.loads(subprocess.run(
-        [args.bench, f"--model={folder}", f"--lens={lens_dir}", f"--threads={args.threads}",
-         f"--prompts={args.prompts}", f"--batch={args.batch}", f"--seq={args.seq}"],
-        check=True, capture_output=True, text=True).stdout)
-    theirs = args.prompts / tuned_lens_seconds(model, lens, prompts)
+    cfg = model.config
+    flops = decode_flops(cfg, args.prompts * args.seq)
     print(f"all-layer decoding, GPT-2-small shape (12 layers + output, vocab 50257), tuned lens, "
-          f"{args.prompts} prompts x {args.seq} tokens, {args.threads} CPU threads\n")
-    print(f"{'':28} {'prompts/s':>10} {'tokens/s':>10}")
-    print(f"{'tuned-lens (Python)':28} {theirs:10.3f} {theirs * args.seq:10.0f}")
-    print(f"{'lensd engine':28} {ours['prompts_per_s']:10.3f} {ours['tokens_per_s']:10.0f}")
-    print(f"\nspeedup {ours['prompts_per_s'] / theirs:.2f}x")
+          f"{args.prompts} prompts x {args.seq} tokens, {args.threads} CPU threads; matmul: "
+          f"[{args.batch * args.seq} x {cfg.n_embd}] x [{cfg.n_embd} x {cfg.vocab_size}], best of 6\n")
+    print(f"{'dtype':10} {'tuned-lens tok/s':>17} {'lensd tok/s':>12} {'speedup':>8} "
+          f"{'lensd GFLOP/s':>14} {'matmul GFLOP/s':>15} {'of matmul':>10}")
+    rows = []
+    for name in args.dtypes.split(","):
+        dtype = getattr(torch, name)
+        m = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
+        lens = TunedLens.from_model_and_pretrained(m, lens_dir).to(dtype).eval()
+        if dtype != torch.float32:
+            float32_logits(m, lens)
+        theirs = args.prompts * args.seq / tuned_lens_seconds(m, lens, prompts)
+        ours = json.loads(subprocess.run(
+            [args.bench, f"--model={folder}", f"--lens={lens_dir}", f"--threads={args.threads}",
+             f"--prompts={args.prompts}", f"--batch={args.batch}", f"--seq={args.seq}",
+             f"--dtype={name}"], check=True, capture_output=True, text=True).stdout)["tokens_per_s"]
+        rate = matmul_rate(args.batch * args.seq, cfg.n_embd, cfg.vocab_size, dtype)
+        achieved = flops / (args.prompts * args.seq / ours)
+        rows.append((name, achieved, rate))
+        print(f"{name:10} {theirs:17.0f} {ours:12.0f} {ours / theirs:7.2f}x "
+              f"{achieved / 1e9:14.1f} {rate / 1e9:15.1f} {achieved / rate:9.0%}")
+    best = max(rows, key=lambda r: r[1])
+    print(f"\nlensd's best dtype ({best[0]}) runs at {best[1] / max(r[2] for r in rows):.0%} of the "
+          f"best matmul rate measured ({max(r[2] for r in rows) / 1e9:.1f} GFLOP/s)")
 
 
 if __name__ == "__main__":
