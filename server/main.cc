@@ -59,6 +59,10 @@ ABSL_FLAG(std::string, data_root, "",
 ABSL_FLAG(int, jobs_per_device, 1, "training jobs running at once on one device");
 ABSL_FLAG(int, max_jobs_per_tenant, 8, "unfinished training jobs one tenant may have");
 ABSL_FLAG(int, intra_op_threads, 0, "CPU threads per libtorch op (0: one per core)");
+ABSL_FLAG(
+    std::string, cpu_precision, "auto",
+    "what training precision \"auto\" means on the CPU: auto (bfloat16 autocast where the CPU "
+    "has bfloat16 arithmetic, as tuned-lens trains on a GPU; else float32), float32, bfloat16");
 ABSL_FLAG(int64_t, max_tokens_per_request, 4096, "most input tokens in one request");
 ABSL_FLAG(int64_t, max_new_tokens, 1024, "most new tokens one Generate request may ask for");
 ABSL_FLAG(int64_t, max_message_bytes, 64 << 20, "largest gRPC message received or sent");
@@ -197,6 +201,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   lensd::engine::ConfigureRuntime(absl::GetFlag(FLAGS_intra_op_threads));
+  if (const absl::Status s = lensd::engine::SetCpuPrecision(absl::GetFlag(FLAGS_cpu_precision));
+      !s.ok()) {
+    std::cerr << "lensd: --cpu_precision: " << s.message() << "\n";
+    return 2;
+  }
+  options->cpu_training_precision = lensd::engine::CpuPrecision();
   auto server = lensd::server::LensdServer::Start(*options, lensd::engine::EngineModelFactory());
   if (!server.ok()) {
     std::cerr << "lensd: " << server.status().message() << "\n";

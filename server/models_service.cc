@@ -276,6 +276,7 @@ grpc::ServerUnaryReactor* ModelsService::GetServerInfo(grpc::CallbackServerConte
     limits->set_batch_max_delay_us(l.batch_max_delay_us);
     limits->set_max_new_tokens(l.max_new_tokens);
     response->set_auth_enabled(env_.tokens.has_value());
+    response->set_cpu_training_precision(env_.cpu_training_precision);
     if (env_.tokens.has_value()) {
       response->set_tenant(call->info().principal().tenant);
       response->set_role(RoleName(call->info().principal().role));

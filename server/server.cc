@@ -116,6 +116,7 @@ absl::StatusOr<std::unique_ptr<LensdServer>> LensdServer::Start(ServerOptions op
   s->env_.jobs = s->jobs_.get();
   s->env_.repository = o.repository;
   s->env_.data_root = o.data_root;
+  s->env_.cpu_training_precision = o.cpu_training_precision;
   s->models_service_ = std::make_unique<ModelsService>(s->env_);
   s->training_service_ = std::make_unique<TrainingService>(s->env_);
   s->lens_service_ = std::make_unique<LensService>(s->env_);

@@ -35,6 +35,7 @@ struct StartupModel {
 
 struct ServerOptions {
   std::string address = "127.0.0.1:50051";
+  std::string cpu_training_precision = "float32";  // reported by GetServerInfo
   std::string repository;
   std::vector<StartupModel> models;
   std::vector<std::pair<std::string, std::string>> lenses;  // (model, lens) to load at start

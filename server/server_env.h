@@ -42,6 +42,7 @@ struct ServerEnv {
   JobManager* jobs = nullptr;        // training jobs
   std::string repository;            // the model repository (trained lenses are written here)
   std::string data_root;             // training data lives under it ("" = inline texts only)
+  std::string cpu_training_precision;  // what precision "auto" trains in on the CPU
 };
 
 }  // namespace lensd::server

@@ -5,6 +5,7 @@
 #include <torch/version.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 
@@ -82,6 +83,34 @@ absl::Status CheckComputeSupport(c10::ScalarType dtype, c10::Device device) {
   (void)device;
   return absl::OkStatus();
 }
+
+namespace {
+// 0 auto, 1 float32, 2 bfloat16; written once at start-up, read by training runs.
+std::atomic<int> cpu_precision{0};
+}  // namespace
+
+bool CpuHasBf16Arithmetic() { return __builtin_cpu_supports("avx512bf16"); }
+
+bool CpuAutoUsesBf16() {
+  const int p = cpu_precision.load();
+  return p == 2 || (p == 0 && CpuHasBf16Arithmetic());
+}
+
+absl::Status SetCpuPrecision(const std::string& name) {
+  if (name == "auto") {
+    cpu_precision = 0;
+  } else if (name == "float32") {
+    cpu_precision = 1;
+  } else if (name == "bfloat16") {
+    cpu_precision = 2;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cpu precision \"", name, "\" is not one of auto, float32, bfloat16"));
+  }
+  return absl::OkStatus();
+}
+
+std::string CpuPrecision() { return CpuAutoUsesBf16() ? "bfloat16" : "float32"; }
 
 bool PoisonsDevice(int32_t cuda_error) {
   // The CUDA errors after which the context is unusable until the process ends (cudaError_t:

@@ -26,6 +26,13 @@ std::string DtypeName(c10::ScalarType dtype);
 // (bfloat16 on a GPU older than compute capability 8.0).
 absl::Status CheckComputeSupport(c10::ScalarType dtype, c10::Device device);
 
+// Whether this CPU has bfloat16 arithmetic (AVX512_BF16; AMX CPUs have it too).
+bool CpuHasBf16Arithmetic();
+
+// Whether precision "auto" runs lens training under bfloat16 autocast on the CPU: the
+// --cpu_precision setting (SetCpuPrecision), "auto" meaning when the CPU has bfloat16 arithmetic.
+bool CpuAutoUsesBf16();
+
 // The process's exit status after a device error that poisons the CUDA context (EX_SOFTWARE).
 inline constexpr int kExitPoisonedDevice = 70;
 

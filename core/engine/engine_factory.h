@@ -36,6 +36,13 @@ int64_t DeviceTotalBytes(const std::string& device);
 // reserved by this process's CUDA caching allocator (zero for "cpu").
 DeviceMemoryReading ReadDeviceMemory(const std::string& device);
 
+// What precision "auto" means for lens training on the CPU, set once at start-up: "auto"
+// (bfloat16 autocast where the CPU has bfloat16 arithmetic, as tuned-lens's loop runs on a GPU;
+// else float32), "float32" or "bfloat16". INVALID_ARGUMENT for another name.
+absl::Status SetCpuPrecision(const std::string& name);
+// "float32" or "bfloat16": what the setting resolves to on this CPU.
+std::string CpuPrecision();
+
 // Sets libtorch's process-wide state once, at start-up: intra-op CPU threads (0 keeps
 // libtorch's default, one per core).
 void ConfigureRuntime(int intra_op_threads);

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "core/engine/device.h"
 #include "core/engine/lens_checkpoint.h"
 #include "core/engine/lens_trainer.h"
 #include "core/engine/lens_writer.h"
@@ -28,7 +29,8 @@ LensTrainingOptions OptionsOf(const TrainLensSpec& spec, const at::Device& devic
   o.momentum = spec.momentum;
   o.weight_decay = spec.weight_decay;
   o.bias_only = spec.bias_only;
-  o.bf16_autocast = spec.precision == "bfloat16" || (spec.precision == "auto" && device.is_cuda());
+  o.bf16_autocast = spec.precision == "bfloat16" ||
+                    (spec.precision == "auto" && (device.is_cuda() || CpuAutoUsesBf16()));
   return o;
 }
 

@@ -118,6 +118,9 @@ TEST_F(ServerTest, ModelsTokenizeAndServerInfo) {
   EXPECT_GT(cpu.free_bytes(), 0);
   EXPECT_LT(cpu.free_bytes(), cpu.total_bytes());
   EXPECT_EQ(cpu.allocated_bytes(), 0);
+  // --cpu_precision=auto: bfloat16 autocast exactly where the CPU has bfloat16 arithmetic.
+  EXPECT_EQ(server.cpu_training_precision(),
+            __builtin_cpu_supports("avx512bf16") ? "bfloat16" : "float32");
 }
 
 TEST_F(ServerTest, DecodeMatchesTheEngineCalledDirectly) {

@@ -265,8 +265,9 @@ type TrainLensJob struct {
 	Seed *uint64 `protobuf:"varint,14,opt,name=seed,proto3,oneof" json:"seed,omitempty"`
 	// Steps between checkpoints. Default 25.
 	CheckpointEvery *int64 `protobuf:"varint,15,opt,name=checkpoint_every,json=checkpointEvery,proto3,oneof" json:"checkpoint_every,omitempty"`
-	// "auto" (default: bfloat16 autocast for the lens and loss on a GPU, as tuned-lens's loop does;
-	// float32 on the CPU), "bfloat16" (autocast on any device) or "float32".
+	// "auto" (default: bfloat16 autocast for the lens and loss on a GPU, as tuned-lens's loop does,
+	// and on a CPU with bfloat16 arithmetic unless the server's --cpu_precision says otherwise;
+	// else float32), "bfloat16" (autocast on any device) or "float32".
 	Precision string `protobuf:"bytes,16,opt,name=precision,proto3" json:"precision,omitempty"`
 }
 
