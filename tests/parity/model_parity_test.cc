@@ -97,6 +97,33 @@ TEST_P(ModelParity, Float32LogitsAndHiddenStates) {
             << std::max(hidden_err, final_err) << "\n";
 }
 
+// Attention runs through scaled_dot_product_attention unless a hook observes the pattern or the
+// scores; then it runs eagerly. Both must give transformers' eager logits, in float32 and in
+// bfloat16 (there within bfloat16's rounding of each other).
+TEST_P(ModelParity, EagerAttentionWhenThePatternIsObservedGivesTheSameLogits) {
+  for (const char* dtype : {"float32", "bfloat16"}) {
+    auto model = Load(dtype);
+    ASSERT_NE(model, nullptr);
+    const int64_t layers = model->config().num_layers;
+    Hooks hooks(layers);
+    for (int64_t i = 0; i < layers; ++i) hooks.Capture({HookKind::kAttnPattern, i});
+    auto eager = model->Forward({ids_, mask_}, &hooks);
+    auto fused = model->Forward({ids_, mask_});
+    ASSERT_TRUE(eager.ok() && fused.ok());
+    ASSERT_TRUE(hooks.Captured({HookKind::kAttnPattern, layers - 1}).defined());
+    const double scale = ref_.at("logits_fp32").abs().max().item<double>();
+    const double between = MaxAbsDiff(eager->logits, fused->logits, mask_);
+    if (std::string(dtype) == "float32") {
+      EXPECT_LE(MaxAbsDiff(eager->logits, ref_.at("logits_fp32"), mask_), kTolerance);
+      EXPECT_LE(between, kTolerance);
+    } else {
+      EXPECT_LE(between, kBf16VsBf16 * scale);
+    }
+    std::cout << GetParam() << " " << dtype << ": eager vs fused attention, logits max diff "
+              << between << "\n";
+  }
+}
+
 TEST_P(ModelParity, Bfloat16Logits) {
   auto model = Load("bfloat16");
   ASSERT_NE(model, nullptr);
