@@ -24,6 +24,7 @@ ABSL_FLAG(int64_t, seq, 128, "tokens per sequence");
 ABSL_FLAG(int64_t, steps, 5, "optimizer steps");
 ABSL_FLAG(int64_t, tokens_per_step, 512, "tokens per optimizer step");
 ABSL_FLAG(int64_t, micro_batch, 2, "sequences per forward pass");
+ABSL_FLAG(std::string, precision, "float32", "the job's precision: float32 | bfloat16 | auto");
 
 int main(int argc, char** argv) {
   lensd::engine::UsePassiveOpenMpWaits(argv);
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
   run.spec.seq_len = absl::GetFlag(FLAGS_seq);
   run.spec.tokens_per_step = absl::GetFlag(FLAGS_tokens_per_step);
   run.spec.micro_batch = absl::GetFlag(FLAGS_micro_batch);
+  run.spec.precision = absl::GetFlag(FLAGS_precision);
   run.spec.checkpoint_every = run.spec.num_steps;
   run.spec.data.path = absl::GetFlag(FLAGS_tokens);
   run.seq_len = run.spec.seq_len;

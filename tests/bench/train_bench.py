@@ -3,15 +3,17 @@
 checkpoint, same data in the same order, same hyper-parameters, same CPU threads, one run.
 
 tuned-lens: Train.execute of tuned_lens/scripts/train_loop.py (0.2.0, unmodified), with its data
-            pipeline replaced by the same micro-batches and bfloat16 autocast off (float32 on the
-            CPU on both sides), as tests/parity/train_reference.py runs it;
-lensd:      lensd-train-bench, RunLensTraining as a training job runs it.
+            pipeline replaced by the same micro-batches, as tests/parity/train_reference.py runs
+            it; --precision float32 turns its bfloat16 autocast off, bfloat16 keeps it (what its
+            loop does on a GPU);
+lensd:      lensd-train-bench, RunLensTraining as a training job runs it, at the same precision.
 Both train a KL lens (the default) on a random-init GPT-2 checkpoint (save_pretrained). The first
 step is a warm-up; throughput is tokens per second over the remaining steps.
 
     .venv/bin/python tests/bench/train_bench.py --bench build/tests/bench/lensd-train-bench
 """
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -73,8 +75,13 @@ def main():
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--tokens-per-step", type=int, default=512)
     ap.add_argument("--micro-batch", type=int, default=2)
+    ap.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.precision == "float32":
+        train_loop.th.autocast = lambda *a, **k: contextlib.nullcontext()
+    else:
+        train_loop.th.autocast = train_reference.AUTOCAST
     work = tempfile.mkdtemp(prefix="lensd-train-bench-")
     try:
         model_dir = os.path.join(work, "model")
@@ -92,7 +99,8 @@ def main():
             [args.bench, f"--model={model_dir}", f"--tokens={tokens_file}",
              f"--workdir={os.path.join(work, 'lensd')}", f"--threads={args.threads}",
              f"--seq={args.seq}", f"--steps={args.steps}",
-             f"--tokens_per_step={args.tokens_per_step}", f"--micro_batch={args.micro_batch}"],
+             f"--tokens_per_step={args.tokens_per_step}", f"--micro_batch={args.micro_batch}",
+             f"--precision={args.precision}"],
             check=True, capture_output=True, text=True).stdout)
         their_ends, their_losses = tuned_lens_step_ends(model_dir, tokens, args, work)
     finally:
@@ -102,7 +110,7 @@ def main():
     print(f"tuned-lens training (KL), {args.shape} shape ({config.n_layer} layers, d_model "
           f"{config.n_embd}, vocab {config.vocab_size}), {args.steps} steps of "
           f"{args.tokens_per_step} tokens ({args.micro_batch} x {args.seq} per forward pass), "
-          f"{args.threads} CPU threads, float32; first step not timed\n")
+          f"{args.threads} CPU threads, {args.precision}; first step not timed\n")
     print(f"{'':28} {'tokens/s':>10} {'s/step':>8}")
     for name, rate in (("tuned-lens (Python)", theirs), ("lensd engine", mine)):
         print(f"{name:28} {rate:10.0f} {args.tokens_per_step / rate:8.2f}")
