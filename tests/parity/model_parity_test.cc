@@ -31,6 +31,8 @@ using lensd::testing::ReadReference;
 constexpr double kTolerance = 1e-4;
 constexpr double kBf16VsBf16 = 0.04;
 constexpr double kBf16VsFp32 = 0.025;
+// float16 (10 mantissa bits to bfloat16's 7) against transformers' float32 logits.
+constexpr double kFp16VsFp32 = 0.005;
 
 std::string ModelsDir() { return std::string(LENSD_TEST_BINARY_DIR) + "/parity/models"; }
 
@@ -137,6 +139,21 @@ TEST_P(ModelParity, Bfloat16Logits) {
   EXPECT_LE(vs_fp32, kBf16VsFp32 * scale);
   std::cout << GetParam() << " bf16: max err vs transformers bf16 " << vs_bf16 << ", vs fp32 "
             << vs_fp32 << " (logit scale " << scale << ")\n";
+}
+
+// float16 weights on the CPU (PyTorch 2.x runs its matmuls and norms): norms and softmax in
+// float32 as in bfloat16.
+TEST_P(ModelParity, Float16Logits) {
+  auto model = Load("float16");
+  ASSERT_NE(model, nullptr);
+  EXPECT_EQ(model->dtype(), at::kHalf);
+  auto out = model->Forward({ids_, mask_});
+  ASSERT_TRUE(out.ok()) << out.status();
+  const double vs_fp32 = MaxAbsDiff(out->logits, ref_.at("logits_fp32"), mask_);
+  const double scale = ref_.at("logits_fp32").abs().max().item<double>();
+  EXPECT_LE(vs_fp32, kFp16VsFp32 * scale);
+  std::cout << GetParam() << " fp16: max err vs transformers fp32 " << vs_fp32 << " (logit scale "
+            << scale << ")\n";
 }
 
 TEST_P(ModelParity, GradientsAtResidPre) {
