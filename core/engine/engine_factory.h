@@ -44,7 +44,8 @@ absl::Status SetCpuPrecision(const std::string& name);
 std::string CpuPrecision();
 
 // Sets libtorch's process-wide state once, at start-up: intra-op CPU threads (0 keeps
-// libtorch's default, one per core).
+// libtorch's default, one per core), and the C allocator's thresholds so that large tensors
+// freed by one request are reused by the next instead of mapped and zeroed anew.
 void ConfigureRuntime(int intra_op_threads);
 
 // Makes libtorch's OpenMP threads sleep between parallel regions instead of spinning: when

@@ -11,6 +11,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "core/engine/decode.h"
+#include "core/engine/engine_factory.h"
 #include "core/engine/lens.h"
 #include "core/engine/model_loader.h"
 #include "nlohmann/json.hpp"
@@ -27,8 +28,9 @@ ABSL_FLAG(std::string, device, "cpu", "cpu | cuda:<index>");
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Times all-layer decoding: lensd-decode-bench --model DIR --lens DIR");
+  lensd::engine::UsePassiveOpenMpWaits(argv);  // as lensd runs
   absl::ParseCommandLine(argc, argv);
-  at::set_num_threads(absl::GetFlag(FLAGS_threads));
+  lensd::engine::ConfigureRuntime(absl::GetFlag(FLAGS_threads));
   auto model = lensd::engine::LoadModel(absl::GetFlag(FLAGS_model),
                                         {absl::GetFlag(FLAGS_dtype), absl::GetFlag(FLAGS_device)});
   if (!model.ok()) return std::cerr << model.status() << "\n", 1;
