@@ -38,10 +38,10 @@ struct ServerEnv {
   ModelRegistry* registry = nullptr;
   TenantLimiter* tenants = nullptr;
   Metrics* metrics = nullptr;
-  Background* background = nullptr;  // admin work (loads, unloads) off the gRPC threads
-  JobManager* jobs = nullptr;        // training jobs
-  std::string repository;            // the model repository (trained lenses are written here)
-  std::string data_root;             // training data lives under it ("" = inline texts only)
+  Background* background = nullptr;    // admin work (loads, unloads) off the gRPC threads
+  JobManager* jobs = nullptr;          // training jobs
+  std::string repository;              // the model repository (trained lenses are written here)
+  std::string data_root;               // training data lives under it ("" = inline texts only)
   std::string cpu_training_precision;  // what precision "auto" trains in on the CPU
 };
 
