@@ -93,7 +93,7 @@ void JobManager::Bump(const std::string& id) {
   changed_.SignalAll();
 }
 
-absl::Status JobManager::Submit(JobRecord job) {
+absl::StatusOr<JobRecord> JobManager::Submit(JobRecord job) {
   bool known = false;
   for (const std::string& d : options_.devices) known = known || d == job.device;
   if (!known) {
@@ -112,11 +112,12 @@ absl::Status JobManager::Submit(JobRecord job) {
                      options_.max_unfinished_per_tenant, "); wait for one or cancel one"));
   }
   job.state = JobState::kQueued;
+  if (job.created <= 0) job.created = absl::ToUnixMicros(absl::Now()) / 1e6;
   LENSD_RETURN_IF_ERROR(store_->Insert(job));
   absl::MutexLock lock(&mu_);
   queue_.push_back(job.id);
   Bump(job.id);
-  return absl::OkStatus();
+  return job;
 }
 
 absl::Status JobManager::Cancel(const std::string& id, const std::string& tenant, bool any_tenant) {

@@ -65,8 +65,9 @@ class JobManager {
 
   // Queues a job (id, tenant, kind, model, device, spec, num_steps set by the caller).
   // RESOURCE_EXHAUSTED when the tenant has too many unfinished jobs; INVALID_ARGUMENT for a
-  // device not in the options.
-  absl::Status Submit(JobRecord job);
+  // device not in the options. Returns the job as queued: the reply to a submit says QUEUED even
+  // when a worker has already picked the job up.
+  absl::StatusOr<JobRecord> Submit(JobRecord job);
   // Cancels a queued job at once and a running one at its next check (within a second).
   // NOT_FOUND for an unknown id (or one of another tenant unless `any_tenant`);
   // FAILED_PRECONDITION for a finished job.

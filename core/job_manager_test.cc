@@ -150,7 +150,7 @@ TEST_F(JobManagerTest, TenantsAreCappedServedRoundRobinAndOneJobRunsPerDevice) {
   while (manager_->Get("a1")->state != JobState::kRunning) absl::SleepFor(absl::Milliseconds(5));
   ASSERT_TRUE(manager_->Submit(Job("a2", "alice", 2)).ok());
   ASSERT_TRUE(manager_->Submit(Job("a3", "alice", 2)).ok());
-  const absl::Status capped = manager_->Submit(Job("a4", "alice", 2));
+  const absl::Status capped = manager_->Submit(Job("a4", "alice", 2)).status();
   EXPECT_EQ(capped.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(capped.message()), HasSubstr("3 unfinished jobs"));
   ASSERT_TRUE(manager_->Submit(Job("b1", "bob", 2)).ok());

@@ -199,14 +199,9 @@ grpc::ServerUnaryReactor* TrainingService::SubmitJob(grpc::CallbackServerContext
   }
   call->info().set_model(request->model());
   env_.background->Run([this, call, response, job = *std::move(job)]() mutable {
-    const std::string id = job.id;
-    absl::Status submitted = env_.jobs->Submit(std::move(job));
-    if (submitted.ok()) {
-      absl::StatusOr<JobRecord> stored = env_.jobs->Get(id);
-      submitted = stored.status();
-      if (stored.ok()) FillJob(*stored, response);
-    }
-    call->Done(submitted);
+    const absl::StatusOr<JobRecord> queued = env_.jobs->Submit(std::move(job));
+    if (queued.ok()) FillJob(*queued, response);
+    call->Done(queued.status());
   });
   return call;
 }
