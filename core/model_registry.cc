@@ -1,12 +1,14 @@
 #include "core/model_registry.h"
 
 #include <algorithm>
+#include <array>
 #include <filesystem>
 #include <system_error>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
 #include "core/status_macros.h"
 
 namespace lensd {
@@ -64,7 +66,7 @@ ModelRegistry::ModelRegistry(RegistryOptions options, ModelFactory factory,
 ModelRegistry::~ModelRegistry() {
   absl::MutexLock lock(&mu_);
   for (auto& [name, slot] : slots_) {
-    if (slot.scheduler != nullptr) slot.scheduler->Drain();
+    if (slot.loaded != nullptr) slot.loaded->scheduler->Drain();
   }
 }
 
@@ -99,8 +101,20 @@ absl::StatusOr<ModelStatus> ModelRegistry::Load(const std::string& name,
   if (options.device.empty()) options.device = "cpu";
   if (options.dtype.empty()) options.dtype = "float32";
   LENSD_ASSIGN_OR_RETURN(options.device, factory_.canonical_device(options.device));
+  // The request's own fields first: what fails after this is the model's (FAILED, with why).
+  constexpr std::array<absl::string_view, 7> kDtypes = {"float32", "fp32", "bfloat16", "bf16",
+                                                        "float16", "fp16", "auto"};
+  if (std::find(kDtypes.begin(), kDtypes.end(), options.dtype) == kDtypes.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dtype: \"", options.dtype, "\" is not one of float32, bfloat16, float16, auto"));
+  }
   const std::string dir = (fs::path(options_.repository) / name).string();
-  LENSD_ASSIGN_OR_RETURN(const int64_t estimate, factory_.estimate_bytes(dir, options));
+  const absl::StatusOr<int64_t> estimated = factory_.estimate_bytes(dir, options);
+  if (!estimated.ok()) {
+    MarkFailed(name, estimated.status());
+    return estimated.status();
+  }
+  const int64_t estimate = *estimated;
   {
     absl::MutexLock lock(&mu_);
     Slot& slot = slots_[name];
@@ -142,21 +156,28 @@ absl::StatusOr<ModelStatus> ModelRegistry::Load(const std::string& name,
   slot.weight_bytes = slot.model->info().parameter_bytes;
   budget_.Release(options.device, estimate);
   budget_.Charge(options.device, slot.weight_bytes);
-  slot.scheduler = std::make_unique<Scheduler>(name, options_.scheduler, observer_);
   auto loaded = std::make_shared<LoadedModel>();
   loaded->name = name;
   loaded->device = options.device;
   loaded->model = slot.model;
   loaded->tokenizer = std::move(tok);
-  loaded->scheduler = slot.scheduler.get();
+  loaded->scheduler = std::make_unique<Scheduler>(name, options_.scheduler, observer_);
   slot.loaded = std::move(loaded);
   slot.state = ModelState::kReady;
   return Describe(name, &slot);
 }
 
-absl::StatusOr<int64_t> ModelRegistry::Unload(const std::string& name) {
+void ModelRegistry::MarkFailed(const std::string& name, const absl::Status& status) {
+  absl::MutexLock lock(&mu_);
+  Slot& slot = slots_[name];
+  if (slot.state != ModelState::kAvailable && slot.state != ModelState::kFailed) return;
+  slot.state = ModelState::kFailed;
+  slot.reason = std::string(status.message());
+}
+
+absl::StatusOr<int64_t> ModelRegistry::Unload(const std::string& name, absl::Duration handle_wait) {
   LENSD_RETURN_IF_ERROR(Get(name).status());
-  Scheduler* scheduler = nullptr;
+  std::shared_ptr<const LoadedModel> loaded;
   {
     absl::MutexLock lock(&mu_);
     Slot& slot = slots_[name];
@@ -165,10 +186,14 @@ absl::StatusOr<int64_t> ModelRegistry::Unload(const std::string& name) {
           absl::StrCat("model ", name, " is ", ModelStateName(slot.state), "; retry shortly"));
     }
     slot.state = ModelState::kUnloading;
-    scheduler = slot.scheduler.get();
+    loaded = slot.loaded;
   }
-  // Queued and running work finishes; new work is refused with UNAVAILABLE meanwhile.
-  scheduler->Drain();
+  // Running batches finish; queued and new work is refused meanwhile.
+  loaded->scheduler->Close(absl::UnavailableError(
+      absl::StrCat("model ", name, " was unloaded before this request ran; load it again")));
+  const std::weak_ptr<const ServedModel> weights = loaded->model;
+  const std::string device = loaded->device;
+  loaded.reset();
   int64_t freed = 0;
   {
     absl::MutexLock lock(&mu_);
@@ -176,9 +201,13 @@ absl::StatusOr<int64_t> ModelRegistry::Unload(const std::string& name) {
     freed = slot.weight_bytes;
     for (const auto& [lens, bytes] : slot.lens_bytes) freed += bytes;
     for (const auto& [sae, bytes] : slot.sae_bytes) freed += bytes;
-    budget_.Release(slot.loaded->device, freed);
-    slots_.erase(name);  // the last references to the weights, unless a caller still holds one
+    slots_.erase(name);
   }
+  // Requests that took a handle before the unload (tokenizing, or refused by the closed queue)
+  // let go within moments; the budget is released once the weights are really gone.
+  const absl::Time until = absl::Now() + handle_wait;
+  while (!weights.expired() && absl::Now() < until) absl::SleepFor(absl::Milliseconds(1));
+  budget_.Release(device, freed);
   factory_.release_memory();
   return freed;
 }
@@ -293,7 +322,7 @@ ModelStatus ModelRegistry::Describe(const std::string& name, const Slot* slot) c
     s.loaded = slot->loaded;
     s.lenses = slot->model->Lenses();
     s.saes = slot->model->Saes();
-    s.queue_depth = slot->scheduler->depth();
+    s.queue_depth = slot->loaded->scheduler->depth();
   }
   return s;
 }

@@ -20,6 +20,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "core/memory_budget.h"
 #include "core/scheduler.h"
 #include "core/served_model.h"
@@ -29,13 +30,16 @@ namespace lensd {
 
 enum class ModelState { kAvailable, kLoading, kReady, kUnloading, kFailed };
 
-// A loaded model: immutable once published; shared by the requests that use it.
+// A loaded model: immutable once published; shared by the requests that use it. A handle keeps
+// everything it names alive (weights, tokenizer, work queue) however the model is unloaded
+// meanwhile: work submitted after an unload is refused with UNAVAILABLE, never run on freed
+// memory.
 struct LoadedModel {
   std::string name;
   std::string device;
   std::shared_ptr<const ServedModel> model;               // lens loads go through the registry
   std::shared_ptr<const tokenizer::Tokenizer> tokenizer;  // null without tokenizer.json
-  Scheduler* scheduler = nullptr;                         // owned by the registry's slot
+  std::unique_ptr<Scheduler> scheduler;                   // closed by Unload before it lets go
 };
 
 struct ModelStatus {
@@ -86,10 +90,13 @@ class ModelRegistry {
 
   // Loads <repository>/<name>. NOT_FOUND (listing what the repository has), ALREADY_EXISTS,
   // UNAVAILABLE while it loads or unloads, RESOURCE_EXHAUSTED over the device budget, the
-  // engine's errors (the model is then FAILED with the reason).
+  // engine's errors on reading the folder (config.json, weights, tokenizer.json: the model is
+  // then FAILED with the reason).
   absl::StatusOr<ModelStatus> Load(const std::string& name, const ServedModelOptions& options);
-  // Stops new work, finishes queued work, frees the memory. Returns the bytes freed.
-  absl::StatusOr<int64_t> Unload(const std::string& name);
+  // Stops new work, refuses queued work (UNAVAILABLE), waits for running batches and for the
+  // handles requests still hold (up to `handle_wait`), frees the memory. Returns the bytes freed.
+  absl::StatusOr<int64_t> Unload(const std::string& name,
+                                 absl::Duration handle_wait = absl::Seconds(30));
   absl::StatusOr<LensDescription> LoadLens(const std::string& model, const std::string& lens);
   absl::StatusOr<int64_t> UnloadLens(const std::string& model, const std::string& lens);
   // Attaches <repository>/<model>/saes/<sae>. NOT_FOUND (listing the folder), RESOURCE_EXHAUSTED
@@ -117,7 +124,6 @@ class ModelRegistry {
     std::string reason;
     std::shared_ptr<const LoadedModel> loaded;
     std::shared_ptr<ServedModel> model;  // the mutable handle (lens loads)
-    std::unique_ptr<Scheduler> scheduler;
     int64_t weight_bytes = 0;
     std::map<std::string, int64_t> lens_bytes;
     std::map<std::string, int64_t> sae_bytes;
@@ -133,6 +139,9 @@ class ModelRegistry {
 
   ModelRegistry(RegistryOptions options, ModelFactory factory, SchedulerObserver* observer);
   std::vector<std::string> RepositoryModels() const;
+  // A load that failed on the model's own files: FAILED with the reason (unless another load or
+  // an unload owns the slot now).
+  void MarkFailed(const std::string& name, const absl::Status& status);
   absl::Status CheckName(const std::string& name, const char* field) const;
   ModelStatus Describe(const std::string& name, const Slot* slot) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);

@@ -1,6 +1,7 @@
 #include "core/scheduler.h"
 
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -20,6 +21,7 @@ absl::Status Work::KeepGoing() const {
 Scheduler::Scheduler(std::string model, SchedulerOptions options, SchedulerObserver* observer)
     : model_(std::move(model)), options_(options), observer_(observer) {
   const int workers = options_.workers > 0 ? options_.workers : 1;
+  absl::MutexLock lock(&join_mu_);
   for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { Loop(); });
 }
 
@@ -52,6 +54,31 @@ void Scheduler::Drain() {
     draining_ = true;
     changed_.SignalAll();
   }
+  Join();
+}
+
+void Scheduler::Close(const absl::Status& reason) {
+  std::vector<std::unique_ptr<Work>> queued;
+  {
+    absl::MutexLock lock(&mu_);
+    draining_ = true;
+    for (auto& [tenant, queue] : queues_) {
+      for (auto& w : queue) queued.push_back(std::move(w));
+    }
+    queues_.clear();
+    depth_ = 0;
+    Publish();
+    changed_.SignalAll();
+  }
+  // Outside the lock: a rejection finishes an RPC.
+  for (const auto& w : queued) w->Reject(reason);
+  queued.clear();
+  Join();
+}
+
+void Scheduler::Join() {
+  absl::MutexLock lock(&join_mu_);
+  // Never called from a worker: the registry closes a scheduler before it drops its reference.
   for (std::thread& t : threads_) {
     if (t.joinable()) t.join();
   }

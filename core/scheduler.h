@@ -88,6 +88,10 @@ class Scheduler {
   absl::Status Submit(std::unique_ptr<Work> work, std::unique_ptr<Work>* rejected);
   // Stops accepting work, runs everything already queued, waits for the workers and joins them.
   void Drain();
+  // Stops accepting work, rejects everything queued with `reason` (at once, on this thread),
+  // waits for the batches already running and joins the workers. What an unload does: it takes
+  // as long as the longest running batch, not the queue.
+  void Close(const absl::Status& reason);
 
   int64_t depth() const;
 
@@ -100,6 +104,8 @@ class Scheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int64_t Compatible(const Work& head, int64_t tokens) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Publish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Joins the workers (once; later calls and concurrent ones return after the join).
+  void Join();
 
   const std::string model_;
   const SchedulerOptions options_;
@@ -112,7 +118,8 @@ class Scheduler {
   int64_t last_batch_size_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t depth_ ABSL_GUARDED_BY(mu_) = 0;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::thread> threads_;
+  absl::Mutex join_mu_;
+  std::vector<std::thread> threads_ ABSL_GUARDED_BY(join_mu_);
 };
 
 }  // namespace lensd

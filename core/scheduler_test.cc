@@ -4,6 +4,7 @@
 #include "core/scheduler.h"
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/notification.h"
@@ -178,6 +179,34 @@ TEST_F(SchedulerTest, DrainRunsQueuedWorkThenRefusesNewWork) {
       scheduler_->Submit(std::make_unique<TestWork>(&log_, "late", "t", "", 1), &rejected);
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
   EXPECT_NE(rejected, nullptr);
+}
+
+TEST_F(SchedulerTest, CloseRejectsQueuedWorkAtOnceAndLetsTheRunningBatchFinish) {
+  Start(Options(10));
+  Add("q1", "t", "");
+  Add("q2", "u", "");
+  absl::Notification closed;
+  std::thread closer([&] {
+    scheduler_->Close(absl::UnavailableError("unloading"));
+    closed.Notify();
+  });
+  absl::SleepFor(absl::Milliseconds(50));
+  {
+    absl::MutexLock lock(&log_.mu);
+    EXPECT_EQ(log_.rejected.size(), 2u);  // before the running gate finished
+  }
+  EXPECT_FALSE(closed.HasBeenNotified());  // it waits for the running batch
+  EXPECT_EQ(scheduler_->depth(), 0);
+  gate_.Notify();
+  closed.WaitForNotification();
+  closer.join();
+  ASSERT_EQ(log_.batches.size(), 1u);  // only the gate ran
+  EXPECT_EQ(log_.rejected[0].second, absl::StatusCode::kUnavailable);
+  std::unique_ptr<Work> rejected;
+  EXPECT_EQ(
+      scheduler_->Submit(std::make_unique<TestWork>(&log_, "late", "t", "", 1), &rejected).code(),
+      absl::StatusCode::kUnavailable);
+  scheduler_->Drain();  // a second stop is harmless
 }
 
 }  // namespace
