@@ -97,6 +97,7 @@ absl::Status CallInfo::Admit(Role needed) {
 }
 
 void CallInfo::Record(const absl::Status& status) {
+  ticket_.reset();
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start_);
   const char* code = CodeName(status.code());
   if (env_.metrics != nullptr) {

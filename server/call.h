@@ -22,6 +22,7 @@
 #include "absl/time/time.h"
 #include "core/auth.h"
 #include "core/scheduler.h"
+#include "core/tenant_limiter.h"
 #include "server/server_env.h"
 #include "server/status_util.h"
 
@@ -43,7 +44,11 @@ class CallInfo {
   void set_model(std::string model) { model_ = std::move(model); }
   void add_tokens(int64_t tokens) { tokens_ += tokens; }
   void set_batch_size(int batch) { batch_ = batch; }
-  // Metrics and the log line; called once, as the RPC finishes.
+  // Keeps the tenant's in-flight slot until Record: released before the client has its answer,
+  // so that a client's next call never finds its previous one still counted.
+  void Hold(std::unique_ptr<TenantLimiter::Ticket> ticket) { ticket_ = std::move(ticket); }
+  // Releases the ticket, then writes the metrics and the log line; called once, as the RPC
+  // finishes.
   void Record(const absl::Status& status);
 
  private:
@@ -56,6 +61,7 @@ class CallInfo {
   std::string model_;
   int64_t tokens_ = 0;
   int batch_ = 0;
+  std::unique_ptr<TenantLimiter::Ticket> ticket_;
 };
 
 class UnaryCall : public grpc::ServerUnaryReactor {

@@ -26,7 +26,9 @@ absl::StatusOr<Admitted> Admit(const ServerEnv& env, CallInfo& info, const std::
   LENSD_ASSIGN_OR_RETURN(a.context.model, env.registry->Get(model));
   LENSD_ASSIGN_OR_RETURN(a.tokens,
                          ResolveInput(input, *a.context.model, env.limits, &a.text_bytes));
-  LENSD_ASSIGN_OR_RETURN(a.context.ticket, env.tenants->Acquire(info.principal().tenant));
+  LENSD_ASSIGN_OR_RETURN(std::unique_ptr<TenantLimiter::Ticket> ticket,
+                         env.tenants->Acquire(info.principal().tenant));
+  info.Hold(std::move(ticket));
   info.add_tokens(static_cast<int64_t>(a.tokens.size()));
   return a;
 }

@@ -10,16 +10,15 @@
 #include "core/lens_types.h"
 #include "core/model_registry.h"
 #include "core/scheduler.h"
-#include "core/tenant_limiter.h"
 #include "lensd/v1/lens.pb.h"
 #include "server/call.h"
 
 namespace lensd::server {
 
-// What every lens work item carries besides its request.
+// What every lens work item carries besides its request (the tenant's slot is held by the
+// call: CallInfo::Hold).
 struct WorkContext {
   std::shared_ptr<const LoadedModel> model;
-  std::unique_ptr<TenantLimiter::Ticket> ticket;  // frees the tenant's slot when the work ends
 };
 
 // Sets the scheduling fields of `work` from the call (tenant, deadline, cancellation).
@@ -34,7 +33,8 @@ struct Admitted {
 };
 
 // Checks the caller's read role, finds the loaded model, resolves the input and takes a tenant
-// slot. Errors as CallInfo::Admit, ModelRegistry::Get, ResolveInput and TenantLimiter::Acquire.
+// slot (held by `info` until the call finishes). Errors as CallInfo::Admit, ModelRegistry::Get,
+// ResolveInput and TenantLimiter::Acquire.
 absl::StatusOr<Admitted> Admit(const ServerEnv& env, CallInfo& info, const std::string& model,
                                const v1::Input& input);
 
