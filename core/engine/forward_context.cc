@@ -10,21 +10,32 @@ namespace {
 
 constexpr double kPi = 3.14159265358979323846;
 
-// Inverse frequencies [rotary_dim / 2] in float32, built the way transformers builds them
-// (float32 pow of the base), with the configured scaling. `seq_len` is max position + 1.
-at::Tensor InverseFrequencies(const ModelConfig& config, int64_t seq_len, at::Device device) {
+// Inverse frequencies [rows, rotary_dim / 2] in float32, built the way transformers builds them
+// (float32 pow of the base), with the configured scaling. `seq_lens` [rows] is each sequence's
+// max position + 1: dynamic scaling depends on it, so each request of a batch gets the base it
+// would get alone (transformers takes the padded batch's length for every row).
+at::Tensor InverseFrequencies(const ModelConfig& config, const at::Tensor& seq_lens) {
   const RopeConfig& rope = config.rope;
   const int64_t dim = rope.rotary_dim;
-  double base = rope.theta;
-  if (rope.type == "dynamic" && seq_len > config.max_positions) {
-    base *= std::pow(
-        rope.factor * static_cast<double>(seq_len) / config.max_positions - (rope.factor - 1.0),
-        static_cast<double>(dim) / static_cast<double>(dim - 2));
-  }
   const at::Tensor exponents =
-      at::arange(0, dim, 2, at::TensorOptions().dtype(at::kLong).device(device)).to(at::kFloat) /
+      at::arange(0, dim, 2, seq_lens.options().dtype(at::kLong)).to(at::kFloat) /
       static_cast<double>(dim);
-  at::Tensor inv_freq = 1.0 / at::pow(base, exponents);
+  at::Tensor inv_freq;
+  if (rope.type == "dynamic") {
+    // base * (factor * seq_len / max - (factor - 1)) ^ (dim / (dim - 2)) past max_positions; in
+    // double, then the float32 pow of the base as transformers does.
+    const at::Tensor len = seq_lens.to(at::kDouble).clamp_min(config.max_positions);
+    const at::Tensor base =
+        rope.theta * at::pow(rope.factor * len / config.max_positions - (rope.factor - 1.0),
+                             static_cast<double>(dim) / static_cast<double>(dim - 2));
+    const at::Tensor base_f =
+        at::where(seq_lens > config.max_positions, base, at::full_like(base, rope.theta))
+            .to(at::kFloat)
+            .unsqueeze(1);
+    inv_freq = 1.0 / at::pow(base_f, exponents.unsqueeze(0));
+    return inv_freq;
+  }
+  inv_freq = (1.0 / at::pow(rope.theta, exponents)).unsqueeze(0);
   if (rope.type == "linear") inv_freq = inv_freq / rope.factor;
   if (rope.type == "llama3") {
     const double old_context = static_cast<double>(rope.original_max_positions);
@@ -79,10 +90,14 @@ const at::Tensor& ForwardContext::Mask(int64_t window) {
 
 const std::pair<at::Tensor, at::Tensor>& ForwardContext::Rotary() {
   if (rotary_.first.defined()) return rotary_;
-  const int64_t seq_len = positions_.numel() > 0 ? positions_.max().item<int64_t>() + 1 : 0;
-  const at::Tensor inv_freq = InverseFrequencies(config_, seq_len, positions_.device());
-  const at::Tensor freqs = positions_.to(at::kFloat).unsqueeze(-1) * inv_freq;  // [b, t, dim/2]
-  const at::Tensor angles = at::cat({freqs, freqs}, -1).unsqueeze(2);           // [b, t, 1, dim]
+  // Each row's own length: its largest real position + 1 (padding does not count).
+  const at::Tensor seq_lens =
+      positions_.size(1) > 0 ? at::where(valid_, positions_, at::zeros_like(positions_)).amax(1) + 1
+                             : at::ones({positions_.size(0)}, positions_.options());
+  const at::Tensor inv_freq = InverseFrequencies(config_, seq_lens);  // [b, dim/2]
+  const at::Tensor freqs =
+      positions_.to(at::kFloat).unsqueeze(-1) * inv_freq.unsqueeze(1);  // [b, t, dim/2]
+  const at::Tensor angles = at::cat({freqs, freqs}, -1).unsqueeze(2);   // [b, t, 1, dim]
   rotary_ = {angles.cos().to(dtype_), angles.sin().to(dtype_)};
   return rotary_;
 }

@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 
+import alone
 import torch
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
@@ -112,20 +113,24 @@ def main():
         logit = LogitLens.from_model(model)
 
         g = torch.Generator().manual_seed(200 + index)
-        # The padded batch runs first: transformers' dynamic rope keeps the frequencies of the
-        # longest sequence seen so far, so every call must meet the model in a known state.
+        # The padded batch runs first, each row as it would alone (alone.py); transformers'
+        # dynamic rope keeps the frequencies of the longest sequence seen so far, so every call
+        # must meet the model in a known state.
         t = {}
         batch_ids = torch.randint(1, V, (2, 9), generator=g)
         batch_mask = torch.ones_like(batch_ids)
         batch_mask[1, 6:] = 0
         t["batch_ids"], t["batch_mask"] = batch_ids, batch_mask
         with torch.no_grad():
-            hidden = model(input_ids=batch_ids, attention_mask=batch_mask,
-                           output_hidden_states=True).hidden_states
+            hidden = alone.per_request(
+                model, batch_ids, batch_mask,
+                lambda i, m: list(model(input_ids=i, attention_mask=m,
+                                        output_hidden_states=True).hidden_states))
             t["tuned_layer_logits"] = torch.stack([lens.forward(hidden[i], i) for i in range(L)])
             t["logit_layer_logits"] = torch.stack([logit.forward(hidden[i], i) for i in range(L)])
             if not getattr(cfg, "use_parallel_residual", False):
-                mids = mid_streams(model, batch_ids, batch_mask)
+                mids = alone.per_request(model, batch_ids, batch_mask,
+                                         lambda i, m: mid_streams(model, i, m))
                 t["mid_layer_logits"] = torch.stack([lens.forward(mids[i], i) for i in range(L)])
             if index == 0:  # float16 translators, read back upcast
                 half = TunedLens.from_model(model)

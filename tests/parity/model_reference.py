@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 
+import alone
 import torch
 from safetensors.torch import save_file
 from transformers import (GemmaConfig, GPT2Config, GPTNeoXConfig, LlamaConfig, MistralConfig,
@@ -94,6 +95,29 @@ def last_positions(mask):
 
 
 def reference(model, ids, mask, num_layers, d_model):
+    """The reference tensors of a batch, each row as transformers answers it alone (alone.py)."""
+    targets = torch.arange(ids.shape[0]) * 7 + 3
+    layer = num_layers - 1
+    vector = torch.randn(d_model, generator=torch.Generator().manual_seed(5))
+    if alone.dynamic_rope(model.config):
+        per_row = []
+        for r in range(ids.shape[0]):
+            n = int(mask[r].sum())
+            with torch.no_grad():
+                model(input_ids=ids[r:r + 1, :1])  # back to the configured base
+            per_row.append(tensors_of(model, ids[r:r + 1, :n], mask[r:r + 1, :n], num_layers,
+                                      layer, vector, targets[r:r + 1]))
+        out = {k: torch.cat([alone.pad(row[k], ids.shape[1]) for row in per_row])
+               for k in per_row[0]}
+    else:
+        out = tensors_of(model, ids, mask, num_layers, layer, vector, targets)
+    out["targets"] = targets
+    out["steer_vector"] = vector
+    out["steer_layer"] = torch.tensor([layer])
+    return out
+
+
+def tensors_of(model, ids, mask, num_layers, layer, vector, targets):
     out = {}
     with torch.no_grad():
         res = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
@@ -102,32 +126,32 @@ def reference(model, ids, mask, num_layers, d_model):
         out[f"hidden_{i}_fp32"] = h.float()
 
     # Gradients of sum_row log p(target_row | last real token of row) w.r.t. each hidden state.
-    targets = torch.arange(len(LENGTHS)) * 7 + 3
     embeds = model.get_input_embeddings()(ids).detach().requires_grad_(True)
     res = model(inputs_embeds=embeds, attention_mask=mask, output_hidden_states=True)
     for h in res.hidden_states:
         h.retain_grad()
-    rows = torch.arange(len(LENGTHS))
+    rows = torch.arange(ids.shape[0])
     logp = torch.log_softmax(res.logits[rows, last_positions(mask)].float(), -1)
     logp[rows, targets].sum().backward()
     for i in range(num_layers):
         out[f"grad_{i}"] = res.hidden_states[i].grad.float()
-    out["targets"] = targets
 
     # Steering: add a vector to the input of one block.
-    layer = num_layers - 1
-    vector = torch.randn(d_model, generator=torch.Generator().manual_seed(5))
     blocks = model.base_model.h if hasattr(model.base_model, "h") else model.base_model.layers
-
     # Every architecture here passes hidden_states to its blocks positionally.
     handle = blocks[layer].register_forward_pre_hook(
         lambda module, args: (args[0] + vector,) + tuple(args[1:]))
     with torch.no_grad():
         out["steer_logits"] = model(input_ids=ids, attention_mask=mask).logits.float()
     handle.remove()
-    out["steer_vector"] = vector
-    out["steer_layer"] = torch.tensor([layer])
     return out
+
+
+def bf16_logits(model, ids, mask):
+    model = model.to(torch.bfloat16)
+    with torch.no_grad():
+        return alone.per_request(model, ids, mask,
+                                 lambda i, m: model(input_ids=i, attention_mask=m).logits.float())
 
 
 def main():
@@ -162,9 +186,7 @@ def main():
         ids, mask = batch(index)
         cfg = model.config
         tensors = reference(model, ids, mask, cfg.num_hidden_layers, cfg.hidden_size)
-        with torch.no_grad():
-            tensors["logits_bf16"] = model.to(torch.bfloat16)(
-                input_ids=ids, attention_mask=mask).logits.float()
+        tensors["logits_bf16"] = bf16_logits(model, ids, mask)
         tensors["input_ids"] = ids
         tensors["attention_mask"] = mask
         save_file({k: v.contiguous() for k, v in tensors.items()},
@@ -176,9 +198,7 @@ def main():
         model = AutoModelForCausalLM.from_pretrained(args.demo, attn_implementation="eager").eval()
         ids, mask = batch(99, model.config.vocab_size)
         tensors = reference(model, ids, mask, model.config.num_hidden_layers, model.config.hidden_size)
-        with torch.no_grad():
-            tensors["logits_bf16"] = model.to(torch.bfloat16)(
-                input_ids=ids, attention_mask=mask).logits.float()
+        tensors["logits_bf16"] = bf16_logits(model, ids, mask)
         tensors["input_ids"] = ids
         tensors["attention_mask"] = mask
         os.makedirs(os.path.join(args.out, name), exist_ok=True)
