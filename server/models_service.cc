@@ -122,10 +122,11 @@ grpc::ServerUnaryReactor* ModelsService::LoadModel(grpc::CallbackServerContext* 
   auto* call = new UnaryCall(env_, context, "LoadModel");
   return RunAdmin(
       env_, call, {{request->model(), "model"}}, [this, request, response]() -> absl::Status {
-        LENSD_ASSIGN_OR_RETURN(
-            const ModelStatus status,
-            env_.registry->Load(request->model(), {request->dtype(), request->device()}));
-        FillModel(status, response);
+        const absl::StatusOr<ModelStatus> status =
+            env_.registry->Load(request->model(), {request->dtype(), request->device()});
+        if (env_.models_changed) env_.models_changed();
+        LENSD_RETURN_IF_ERROR(status.status());
+        FillModel(*status, response);
         return absl::OkStatus();
       });
 }
@@ -134,12 +135,14 @@ grpc::ServerUnaryReactor* ModelsService::UnloadModel(grpc::CallbackServerContext
                                                      const v1::UnloadModelRequest* request,
                                                      v1::UnloadModelResponse* response) {
   auto* call = new UnaryCall(env_, context, "UnloadModel");
-  return RunAdmin(
-      env_, call, {{request->model(), "model"}}, [this, request, response]() -> absl::Status {
-        LENSD_ASSIGN_OR_RETURN(const int64_t freed, env_.registry->Unload(request->model()));
-        response->set_freed_bytes(freed);
-        return absl::OkStatus();
-      });
+  return RunAdmin(env_, call, {{request->model(), "model"}},
+                  [this, request, response]() -> absl::Status {
+                    const absl::StatusOr<int64_t> freed = env_.registry->Unload(request->model());
+                    if (env_.models_changed) env_.models_changed();
+                    LENSD_RETURN_IF_ERROR(freed.status());
+                    response->set_freed_bytes(*freed);
+                    return absl::OkStatus();
+                  });
 }
 
 grpc::ServerUnaryReactor* ModelsService::LoadLens(grpc::CallbackServerContext* context,

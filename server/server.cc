@@ -117,6 +117,7 @@ absl::StatusOr<std::unique_ptr<LensdServer>> LensdServer::Start(ServerOptions op
   s->env_.repository = o.repository;
   s->env_.data_root = o.data_root;
   s->env_.cpu_training_precision = o.cpu_training_precision;
+  s->env_.models_changed = [server = s.get()] { server->UpdateHealth(); };
   s->models_service_ = std::make_unique<ModelsService>(s->env_);
   s->training_service_ = std::make_unique<TrainingService>(s->env_);
   s->lens_service_ = std::make_unique<LensService>(s->env_);
@@ -139,7 +140,7 @@ absl::StatusOr<std::unique_ptr<LensdServer>> LensdServer::Start(ServerOptions op
     return absl::InvalidArgumentError(
         absl::StrCat("--address ", o.address, " cannot be listened on (in use or malformed)"));
   }
-  s->server_->GetHealthCheckService()->SetServingStatus(false);
+  s->UpdateHealth();  // every service NOT_SERVING until the startup models are in
   return s;
 }
 
@@ -170,15 +171,29 @@ absl::Status LensdServer::LoadStartupModels() {
   metrics_->Refresh(*registry_);
   // Jobs start once their models are in: a job left running by an earlier process resumes now.
   LENSD_RETURN_IF_ERROR(jobs_->Start());
-  server_->GetHealthCheckService()->SetServingStatus(true);
+  serving_ = true;
+  UpdateHealth();
   return absl::OkStatus();
+}
+
+void LensdServer::UpdateHealth() {
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  const bool up = serving_;
+  bool any_model = false;
+  for (const ModelStatus& m : registry_->List()) any_model = any_model || m.loaded != nullptr;
+  health->SetServingStatus("", up);
+  health->SetServingStatus(v1::Models::service_full_name(), up);
+  health->SetServingStatus(v1::Training::service_full_name(), up);
+  health->SetServingStatus(v1::Lens::service_full_name(), up && any_model);
+  health->SetServingStatus(v1::Attribution::service_full_name(), up && any_model);
 }
 
 void LensdServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
   if (server_ != nullptr) {
-    server_->GetHealthCheckService()->SetServingStatus(false);
+    serving_ = false;
+    UpdateHealth();
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     server_->Wait();
   }

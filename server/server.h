@@ -6,6 +6,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -69,7 +70,9 @@ class LensdServer {
                                                             ModelFactory factory);
   ~LensdServer();
 
-  // Loads the models, lenses and SAEs named in the options; health turns SERVING once all are in.
+  // Loads the models, lenses and SAEs named in the options; health turns SERVING once all are in
+  // (per service: lensd.v1.Models and lensd.v1.Training then; lensd.v1.Lens and
+  // lensd.v1.Attribution while a model is loaded).
   absl::Status LoadStartupModels();
   // Stops accepting calls, lets in-flight calls finish (cancelling them at the deadline), then
   // drains every model's queue.
@@ -80,6 +83,8 @@ class LensdServer {
 
  private:
   LensdServer() = default;
+  // Sets each service's health from whether startup is done and any model is loaded.
+  void UpdateHealth();
 
   ServerOptions options_;
   std::unique_ptr<Metrics> metrics_;
@@ -97,6 +102,7 @@ class LensdServer {
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool shut_down_ = false;
+  std::atomic<bool> serving_{false};  // startup models are in and no shutdown began
 };
 
 }  // namespace lensd::server

@@ -4,6 +4,7 @@
 #define LENSD_SERVER_SERVER_ENV_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -38,11 +39,12 @@ struct ServerEnv {
   ModelRegistry* registry = nullptr;
   TenantLimiter* tenants = nullptr;
   Metrics* metrics = nullptr;
-  Background* background = nullptr;    // admin work (loads, unloads) off the gRPC threads
-  JobManager* jobs = nullptr;          // training jobs
-  std::string repository;              // the model repository (trained lenses are written here)
-  std::string data_root;               // training data lives under it ("" = inline texts only)
-  std::string cpu_training_precision;  // what precision "auto" trains in on the CPU
+  Background* background = nullptr;      // admin work (loads, unloads) off the gRPC threads
+  JobManager* jobs = nullptr;            // training jobs
+  std::string repository;                // the model repository (trained lenses are written here)
+  std::string data_root;                 // training data lives under it ("" = inline texts only)
+  std::string cpu_training_precision;    // what precision "auto" trains in on the CPU
+  std::function<void()> models_changed;  // after a model load or unload (health); may be empty
 };
 
 }  // namespace lensd::server

@@ -130,15 +130,18 @@ int64_t LensdProcess::ResidentBytes() const {
   return -1;
 }
 
-std::string LensdProcess::Health() const {
-  // grpc.health.v1.Health/Check with HealthCheckRequest{service: ""} (empty message); the reply
+std::string LensdProcess::Health(const std::string& service) const {
+  // grpc.health.v1.Health/Check with HealthCheckRequest{service} (field 1, a string); the reply
   // is HealthCheckResponse{status = 1 (field 1, varint)} when SERVING.
   grpc::GenericStub stub(channel_);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  grpc::ByteBuffer request;
-  grpc::Slice empty("");
-  request = grpc::ByteBuffer(&empty, 1);
+  std::string encoded;
+  if (!service.empty()) {
+    encoded = std::string("\x0a", 1) + static_cast<char>(service.size()) + service;
+  }
+  grpc::Slice slice(encoded);
+  grpc::ByteBuffer request(&slice, 1);
   grpc::ByteBuffer reply;
   std::mutex mu;
   std::condition_variable cv;

@@ -33,8 +33,9 @@ class LensdProcess {
   std::string Log() const;
   // SIGTERM and wait; the exit status.
   int Stop();
-  // "SERVING", "NOT_SERVING", or the RPC error.
-  std::string Health() const;
+  // grpc.health.v1 status of `service` ("" for the whole server): "SERVING", "NOT_SERVING", or
+  // the RPC error ("service name unknown"...).
+  std::string Health(const std::string& service = "") const;
   // The body of GET /metrics.
   std::string Scrape() const;
 

@@ -40,6 +40,13 @@ int DecodeMany(const LensdProcess& server, int clients, int requests) {
   return failed;
 }
 
+// As many concurrent clients of one tenant as its limit, each sending its next call as soon as it
+// has the last answer: none is refused (the slot is free before the client has its answer).
+TEST(ResourcesTest, ATenantAtItsLimitOfConcurrentCallsIsNeverRefused) {
+  LensdProcess server({"--models=kjv-gpt2", "--max_requests_per_tenant=64"});
+  EXPECT_EQ(DecodeMany(server, 64, 64 * 20), 0);
+}
+
 TEST(ResourcesTest, ResidentMemoryFollowsTheWeightsAndStaysFlatUnderLoad) {
   LensdProcess server({"--models=kjv-gpt2", "--max_requests_per_tenant=64"});
   auto models = v1::Models::NewStub(server.channel());
