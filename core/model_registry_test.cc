@@ -196,6 +196,7 @@ TEST_F(RegistryTest, ChurnUnderLoadLosesNoWorkAndFreesEveryModel) {
   std::atomic<int> submitted{0};
   std::atomic<int> refused{0};  // Get refused: the model was between unload and load
   std::vector<std::thread> clients;
+  clients.reserve(4);
   for (int c = 0; c < 4; ++c) {
     clients.emplace_back([&] {
       while (!stop) {

@@ -36,6 +36,7 @@ TEST(TenantLimiterTest, ConcurrentClientsAtTheLimitAreNeverRefused) {
   std::atomic<int> peak{0};
   std::atomic<int> now{0};
   std::vector<std::thread> clients;
+  clients.reserve(kClients);
   for (int c = 0; c < kClients; ++c) {
     clients.emplace_back([&] {
       for (int i = 0; i < 2000; ++i) {

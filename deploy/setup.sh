@@ -18,6 +18,11 @@
 #    grpcurl (for the reflection tests) and the Go client's protoc plugins; Node.js 18+ and npm
 #    (the machine's, else Debian's) for the TypeScript client.
 #
+# 4. Abseil's sources, the version of Debian's libabsl-dev (apt-get source, with a deb-src entry
+#    made from the machine's Debian sources), into .tools/abseil-cpp: the ThreadSanitizer build
+#    of tests/run.sh compiles them instrumented (Debian's libabsl is not, so TSan cannot see its
+#    mutexes).
+#
 # Re-running it does nothing that is already done.
 set -euo pipefail
 
@@ -115,5 +120,30 @@ if [ "$node_major" -lt 18 ] || ! command -v npm >/dev/null; then
   echo "setup: installing Debian's nodejs and npm"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     nodejs npm >/dev/null
+fi
+# Abseil's sources for the ThreadSanitizer build.
+absl_src="$root/.tools/abseil-cpp"
+if [ ! -f "$absl_src/CMakeLists.txt" ]; then
+  absl_version=$(dpkg-query -W -f='${Version}' libabsl-dev)
+  echo "setup: fetching the sources of Debian's abseil $absl_version"
+  src_list=/etc/apt/sources.list.d/lensd-deb-src.sources
+  if ! apt-get source --print-uris "abseil=$absl_version" >/dev/null 2>&1; then
+    if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+      sed -n '1,/^$/p' /etc/apt/sources.list.d/debian.sources |
+        sed 's/^Types: .*/Types: deb-src/' | as_root tee "$src_list" >/dev/null
+    else
+      grep -m1 '^deb ' /etc/apt/sources.list | sed 's/^deb /deb-src /' |
+        as_root tee /etc/apt/sources.list.d/lensd-deb-src.list >/dev/null
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  fi
+  download=$(mktemp -d)
+  (cd "$download" && apt-get source --download-only -qq "abseil=$absl_version" >/dev/null 2>&1) || {
+    echo "setup: apt-get source abseil=$absl_version failed: the machine needs a deb-src entry" >&2
+    exit 1
+  }
+  mkdir -p "$absl_src"
+  tar -xzf "$download"/abseil_*.orig.tar.gz -C "$absl_src" --strip-components=1
+  rm -rf "$download"
 fi
 echo "setup: done"

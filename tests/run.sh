@@ -5,7 +5,9 @@
 #   3. checks formatting (clang-format) and lints (clang-tidy 22 from .venv) every first-party C++
 #      file;
 #   4. runs CTest: unit tests, parity tests against transformers and tokenizers (their reference
-#      outputs are produced in the same run), and 20 seconds of each fuzz target.
+#      outputs are produced in the same run), and 20 seconds of each fuzz target;
+#   5. builds the serving core (scheduler, model registry, tenant limiter, job manager) with clang
+#      and ThreadSanitizer, Abseil compiled from source alongside, and runs its tests.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -47,5 +49,15 @@ ninja -C build-tidy lensd_proto_sources >/dev/null
 
 step "tests"
 ctest --test-dir build --output-on-failure -j "$jobs"
+
+step "ThreadSanitizer: the serving core (clang)"
+CC=clang CXX=clang++ cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DLENSD_CORE_ONLY=ON -DLENSD_SANITIZE=thread -DLENSD_ABSEIL_SOURCE="$root/.tools/abseil-cpp" \
+  >/dev/null
+tsan_tests=(scheduler_test model_registry_test tenant_limiter_test job_manager_test)
+ninja -C build-tsan "${tsan_tests[@]}"
+TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$root/tests/tsan.supp" \
+  ctest --test-dir build-tsan --output-on-failure -j "$jobs" \
+  -R "^($(IFS='|'; echo "${tsan_tests[*]}"))\$"
 
 step "all tests passed"

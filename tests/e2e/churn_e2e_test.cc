@@ -93,6 +93,7 @@ TEST(ChurnTest, UnloadAndLoadUnderLoadGiveRightAnswersOrRefusalsAndQuickUnloads)
   std::atomic<bool> stop{false};
   std::atomic<int> answered{0}, refused{0}, wrong{0};
   std::vector<std::thread> clients;
+  clients.reserve(8);
   for (int c = 0; c < 8; ++c) {
     clients.emplace_back([&, c] {
       auto stub = v1::Lens::NewStub(server.channel());
