@@ -2,8 +2,10 @@
 // makes a token and its tokens-file line. Flags may also come from a file: --flagfile=lensd.flags
 // (one --flag=value per line).
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -13,6 +15,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "core/auth.h"
@@ -45,14 +49,17 @@ ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain; with --tls_key turn
 ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "PEM CA certificates; set: mutual TLS, clients must present a certificate it signed");
-ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9464",
-          "Prometheus /metrics endpoint (host:port; port 0 picks one); empty turns it off");
+ABSL_FLAG(std::string, metrics_address, "127.0.0.1:0",
+          "Prometheus /metrics endpoint (host:port; port 0, the default, picks a free one, which "
+          "the startup line and --port_file name: set a fixed port for a scrape config); empty "
+          "turns it off");
 ABSL_FLAG(std::vector<std::string>, memory_budget, {"cpu=0.75"},
           "bytes of weights per device, device=size, comma-separated: sizes like 16GiB, 512MiB, "
           "2e9, or a fraction of the device's memory (0.75). Devices not named get 0.9");
 ABSL_FLAG(int, workers_per_model, 1, "threads running each model's work");
-ABSL_FLAG(std::string, state_dir, "lensd-state",
-          "folder of the job database (jobs.db) and training checkpoints; jobs survive restarts");
+ABSL_FLAG(std::string, state_dir, "",
+          "folder of the job database (jobs.db) and training checkpoints; jobs survive restarts. "
+          "Default: $XDG_STATE_HOME/lensd, else $HOME/.local/state/lensd (/var/lib/lensd as root)");
 ABSL_FLAG(std::string, data_root, "",
           "folder training data is read from (.jsonl, .txt, .u16, .u32); paths outside it are "
           "refused; empty: inline texts only");
@@ -83,6 +90,16 @@ ABSL_FLAG(std::string, tenant, "", "lensd token: the tenant name");
 ABSL_FLAG(std::string, role, "read", "lensd token: read, train or admin");
 
 namespace {
+
+// Where jobs live when --state_dir is not given: the XDG state folder (not the current one).
+std::string DefaultStateDir() {
+  if (geteuid() == 0) return "/var/lib/lensd";
+  if (const char* xdg = std::getenv("XDG_STATE_HOME"); xdg != nullptr && xdg[0] == '/') {
+    return std::string(xdg) + "/lensd";
+  }
+  const char* home = std::getenv("HOME");
+  return std::string(home != nullptr ? home : "/tmp") + "/.local/state/lensd";
+}
 
 constexpr char kVersion[] = "0.1.0";
 
@@ -154,6 +171,7 @@ absl::StatusOr<lensd::server::ServerOptions> OptionsFromFlags() {
   }
   o.workers_per_model = absl::GetFlag(FLAGS_workers_per_model);
   o.state_dir = absl::GetFlag(FLAGS_state_dir);
+  if (o.state_dir.empty()) o.state_dir = DefaultStateDir();
   o.data_root = absl::GetFlag(FLAGS_data_root);
   o.jobs_per_device = absl::GetFlag(FLAGS_jobs_per_device);
   o.max_jobs_per_tenant = absl::GetFlag(FLAGS_max_jobs_per_tenant);
@@ -175,6 +193,14 @@ absl::StatusOr<lensd::server::ServerOptions> OptionsFromFlags() {
 
 int main(int argc, char** argv) {
   lensd::engine::UsePassiveOpenMpWaits(argv);
+  // --help lists the flags of this file (absl's default looks for a file named after the binary
+  // and printed "No flags matched").
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "server/main.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   absl::SetProgramUsageMessage(
       "lensd: serves per-layer decoding (logit and tuned lenses), generation from a lens, SAE "
       "features, node and layer attribution, and activation capture over gRPC.\n\n  lensd "
