@@ -3,8 +3,8 @@
 //               metrics sample and one structured log line (JSON on stderr).
 //   UnaryCall   a unary reactor that finishes exactly once and turns a client cancel into a
 //               Cancellation the worker sees.
-//   StreamCall  a server-streaming reactor the worker writes to from its own thread, with flow
-//               control (the worker waits while too many bytes are queued) and cancellation.
+//   StreamCall  a server-streaming reactor the worker writes to from its own thread without ever
+//               waiting for the client (a bounded buffer per call), with cancellation.
 // Reactors delete themselves in OnDone.
 #ifndef LENSD_SERVER_CALL_H_
 #define LENSD_SERVER_CALL_H_
@@ -18,6 +18,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/auth.h"
@@ -82,9 +83,6 @@ class UnaryCall : public grpc::ServerUnaryReactor {
   std::shared_ptr<Cancellation> cancellation_;
 };
 
-// Most bytes a stream keeps queued before the writer waits for the client.
-inline constexpr int64_t kMaxQueuedStreamBytes = 16 << 20;
-
 template <typename Message>
 class StreamCall : public grpc::ServerWriteReactor<Message> {
  public:
@@ -94,21 +92,32 @@ class StreamCall : public grpc::ServerWriteReactor<Message> {
   CallInfo& info() { return info_; }
   std::shared_ptr<const Cancellation> cancellation() const { return cancellation_; }
 
-  // Queues a message; waits while too much is queued. CANCELLED once the client is gone.
+  // Queues a message and returns at once: the model's worker never waits for a client. CANCELLED
+  // once the client is gone; RESOURCE_EXHAUSTED (the call fails, what it queued is dropped) when
+  // the client has left more than limits.max_stream_buffer_bytes unread.
   absl::Status Write(Message message) {
     absl::MutexLock lock(&mu_);
-    const auto writable = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return broken_ || cancellation_->cancelled() || queued_bytes_ < kMaxQueuedStreamBytes;
-    };
-    while (!writable()) mu_.AwaitWithTimeout(absl::Condition(&progress_), absl::Milliseconds(50));
-    progress_ = false;
     if (broken_ || cancellation_->cancelled()) {
       if (absl::Now() >= info_.deadline()) {
         return absl::DeadlineExceededError("the request's deadline passed");
       }
       return absl::CancelledError("the client cancelled the stream");
     }
-    queued_bytes_ += static_cast<int64_t>(message.ByteSizeLong());
+    const auto size = static_cast<int64_t>(message.ByteSizeLong());
+    const int64_t bound = info_.env().limits.max_stream_buffer_bytes;
+    if (queued_bytes_ > 0 && queued_bytes_ + size > bound) {
+      const int64_t unread = queued_bytes_;
+      // Keep only the message being written (gRPC holds a pointer to it).
+      while (queue_.size() > 1) {
+        queued_bytes_ -= static_cast<int64_t>(queue_.back().ByteSizeLong());
+        queue_.pop_back();
+      }
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the client left ", unread >> 20, " MiB of this stream unread (the server buffers at ",
+          "most ", bound >> 20, " MiB per stream, --max_stream_buffer_bytes); read the stream ",
+          "as it arrives or ask for less"));
+    }
+    queued_bytes_ += size;
     queue_.push_back(std::move(message));
     if (writing_) return absl::OkStatus();
     writing_ = true;
@@ -144,7 +153,6 @@ class StreamCall : public grpc::ServerWriteReactor<Message> {
       absl::MutexLock lock(&mu_);
       queued_bytes_ -= static_cast<int64_t>(queue_.front().ByteSizeLong());
       queue_.pop_front();
-      progress_ = true;
       if (!ok) broken_ = true;
       if (!broken_ && !queue_.empty()) {
         next = &queue_.front();
@@ -171,7 +179,6 @@ class StreamCall : public grpc::ServerWriteReactor<Message> {
   int64_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
-  bool progress_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status final_ ABSL_GUARDED_BY(mu_);
 };

@@ -74,6 +74,9 @@ ABSL_FLAG(int64_t, max_tokens_per_request, 4096, "most input tokens in one reque
 ABSL_FLAG(int64_t, max_new_tokens, 1024, "most new tokens one Generate request may ask for");
 ABSL_FLAG(int64_t, max_message_bytes, 64 << 20, "largest gRPC message received or sent");
 ABSL_FLAG(int64_t, max_concurrent_streams, 128, "most concurrent calls per connection");
+ABSL_FLAG(int64_t, max_stream_buffer_bytes, 256 << 20,
+          "unread bytes one stream (StreamDecode, GetActivations, Generate) may queue; past it the "
+          "call fails RESOURCE_EXHAUSTED (the model's worker never waits for a slow reader)");
 ABSL_FLAG(int64_t, max_queue_per_model, 256, "most requests waiting in one model's queue");
 ABSL_FLAG(int64_t, max_requests_per_tenant, 64,
           "most requests one tenant may have queued or running at once");
@@ -180,6 +183,10 @@ absl::StatusOr<lensd::server::ServerOptions> OptionsFromFlags() {
   l.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
   l.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   l.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  l.max_stream_buffer_bytes = absl::GetFlag(FLAGS_max_stream_buffer_bytes);
+  if (l.max_stream_buffer_bytes < (1 << 20)) {
+    return absl::InvalidArgumentError("--max_stream_buffer_bytes must be at least 1 MiB (1048576)");
+  }
   l.max_queue_per_model = absl::GetFlag(FLAGS_max_queue_per_model);
   l.max_requests_per_tenant = absl::GetFlag(FLAGS_max_requests_per_tenant);
   l.batch_max_tokens = absl::GetFlag(FLAGS_batch_max_tokens);

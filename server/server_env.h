@@ -28,6 +28,7 @@ struct Limits {
   int64_t batch_max_tokens = 4096;
   int64_t batch_max_delay_us = 2000;
   int64_t max_hook_points = 64;
+  int64_t max_stream_buffer_bytes = 256 << 20;  // unread bytes one stream may queue
 };
 
 struct ServerEnv {

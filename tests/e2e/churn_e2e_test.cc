@@ -157,5 +157,62 @@ TEST(ChurnTest, UnloadAndLoadUnderLoadGiveRightAnswersOrRefusalsAndQuickUnloads)
   EXPECT_EQ(exit_status, 0) << log.substr(log.size() > 4000 ? log.size() - 4000 : 0);
 }
 
+// p99 of `n` sequential Decode calls, in ms; -1 if one failed.
+double DecodeP99(const LensdProcess& server, int n) {
+  auto lens = v1::Lens::NewStub(server.channel());
+  v1::DecodeRequest r;
+  r.set_model(kModel);
+  r.mutable_input()->set_text("In the beginning God created the heaven and the earth.");
+  std::vector<double> ms;
+  for (int i = 0; i < n; ++i) {
+    v1::DecodeResponse out;
+    const auto start = std::chrono::steady_clock::now();
+    if (!lens->Decode(Context(server.read_token(), 5).get(), r, &out).ok()) return -1;
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+                     .count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[static_cast<size_t>(0.99 * static_cast<double>(ms.size() - 1))];
+}
+
+// A client that opens a large stream and reads nothing: the model's worker goes on with other
+// tenants' work (it never waits for a reader), and the idle stream fails once it holds more than
+// its buffer, naming the bound.
+TEST(ChurnTest, AnIdleReaderNeitherStallsOtherTenantsNorGrowsWithoutBound) {
+  LensdProcess server({std::string("--models=") + kModel, "--max_stream_buffer_bytes=2097152"});
+  const double alone = DecodeP99(server, 50);
+  ASSERT_GT(alone, 0);
+
+  v1::GetActivationsRequest a;
+  a.set_model(kModel);
+  std::string text;
+  for (int i = 0; i < 16; ++i) text += "And God said, Let there be light: and there was light. ";
+  a.mutable_input()->set_text(text);
+  for (int layer = 0; layer < 6; ++layer) {
+    const std::string block = "blocks." + std::to_string(layer);
+    for (const char* point : {".hook_resid_pre", ".hook_resid_mid", ".hook_resid_post",
+                              ".attn.hook_pattern", ".attn.hook_attn_scores", ".mlp.hook_post"}) {
+      a.add_hook_points(block + point);
+    }
+  }
+  auto idle_stub = v1::Lens::NewStub(server.channel());
+  const auto idle_context = Context(server.admin_token(), 60);  // another tenant
+  auto idle = idle_stub->GetActivations(idle_context.get(), a);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // it has queued all it may
+  const double beside_idle = DecodeP99(server, 50);
+  std::printf(
+      "Decode p99 %.1f ms alone, %.1f ms beside an idle reader of a 36-point GetActivations\n",
+      alone, beside_idle);
+  ASSERT_GT(beside_idle, 0) << "a Decode failed beside the idle reader";
+  EXPECT_LT(beside_idle, 2 * alone + 20);
+
+  v1::TensorChunk chunk;
+  while (idle->Read(&chunk)) {
+  }
+  const grpc::Status s = idle->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("--max_stream_buffer_bytes"));
+}
+
 }  // namespace
 }  // namespace lensd::e2e
