@@ -60,6 +60,26 @@ bool Ints(const std::string& text, std::vector<int64_t>* out) {
 
 std::string Prompt(const Parsed& p) { return absl::StrJoin(p.positional, " "); }
 
+}  // namespace
+
+OptionSpec IdsOption() {
+  return {"ids", "comma-separated token ids to send instead of the prompt text", ""};
+}
+
+bool FillInput(const Parsed& p, const std::string& text, v1::Input* input) {
+  const std::string ids = p.Get("ids");
+  if (ids.empty()) {
+    input->set_text(text);
+    return true;
+  }
+  std::vector<int64_t> tokens;
+  if (!Ints(ids, &tokens) || tokens.empty()) return false;
+  for (const int64_t t : tokens) input->mutable_tokens()->add_ids(t);
+  return true;
+}
+
+namespace {
+
 int Models(const Connection& c, const Parsed& p) {
   v1::ListModelsResponse r;
   const grpc::Status s = v1::Models::NewStub(c.channel)->ListModels(c.Context().get(), {}, &r);
@@ -114,7 +134,7 @@ int Tokenize(const Connection& c, const Parsed& p) {
 int Decode(const Connection& c, const Parsed& p) {
   v1::DecodeRequest q;
   q.set_model(p.Get("model"));
-  q.mutable_input()->set_text(Prompt(p));
+  if (!FillInput(p, Prompt(p), q.mutable_input())) return Usage("--ids: comma-separated integers");
   q.set_lens(p.Get("lens"));
   std::vector<int64_t> layers, positions;
   if (!Ints(p.Get("layers"), &layers) || !Ints(p.Get("positions"), &positions)) {
@@ -146,7 +166,8 @@ int Compare(const Connection& c, const Parsed& p) {
   for (absl::string_view lens : absl::StrSplit(p.Get("lenses"), ',', absl::SkipEmpty())) {
     v1::DecodeRequest q;
     q.set_model(p.Get("model"));
-    q.mutable_input()->set_text(Prompt(p));
+    if (!FillInput(p, Prompt(p), q.mutable_input()))
+      return Usage("--ids: comma-separated integers");
     q.set_lens(std::string(lens));
     q.set_top_k(1);
     q.add_statistics(v1::STATISTIC_FORWARD_KL);
@@ -165,7 +186,7 @@ int Compare(const Connection& c, const Parsed& p) {
 int Generate(const Connection& c, const Parsed& p) {
   v1::GenerateRequest q;
   q.set_model(p.Get("model"));
-  q.mutable_input()->set_text(Prompt(p));
+  if (!FillInput(p, Prompt(p), q.mutable_input())) return Usage("--ids: comma-separated integers");
   q.set_lens(p.Get("lens"));
   int64_t layer = -1, max_new = 0, top_k = 0, seed = 0;
   double temperature = 1, top_p = 1;
@@ -190,7 +211,7 @@ int Generate(const Connection& c, const Parsed& p) {
   auto reader = v1::Lens::NewStub(c.channel)->Generate(context.get(), q);
   v1::GenerateResponse message;
   std::string reason;
-  std::cout << Prompt(p) << "\x1b[1m" << std::flush;
+  std::cout << (p.Get("ids").empty() ? Prompt(p) : "") << "\x1b[1m" << std::flush;
   while (reader->Read(&message)) {
     std::cout << message.token().text() << std::flush;
     if (message.finished()) reason = message.finish_reason();
@@ -205,7 +226,7 @@ int Generate(const Connection& c, const Parsed& p) {
 int Activations(const Connection& c, const Parsed& p) {
   v1::GetActivationsRequest q;
   q.set_model(p.Get("model"));
-  q.mutable_input()->set_text(Prompt(p));
+  if (!FillInput(p, Prompt(p), q.mutable_input())) return Usage("--ids: comma-separated integers");
   for (absl::string_view h : absl::StrSplit(p.Get("hooks"), ',', absl::SkipEmpty())) {
     q.add_hook_points(std::string(h));
   }
@@ -297,6 +318,7 @@ std::vector<CommandEntry> Commands() {
         "per-layer decoding of a prompt: a table of top-1 tokens (--json for all)",
         "<prompt>",
         {kModel,
+         IdsOption(),
          kLens,
          {"layers", "comma-separated lens layers (default all)", ""},
          {"positions", "comma-separated positions (default all)", ""},
@@ -310,6 +332,7 @@ std::vector<CommandEntry> Commands() {
         "model's output and mean next-token cross-entropy",
         "<prompt>",
         {kModel,
+         IdsOption(),
          {"lenses", "comma-separated lenses", "logit,tuned"},
          {"width", "characters per token cell", "9"}}},
        Compare},
@@ -317,6 +340,7 @@ std::vector<CommandEntry> Commands() {
         "stream tokens sampled from a lens at one layer",
         "<prompt>",
         {kModel,
+         IdsOption(),
          kLens,
          {"layer", "read-out layer (-1: the model's own output)", "-1"},
          {"max_new_tokens", "tokens to generate", "32"},
@@ -331,6 +355,7 @@ std::vector<CommandEntry> Commands() {
         "capture hook points and write .safetensors (or .npy for one)",
         "<prompt>",
         {kModel,
+         IdsOption(),
          {"hooks", "comma-separated TransformerLens hook names", "blocks.0.hook_resid_pre"},
          {"dtype", "float32 or native", "float32"},
          {"gradients",

@@ -12,6 +12,10 @@
 
 #include "clients/cli/options.h"
 
+namespace lensd::v1 {
+class Input;
+}  // namespace lensd::v1
+
 namespace lensctl {
 
 struct Connection {
@@ -34,6 +38,12 @@ std::vector<CommandEntry> Commands();
 std::vector<CommandEntry> JobCommands();
 // The SAE and attribution commands (sae_commands.cc).
 std::vector<CommandEntry> SaeCommands();
+
+// --ids: token ids sent as they are (for models without tokenizer.json) instead of the text.
+OptionSpec IdsOption();
+// Sets `input` to --ids when given (false when they are not comma-separated integers), else to
+// `text`.
+bool FillInput(const Parsed& p, const std::string& text, lensd::v1::Input* input);
 
 // Prints "lensctl: <CODE>: <message>" and returns 1.
 int Fail(const grpc::Status& s);

@@ -104,9 +104,9 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  // "<x>" arguments are required, "[<x> ...]" ones optional.
+  // "<x>" arguments are required, "[<x> ...]" ones optional; --ids stands for a prompt.
   if (!entry->command.usage.empty() && entry->command.usage[0] != '[' &&
-      parsed.positional.empty()) {
+      parsed.positional.empty() && parsed.Get("ids").empty()) {
     std::cerr << "lensctl " << entry->command.name << ": give " << entry->command.usage << "\n";
     return 2;
   }

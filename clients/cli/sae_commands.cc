@@ -38,7 +38,7 @@ int PrintJson(const google::protobuf::Message& m) {
 int Encode(const Connection& c, const Parsed& p) {
   v1::EncodeSaeRequest q;
   q.set_model(p.Get("model"));
-  q.mutable_input()->set_text(Rest(p));
+  if (!FillInput(p, Rest(p), q.mutable_input())) return Usage("--ids: comma-separated integers");
   for (const std::string& s : Names(p.Get("saes"))) q.add_saes(s);
   int64_t top_k = 0;
   if (!absl::SimpleAtoi(p.Get("top_k"), &top_k)) return Usage("--top_k must be an integer");
@@ -109,7 +109,9 @@ bool Choose(const std::string& value, const std::map<std::string, Enum>& choices
 int Attribute(const Connection& c, const Parsed& p) {
   v1::NodeAttributionRequest q;
   q.set_model(p.Get("model"));
-  q.mutable_input()->set_text(absl::StrJoin(p.positional, " "));
+  if (!FillInput(p, absl::StrJoin(p.positional, " "), q.mutable_input())) {
+    return Usage("--ids: comma-separated integers");
+  }
   for (const std::string& s : Names(p.Get("saes"))) q.add_saes(s);
   v1::MetricKind metric{};
   v1::Method method{};
@@ -177,7 +179,9 @@ int Attribute(const Connection& c, const Parsed& p) {
 int Dla(const Connection& c, const Parsed& p) {
   v1::LayerAttributionRequest q;
   q.set_model(p.Get("model"));
-  q.mutable_input()->set_text(absl::StrJoin(p.positional, " "));
+  if (!FillInput(p, absl::StrJoin(p.positional, " "), q.mutable_input())) {
+    return Usage("--ids: comma-separated integers");
+  }
   int64_t target = -1, foil = -1;
   if (!absl::SimpleAtoi(p.Get("target"), &target) || !absl::SimpleAtoi(p.Get("foil"), &foil)) {
     return Usage("--target and --foil are token ids");
@@ -219,6 +223,7 @@ std::vector<CommandEntry> SaeCommands() {
         "SAE features of a prompt (encode), or attach / detach an SAE of <model>/saes/ (admin)",
         "encode <prompt> | load <sae> | unload <sae>",
         {kModel,
+         IdsOption(),
          kSaes,
          {"top_k", "features per position (encode; 0: all active)", "8"},
          {"hook_point", "hook point overriding the SAE's cfg.json (load)", ""},
@@ -229,6 +234,7 @@ std::vector<CommandEntry> SaeCommands() {
         "effects of SAE features and error nodes on a metric, largest first",
         "<prompt>",
         {kModel,
+         IdsOption(),
          kSaes,
          {"metric", "loss, logit, logprob, prob or logit_diff", "loss"},
          {"target", "target token id (default the model's top-1)", "-1"},
@@ -249,6 +255,7 @@ std::vector<CommandEntry> SaeCommands() {
         "direct logit attribution per embedding, attention and MLP output (or the logit lens)",
         "<prompt>",
         {kModel,
+         IdsOption(),
          {"target", "target token id (default the model's top-1)", "-1"},
          {"foil", "attribute logit(target) - logit(foil)", "-1"},
          {"mode", "direct or lens", "direct"},

@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lensd/v1/lens.grpc.pb.h"
+#include "lensd/v1/models.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "tests/e2e/lensd_process.h"
 
@@ -122,6 +123,32 @@ TEST_F(LensctlTest, DecodeJsonAgreesWithTheRpc) {
                 expected.rows(row).cells(p).top(0).id());
     }
   }
+}
+
+// --ids sends token ids as they are (models without tokenizer.json): the same cells as the text
+// that tokenizes to those ids.
+TEST_F(LensctlTest, DecodeTakesTokenIds) {
+  v1::TokenizeRequest t;
+  t.set_model("kjv-gpt2");
+  t.set_text("And God said");
+  v1::TokenizeResponse tokens;
+  ASSERT_TRUE(v1::Models::NewStub(server_->channel())
+                  ->Tokenize(Context(server_->read_token()).get(), t, &tokens)
+                  .ok());
+  std::string ids;
+  for (const auto& token : tokens.tokens())
+    ids += (ids.empty() ? "" : ",") + std::to_string(token.id());
+  const auto [by_ids, rc] = Lensctl("decode --json --top_k 1 --ids " + ids);
+  ASSERT_EQ(rc, 0) << by_ids;
+  const auto [by_text, text_rc] = Lensctl("decode --json --top_k 1 'And God said'");
+  ASSERT_EQ(text_rc, 0) << by_text;
+  const nlohmann::json a = nlohmann::json::parse(by_ids, nullptr, false);
+  const nlohmann::json b = nlohmann::json::parse(by_text, nullptr, false);
+  ASSERT_TRUE(a.is_object() && b.is_object()) << by_ids;
+  EXPECT_EQ(a["rows"], b["rows"]);
+  const auto [bad, bad_rc] = Lensctl("decode --ids 1,two,3");
+  EXPECT_EQ(bad_rc, 2);
+  EXPECT_NE(bad.find("--ids"), std::string::npos) << bad;
 }
 
 TEST_F(LensctlTest, ActivationsFilesLoadInTheReferenceReaders) {
