@@ -90,6 +90,7 @@ void JobManager::Shutdown() {
 
 void JobManager::Bump(const std::string& id) {
   ++versions_[id];
+  ++any_version_;
   changed_.SignalAll();
 }
 
@@ -166,6 +167,20 @@ int64_t JobManager::WaitForChange(const std::string& id, int64_t seen, absl::Tim
     changed_.WaitWithDeadline(&mu_, std::min(deadline, absl::Now() + absl::Milliseconds(100)));
   }
   return version();
+}
+
+int64_t JobManager::AnyVersion() const {
+  absl::MutexLock lock(&mu_);
+  return any_version_;
+}
+
+int64_t JobManager::WaitForAnyChange(int64_t seen, absl::Time deadline,
+                                     const std::function<bool()>& stop) const {
+  absl::MutexLock lock(&mu_);
+  while (any_version_ <= seen && absl::Now() < deadline && !stopping_ && !(stop && stop())) {
+    changed_.WaitWithDeadline(&mu_, std::min(deadline, absl::Now() + absl::Milliseconds(100)));
+  }
+  return any_version_;
 }
 
 bool JobManager::NextJob(JobRecord* job) {

@@ -81,6 +81,11 @@ class JobManager {
   // returns the version then.
   int64_t WaitForChange(const std::string& id, int64_t seen, absl::Time deadline,
                         const std::function<bool()>& stop) const;
+  // A counter bumped with every job's version (a change to any job), and the wait for it to
+  // exceed `seen` (or the deadline, or shutdown, or `stop()`); returns the counter then.
+  int64_t AnyVersion() const;
+  int64_t WaitForAnyChange(int64_t seen, absl::Time deadline,
+                           const std::function<bool()>& stop) const;
 
  private:
   class Context;
@@ -99,6 +104,7 @@ class JobManager {
   std::map<std::string, int> running_per_device_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, bool> cancel_ ABSL_GUARDED_BY(mu_);  // running ids -> cancel requested
   std::map<std::string, int64_t> versions_ ABSL_GUARDED_BY(mu_);
+  int64_t any_version_ ABSL_GUARDED_BY(mu_) = 0;
   std::string last_tenant_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;

@@ -6,9 +6,11 @@
 #include <system_error>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "core/shown_text.h"
 #include "core/status_macros.h"
 
 namespace lensd {
@@ -80,10 +82,14 @@ std::vector<std::string> ModelRegistry::RepositoryModels() const {
 }
 
 absl::Status ModelRegistry::CheckName(const std::string& name, const char* field) const {
+  const bool control = std::any_of(name.begin(), name.end(),
+                                   [](char c) { return static_cast<unsigned char>(c) < 0x20; });
   if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos ||
-      name.find('\\') != std::string::npos) {
+      name.find('\\') != std::string::npos || control || name.size() > 255) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, ": \"", name, "\" is not a folder name (no slashes, not empty)"));
+        absl::StrCat(field, ": \"", absl::CHexEscape(ShownName(name)),
+                     "\" is not a folder name (1..255 bytes, no slashes, NUL or control "
+                     "characters)"));
   }
   return absl::OkStatus();
 }
@@ -296,12 +302,14 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelRegistry::Get(
   if (it != slots_.end() &&
       (it->second.state == ModelState::kLoading || it->second.state == ModelState::kUnloading)) {
     return absl::UnavailableError(
-        absl::StrCat("model ", name, " is ", ModelStateName(it->second.state), "; retry shortly"));
+        absl::StrCat("model ", ShownName(name), " is ", ModelStateName(it->second.state),
+                     "; retry shortly"));
   }
   const std::vector<std::string> known = RepositoryModels();
   if (std::find(known.begin(), known.end(), name) == known.end()) {
     return absl::NotFoundError(absl::StrCat(
-        "model ", name, " is not in the repository (it has: ", absl::StrJoin(known, ", "), ")"));
+        "model ", ShownName(name), " is not in the repository (it has: ", absl::StrJoin(known, ", "),
+        ")"));
   }
   return absl::FailedPreconditionError(
       absl::StrCat("model ", name, " is not loaded; an admin can load it with LoadModel",
@@ -334,7 +342,8 @@ absl::StatusOr<ModelStatus> ModelRegistry::Status(const std::string& name) const
   const std::vector<std::string> known = RepositoryModels();
   if (std::find(known.begin(), known.end(), name) == known.end()) {
     return absl::NotFoundError(absl::StrCat(
-        "model ", name, " is not in the repository (it has: ", absl::StrJoin(known, ", "), ")"));
+        "model ", ShownName(name), " is not in the repository (it has: ", absl::StrJoin(known, ", "),
+        ")"));
   }
   return Describe(name, nullptr);
 }

@@ -42,6 +42,10 @@ struct ServedModelInfo {
   int64_t parameter_bytes = 0;
   std::vector<int64_t> eos_token_ids;
   std::vector<std::string> hook_points;  // TransformerLens names, forward order
+  // Per hook point (same order): elements per position; attention scores and patterns hold
+  // that many per pair of query and key positions (hook_per_key_position).
+  std::vector<int64_t> hook_widths;
+  std::vector<bool> hook_per_key_position;
 };
 
 struct LensDescription {

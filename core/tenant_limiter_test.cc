@@ -29,6 +29,27 @@ TEST(TenantLimiterTest, RefusesTheTicketPastTheLimitByNameAndFreesOnRelease) {
   EXPECT_TRUE(limiter.Acquire("alice").ok());
 }
 
+TEST(TenantLimiterTest, ChargedBytesAreBoundedPerTenantAndFreedWithTheTicket) {
+  TenantLimiter limiter(8, 100 << 20);
+  auto a1 = limiter.Acquire("alice");
+  auto a2 = limiter.Acquire("alice");
+  ASSERT_TRUE(a1.ok() && a2.ok());
+  ASSERT_TRUE((*a1)->Charge(60 << 20).ok());
+  const absl::Status refused = (*a2)->Charge(50 << 20);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(refused.message().find("60 MiB in flight; this one's 50 MiB more would pass the "
+                                   "tenant bound of 100 MiB (--max_tenant_bytes)"),
+            absl::string_view::npos)
+      << refused;
+  EXPECT_EQ(limiter.bytes_in_flight("alice"), 60 << 20);  // the refused charge took nothing
+  auto b = limiter.Acquire("bob");
+  ASSERT_TRUE(b.ok());
+  EXPECT_TRUE((*b)->Charge(90 << 20).ok());  // another tenant has its own bound
+  a1->reset();
+  EXPECT_EQ(limiter.bytes_in_flight("alice"), 0);
+  EXPECT_TRUE((*a2)->Charge(50 << 20).ok());
+}
+
 TEST(TenantLimiterTest, ConcurrentClientsAtTheLimitAreNeverRefused) {
   constexpr int kClients = 16;
   TenantLimiter limiter(kClients);

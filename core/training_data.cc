@@ -47,17 +47,27 @@ absl::StatusOr<std::string> ResolveDataPath(const std::string& root, const std::
   if (path.empty()) return absl::InvalidArgumentError("path: give a file under the data root");
   const fs::path wanted =
       (fs::path(path).is_absolute() ? fs::path(path) : canonical_root / path).lexically_normal();
-  // Outside by its spelling: refused without saying whether it exists.
-  if (!Inside(canonical_root, wanted)) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(path, " is outside the data root ", canonical_root.string()));
+  // Outside by its spelling, or through a symlink (a folder's or the file's own, dangling or
+  // not): refused before anything is said about whether the file exists, and without the root's
+  // absolute path.
+  const auto outside = [&] {
+    return absl::PermissionDeniedError(absl::StrCat(path, " is outside the data root"));
+  };
+  if (!Inside(canonical_root, wanted)) return outside();
+  fs::path where = fs::weakly_canonical(wanted, ec);
+  const auto is_link = [](const fs::path& p) {
+    std::error_code missing;  // a path that does not exist is no link
+    return fs::symlink_status(p, missing).type() == fs::file_type::symlink;
+  };
+  for (int hops = 0; !ec && hops < 40 && is_link(where); ++hops) {
+    const fs::path target = fs::read_symlink(where, ec);
+    where = fs::weakly_canonical(
+        target.is_absolute() ? target : (where.parent_path() / target).lexically_normal(), ec);
   }
+  if (ec || !Inside(canonical_root, where)) return outside();
   const fs::path resolved = fs::canonical(wanted, ec);
   if (ec) return absl::NotFoundError(absl::StrCat(path, ": not found under the data root"));
-  if (!Inside(canonical_root, resolved)) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(path, " is outside the data root ", canonical_root.string()));
-  }
+  if (!Inside(canonical_root, resolved)) return outside();
   if (!fs::is_regular_file(resolved)) {
     return absl::InvalidArgumentError(absl::StrCat(path, " is not a file"));
   }

@@ -49,6 +49,16 @@ TEST_F(TrainingDataTest, PathsMustStayUnderTheDataRoot) {
     EXPECT_THAT(s.message(), HasSubstr("outside the data root"));
   }
   EXPECT_EQ(ResolveDataPath(Root(), "missing.jsonl").status().code(), absl::StatusCode::kNotFound);
+  // Through a folder symlink or a dangling one, a file outside is refused the same way whether
+  // it exists or not (no probing of the disk), and the root's absolute path is not shown.
+  fs::create_symlink(base_ / "elsewhere", base_ / "root" / "out");
+  fs::create_symlink(base_ / "elsewhere" / "nothing.txt", base_ / "root" / "dangling.txt");
+  for (const std::string& probe : {std::string("out/secret.txt"), std::string("out/missing.txt"),
+                                   std::string("dangling.txt")}) {
+    const absl::Status s = ResolveDataPath(Root(), probe).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << probe;
+    EXPECT_EQ(s.message(), probe + " is outside the data root");
+  }
   EXPECT_EQ(ResolveDataPath(Root(), "sub").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ResolveDataPath("", "a.jsonl").status().code(), absl::StatusCode::kFailedPrecondition);
 }

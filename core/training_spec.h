@@ -86,8 +86,9 @@ struct TrainLensRun {
 
 struct TrainLensResult {
   int64_t steps = 0;
-  int64_t tokens = 0;  // trained on in this run (after any resume)
-  double seconds = 0;
+  int64_t tokens = 0;             // trained on by the whole job (every segment, when it resumed)
+  double seconds = 0;             // training time of the whole job
+  int64_t resumed_from_step = 0;  // the checkpoint's step it resumed from (0: it did not)
   std::vector<double> final_layer_losses;
 };
 

@@ -31,7 +31,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev prometheus-cpp-dev libgtest-dev libgmock-dev
+  libabsl-dev prometheus-cpp-dev libmicrohttpd-dev libgtest-dev libgmock-dev
   nlohmann-json3-dev libsqlite3-dev libicu-dev zlib1g-dev libssl-dev curl
   clang clang-format clang-tidy libclang-rt-14-dev
   python3-venv python3-dev

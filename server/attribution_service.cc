@@ -10,6 +10,8 @@
 #include "server/call.h"
 #include "server/convert.h"
 #include "server/lens_work.h"
+#include "server/request_cost.h"
+#include "server/rpc_handlers.h"
 
 namespace lensd::server {
 namespace {
@@ -28,14 +30,23 @@ absl::StatusOr<std::vector<int64_t>> ExtraInput(const ServerEnv& env, const Load
 
 }  // namespace
 
-grpc::ServerUnaryReactor* AttributionService::EncodeSae(grpc::CallbackServerContext* context,
-                                                        const v1::EncodeSaeRequest* request,
-                                                        v1::EncodeSaeResponse* response) {
-  auto* call = new UnaryCall(env_, context, "EncodeSae");
+AttributionService::AttributionService(const ServerEnv& env) : env_(env) {
+  MarkMethodRawCallback(MethodIndex(v1::Attribution::service_full_name(), "EncodeSae"),
+                        UnaryHandler(env, "EncodeSae", this, &AttributionService::EncodeSae));
+  MarkMethodRawCallback(
+      MethodIndex(v1::Attribution::service_full_name(), "NodeAttribution"),
+      UnaryHandler(env, "NodeAttribution", this, &AttributionService::NodeAttribution));
+}
+
+void AttributionService::EncodeSae(UnaryCall* call, const v1::EncodeSaeRequest* request,
+                                   v1::EncodeSaeResponse* response) {
   RunOnModel(
       env_, call, request->model(), request->input(),
-      [request, response](const Admitted& a) -> absl::StatusOr<UnaryFn> {
+      [call, request, response](const Admitted& a) -> absl::StatusOr<UnaryFn> {
         LENSD_ASSIGN_OR_RETURN(EncodeSaeSpec spec, ToEncodeSaeSpec(*request, a.tokens));
+        LENSD_RETURN_IF_ERROR(CheckDistinct("saes", spec.saes));
+        LENSD_RETURN_IF_ERROR(call->info().Charge(
+            EncodeSaeCost(spec, NamedSaes(*a.context.model->model, spec.saes))));
         spec.excluded_positions =
             ExcludedPositions(*a.context.model, spec.tokens, spec.saes,
                               request->has_exclude_special_tokens()
@@ -47,13 +58,10 @@ grpc::ServerUnaryReactor* AttributionService::EncodeSae(grpc::CallbackServerCont
           return absl::OkStatus();
         };
       });
-  return call;
 }
 
-grpc::ServerUnaryReactor* AttributionService::NodeAttribution(
-    grpc::CallbackServerContext* context, const v1::NodeAttributionRequest* request,
-    v1::NodeAttributionResponse* response) {
-  auto* call = new UnaryCall(env_, context, "NodeAttribution");
+void AttributionService::NodeAttribution(UnaryCall* call, const v1::NodeAttributionRequest* request,
+                                         v1::NodeAttributionResponse* response) {
   const ServerEnv& env = env_;
   RunOnModel(env_, call, request->model(), request->input(),
              [&env, call, request, response](const Admitted& a) -> absl::StatusOr<UnaryFn> {
@@ -79,6 +87,9 @@ grpc::ServerUnaryReactor* AttributionService::NodeAttribution(
                LENSD_ASSIGN_OR_RETURN(NodeAttributionSpec spec,
                                       ToNodeAttributionSpec(*request, a.tokens, std::move(patch),
                                                             std::move(reference)));
+               LENSD_RETURN_IF_ERROR(CheckDistinct("saes", spec.saes));
+               LENSD_RETURN_IF_ERROR(call->info().Charge(NodeAttributionCost(
+                   spec, model.model->info(), NamedSaes(*model.model, spec.saes))));
                spec.excluded_positions =
                    ExcludedPositions(model, spec.tokens, spec.saes,
                                      request->has_exclude_special_tokens()
@@ -92,7 +103,6 @@ grpc::ServerUnaryReactor* AttributionService::NodeAttribution(
                  return absl::OkStatus();
                };
              });
-  return call;
 }
 
 }  // namespace lensd::server

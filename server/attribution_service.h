@@ -4,20 +4,20 @@
 #define LENSD_SERVER_ATTRIBUTION_SERVICE_H_
 
 #include "lensd/v1/attribution.grpc.pb.h"
+#include "server/call.h"
 #include "server/server_env.h"
 
 namespace lensd::server {
 
-class AttributionService final : public v1::Attribution::CallbackService {
+class AttributionService final : public v1::Attribution::Service {
  public:
-  explicit AttributionService(const ServerEnv& env) : env_(env) {}
+  // Registers every method as a raw callback (rpc_handlers.h).
+  explicit AttributionService(const ServerEnv& env);
 
-  grpc::ServerUnaryReactor* EncodeSae(grpc::CallbackServerContext* context,
-                                      const v1::EncodeSaeRequest* request,
-                                      v1::EncodeSaeResponse* response) override;
-  grpc::ServerUnaryReactor* NodeAttribution(grpc::CallbackServerContext* context,
-                                            const v1::NodeAttributionRequest* request,
-                                            v1::NodeAttributionResponse* response) override;
+  void EncodeSae(UnaryCall* call, const v1::EncodeSaeRequest* request,
+                 v1::EncodeSaeResponse* response);
+  void NodeAttribution(UnaryCall* call, const v1::NodeAttributionRequest* request,
+                       v1::NodeAttributionResponse* response);
 
  private:
   const ServerEnv& env_;

@@ -1,7 +1,9 @@
 #include "server/call.h"
 
+#include <grpcpp/impl/codegen/proto_utils.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <atomic>
 #include <iostream>
 
@@ -9,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "core/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace lensd::server {
@@ -66,14 +69,20 @@ absl::Time CallInfo::deadline() const {
 }
 
 absl::Status CallInfo::Admit(Role needed) {
+  // The token first: an unauthenticated caller learns nothing about the server (not its version).
+  LENSD_RETURN_IF_ERROR(Authenticate(needed));
   const std::string client_version = Metadata(context_, "x-lensd-client-version");
   if (!client_version.empty() && !env_.min_client_version.empty() &&
       OlderThan(client_version, env_.min_client_version)) {
     return absl::FailedPreconditionError(
-        absl::StrCat("client version ", client_version, " is older than this server serves (lensd ",
-                     env_.version, " needs clients >= ", env_.min_client_version,
-                     "); upgrade the lensd client"));
+        absl::StrCat("client version ", ShownName(client_version),
+                     " is older than this server serves (lensd ", env_.version,
+                     " needs clients >= ", env_.min_client_version, "); upgrade the lensd client"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status CallInfo::Authenticate(Role needed) {
   if (!env_.tokens.has_value()) {
     principal_ = {"anonymous", Role::kAdmin};
     return absl::OkStatus();
@@ -96,6 +105,12 @@ absl::Status CallInfo::Admit(Role needed) {
   return absl::OkStatus();
 }
 
+absl::Status CallInfo::Charge(const RequestCost& cost) {
+  if (absl::Status s = CheckRequestCost(cost, env_.limits); !s.ok()) return s;
+  if (ticket_ == nullptr) return absl::OkStatus();
+  return ticket_->Charge(std::max(cost.answer_bytes, cost.work_bytes));
+}
+
 void CallInfo::Record(const absl::Status& status) {
   ticket_.reset();
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start_);
@@ -115,14 +130,31 @@ void CallInfo::Record(const absl::Status& status) {
   if (!model_.empty()) line["model"] = model_;
   if (tokens_ > 0) line["tokens"] = tokens_;
   if (batch_ > 0) line["batch_size"] = batch_;
-  if (!status.ok()) line["error"] = std::string(status.message());
+  if (!status.ok()) line["error"] = Truncated(status.message(), kMaxErrorMessageBytes);
   std::cerr << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"
             << std::flush;
 }
 
+absl::Status Serialize(const google::protobuf::Message& message, grpc::ByteBuffer* out) {
+  bool own = false;
+  const grpc::Status s =
+      grpc::SerializationTraits<google::protobuf::Message>::Serialize(message, out, &own);
+  if (s.ok()) return absl::OkStatus();
+  return absl::InternalError(
+      absl::StrCat("cannot serialize ", message.GetTypeName(), ": ", s.error_message()));
+}
+
 void UnaryCall::Done(const absl::Status& status) {
-  info_.Record(status);
-  Finish(ToGrpcStatus(status));
+  absl::Status final = status;
+  if (final.ok()) final = Serialize(*response_, out_);
+  const auto bytes = final.ok() ? static_cast<int64_t>(out_->Length()) : 0;
+  if (bytes > info_.env().limits.max_message_bytes) {
+    final = absl::ResourceExhaustedError(absl::StrCat(
+        "the answer is ", bytes >> 20, " MiB, over the server's bound of ",
+        info_.env().limits.max_message_bytes >> 20, " MiB (--max_message_bytes); ask for less"));
+  }
+  info_.Record(final);
+  Finish(ToGrpcStatus(final));
 }
 
 }  // namespace lensd::server

@@ -10,6 +10,8 @@
 #include "server/call.h"
 #include "server/convert.h"
 #include "server/lens_work.h"
+#include "server/request_cost.h"
+#include "server/rpc_handlers.h"
 
 namespace lensd::server {
 namespace {
@@ -18,27 +20,84 @@ double NatsToBitsPerByte(int64_t tokens, int64_t bytes) {
   return bytes > 0 ? static_cast<double>(tokens) / static_cast<double>(bytes) / std::log(2.0) : 0.0;
 }
 
-// The decode spec of an admitted request, checked against the model.
-absl::StatusOr<DecodeSpec> DecodeSpecFor(const v1::DecodeRequest& request, const Admitted& a) {
+// The decode spec of an admitted request, checked against the model and charged to the call
+// (`stream`: StreamDecode, which also sends every row's log-probabilities).
+absl::StatusOr<DecodeSpec> DecodeSpecFor(const v1::DecodeRequest& request, const Admitted& a,
+                                         CallInfo& info, bool stream) {
   if (request.bits_per_byte() && a.text_bytes == 0) {
     return absl::InvalidArgumentError("bits_per_byte: needs input.text (bytes are of the text)");
   }
   LENSD_ASSIGN_OR_RETURN(DecodeSpec spec, ToDecodeSpec(request, a.tokens));
-  LENSD_RETURN_IF_ERROR(a.context.model->model->ValidateDecode(spec));
+  LENSD_RETURN_IF_ERROR(CheckDistinct("layers", spec.layers));
+  LENSD_RETURN_IF_ERROR(CheckDistinct("positions", spec.positions));
+  const ServedModel& model = *a.context.model->model;
+  LENSD_RETURN_IF_ERROR(model.ValidateDecode(spec));
+  LENSD_RETURN_IF_ERROR(info.Charge(DecodeCost(spec, model.info(), stream)));
+  return spec;
+}
+
+// The capture spec of an admitted GetActivations request, checked against the model and charged
+// to the call.
+absl::StatusOr<ActivationsSpec> ActivationsSpecFor(const v1::GetActivationsRequest& request,
+                                                   const Admitted& a, CallInfo& info) {
+  const Limits& limits = info.env().limits;
+  if (request.hook_points().empty() || request.hook_points_size() > limits.max_hook_points) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("hook_points: give 1..", limits.max_hook_points,
+                     " TransformerLens hook names (GetModel lists them)"));
+  }
+  if (request.dtype() != "" && request.dtype() != "float32" && request.dtype() != "native") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dtype: \"", request.dtype().substr(0, 64), "\" is not float32 or native"));
+  }
+  if (request.chunk_bytes() != 0 &&
+      (request.chunk_bytes() < 4096 || request.chunk_bytes() > (4 << 20))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunk_bytes: ", request.chunk_bytes(), " is outside 4096..4194304"));
+  }
+  ActivationsSpec spec;
+  spec.tokens = a.tokens;
+  spec.hook_points.assign(request.hook_points().begin(), request.hook_points().end());
+  LENSD_RETURN_IF_ERROR(CheckDistinct("hook_points", spec.hook_points));
+  spec.native_dtype = request.dtype() == "native";
+  spec.gradients = request.gradients();
+  if (spec.gradients) {
+    LENSD_ASSIGN_OR_RETURN(spec.metric, ToMetricSpec(request.metric()));
+  } else if (request.has_metric()) {
+    return absl::InvalidArgumentError("metric: given without gradients = true");
+  }
+  const ServedModel& model = *a.context.model->model;
+  if (absl::Status s = model.ValidateHookPoints(spec.hook_points); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("hook_points: ", s.message()));
+  }
+  LENSD_RETURN_IF_ERROR(info.Charge(ActivationsCost(spec, model.info())));
   return spec;
 }
 
 }  // namespace
 
-grpc::ServerUnaryReactor* LensService::Decode(grpc::CallbackServerContext* context,
-                                              const v1::DecodeRequest* request,
-                                              v1::DecodeResponse* response) {
-  auto* call = new UnaryCall(env_, context, "Decode");
+LensService::LensService(const ServerEnv& env) : env_(env) {
+  MarkMethodRawCallback(MethodIndex(v1::Lens::service_full_name(), "Decode"),
+                        UnaryHandler(env, "Decode", this, &LensService::Decode));
+  MarkMethodRawCallback(
+      MethodIndex(v1::Lens::service_full_name(), "LayerAttribution"),
+      UnaryHandler(env, "LayerAttribution", this, &LensService::LayerAttribution));
+  MarkMethodRawCallback(MethodIndex(v1::Lens::service_full_name(), "StreamDecode"),
+                        StreamHandler(env, "StreamDecode", this, &LensService::StreamDecode));
+  MarkMethodRawCallback(MethodIndex(v1::Lens::service_full_name(), "Generate"),
+                        StreamHandler(env, "Generate", this, &LensService::Generate));
+  MarkMethodRawCallback(MethodIndex(v1::Lens::service_full_name(), "GetActivations"),
+                        StreamHandler(env, "GetActivations", this, &LensService::GetActivations));
+}
+
+void LensService::Decode(UnaryCall* call, const v1::DecodeRequest* request,
+                         v1::DecodeResponse* response) {
   absl::StatusOr<Admitted> a = Admit(env_, call->info(), request->model(), request->input());
-  absl::StatusOr<DecodeSpec> spec = a.ok() ? DecodeSpecFor(*request, *a) : a.status();
+  absl::StatusOr<DecodeSpec> spec =
+      a.ok() ? DecodeSpecFor(*request, *a, call->info(), false) : a.status();
   if (!spec.ok()) {
     call->Done(spec.status());
-    return call;
+    return;
   }
   const double bpb = NatsToBitsPerByte(static_cast<int64_t>(a->tokens.size()), a->text_bytes);
   const std::shared_ptr<const LoadedModel> model = a->context.model;
@@ -46,17 +105,16 @@ grpc::ServerUnaryReactor* LensService::Decode(grpc::CallbackServerContext* conte
                                            *std::move(spec), bpb);
   Schedule(call->info(), call->cancellation(), static_cast<int64_t>(a->tokens.size()), work.get());
   Submit(*model, std::move(work));
-  return call;
 }
 
-grpc::ServerWriteReactor<v1::StreamDecodeResponse>* LensService::StreamDecode(
-    grpc::CallbackServerContext* context, const v1::DecodeRequest* request) {
-  auto* call = new StreamCall<v1::StreamDecodeResponse>(env_, context, "StreamDecode");
+void LensService::StreamDecode(StreamCall<v1::StreamDecodeResponse>* call,
+                               const v1::DecodeRequest* request) {
   absl::StatusOr<Admitted> a = Admit(env_, call->info(), request->model(), request->input());
-  absl::StatusOr<DecodeSpec> spec = a.ok() ? DecodeSpecFor(*request, *a) : a.status();
+  absl::StatusOr<DecodeSpec> spec =
+      a.ok() ? DecodeSpecFor(*request, *a, call->info(), true) : a.status();
   if (!spec.ok()) {
     call->Done(spec.status());
-    return call;
+    return;
   }
   spec->full_log_probs = true;
   const double bpb = NatsToBitsPerByte(static_cast<int64_t>(a->tokens.size()), a->text_bytes);
@@ -65,12 +123,10 @@ grpc::ServerWriteReactor<v1::StreamDecodeResponse>* LensService::StreamDecode(
                                                  *std::move(spec), bpb);
   Schedule(call->info(), call->cancellation(), static_cast<int64_t>(a->tokens.size()), work.get());
   Submit(*model, std::move(work));
-  return call;
 }
 
-grpc::ServerWriteReactor<v1::GenerateResponse>* LensService::Generate(
-    grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
-  auto* call = new StreamCall<v1::GenerateResponse>(env_, context, "Generate");
+void LensService::Generate(StreamCall<v1::GenerateResponse>* call,
+                           const v1::GenerateRequest* request) {
   absl::StatusOr<Admitted> a = Admit(env_, call->info(), request->model(), request->input());
   absl::StatusOr<GenerateSpec> spec =
       a.ok() ? ToGenerateSpec(*request, a->tokens, env_.limits) : a.status();
@@ -82,73 +138,33 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* LensService::Generate(
   }
   if (!spec.ok()) {
     call->Done(spec.status());
-    return call;
+    return;
   }
   const std::shared_ptr<const LoadedModel> model = a->context.model;
   auto work = std::make_unique<GenerateWork>(call, std::move(a->context), *std::move(spec));
   Schedule(call->info(), call->cancellation(), static_cast<int64_t>(a->tokens.size()), work.get());
   Submit(*model, std::move(work));
-  return call;
 }
 
-grpc::ServerWriteReactor<v1::TensorChunk>* LensService::GetActivations(
-    grpc::CallbackServerContext* context, const v1::GetActivationsRequest* request) {
-  auto* call = new StreamCall<v1::TensorChunk>(env_, context, "GetActivations");
+void LensService::GetActivations(StreamCall<v1::TensorChunk>* call,
+                                 const v1::GetActivationsRequest* request) {
   absl::StatusOr<Admitted> a = Admit(env_, call->info(), request->model(), request->input());
-  ActivationsSpec spec;
-  absl::Status s = a.status();
+  absl::StatusOr<ActivationsSpec> spec =
+      a.ok() ? ActivationsSpecFor(*request, *a, call->info()) : a.status();
+  if (!spec.ok()) {
+    call->Done(spec.status());
+    return;
+  }
   const int64_t chunk = request->chunk_bytes() == 0 ? (1 << 20) : request->chunk_bytes();
-  if (s.ok() && (request->hook_points().empty() ||
-                 request->hook_points_size() > env_.limits.max_hook_points)) {
-    s = absl::InvalidArgumentError(
-        absl::StrCat("hook_points: give 1..", env_.limits.max_hook_points,
-                     " TransformerLens hook names (GetModel lists them)"));
-  }
-  if (s.ok() && request->dtype() != "" && request->dtype() != "float32" &&
-      request->dtype() != "native") {
-    s = absl::InvalidArgumentError(
-        absl::StrCat("dtype: \"", request->dtype(), "\" is not float32 or native"));
-  }
-  if (s.ok() && (chunk < 4096 || chunk > (4 << 20))) {
-    s = absl::InvalidArgumentError(
-        absl::StrCat("chunk_bytes: ", chunk, " is outside 4096..4194304"));
-  }
-  if (s.ok()) {
-    spec.tokens = a->tokens;
-    spec.hook_points.assign(request->hook_points().begin(), request->hook_points().end());
-    spec.native_dtype = request->dtype() == "native";
-    spec.gradients = request->gradients();
-    if (spec.gradients) {
-      absl::StatusOr<MetricSpec> metric = ToMetricSpec(request->metric());
-      if (metric.ok()) {
-        spec.metric = *std::move(metric);
-      } else {
-        s = metric.status();
-      }
-    } else if (request->has_metric()) {
-      s = absl::InvalidArgumentError("metric: given without gradients = true");
-    }
-  }
-  if (s.ok()) {
-    s = a->context.model->model->ValidateHookPoints(spec.hook_points);
-    if (!s.ok()) s = absl::InvalidArgumentError(absl::StrCat("hook_points: ", s.message()));
-  }
-  if (!s.ok()) {
-    call->Done(s);
-    return call;
-  }
   const std::shared_ptr<const LoadedModel> model = a->context.model;
   auto work =
-      std::make_unique<ActivationsWork>(call, std::move(a->context), std::move(spec), chunk);
+      std::make_unique<ActivationsWork>(call, std::move(a->context), *std::move(spec), chunk);
   Schedule(call->info(), call->cancellation(), static_cast<int64_t>(a->tokens.size()), work.get());
   Submit(*model, std::move(work));
-  return call;
 }
 
-grpc::ServerUnaryReactor* LensService::LayerAttribution(grpc::CallbackServerContext* context,
-                                                        const v1::LayerAttributionRequest* request,
-                                                        v1::LayerAttributionResponse* response) {
-  auto* call = new UnaryCall(env_, context, "LayerAttribution");
+void LensService::LayerAttribution(UnaryCall* call, const v1::LayerAttributionRequest* request,
+                                   v1::LayerAttributionResponse* response) {
   RunOnModel(env_, call, request->model(), request->input(),
              [request, response](const Admitted& a) -> absl::StatusOr<UnaryFn> {
                LENSD_ASSIGN_OR_RETURN(LayerAttributionSpec spec,
@@ -161,7 +177,6 @@ grpc::ServerUnaryReactor* LensService::LayerAttribution(grpc::CallbackServerCont
                      return absl::OkStatus();
                    };
              });
-  return call;
 }
 
 }  // namespace lensd::server

@@ -4,26 +4,22 @@
 #define LENSD_SERVER_LENS_SERVICE_H_
 
 #include "lensd/v1/lens.grpc.pb.h"
+#include "server/call.h"
 #include "server/server_env.h"
 
 namespace lensd::server {
 
-class LensService final : public v1::Lens::CallbackService {
+class LensService final : public v1::Lens::Service {
  public:
-  explicit LensService(const ServerEnv& env) : env_(env) {}
+  // Registers every method as a raw callback (rpc_handlers.h).
+  explicit LensService(const ServerEnv& env);
 
-  grpc::ServerUnaryReactor* Decode(grpc::CallbackServerContext* context,
-                                   const v1::DecodeRequest* request,
-                                   v1::DecodeResponse* response) override;
-  grpc::ServerWriteReactor<v1::StreamDecodeResponse>* StreamDecode(
-      grpc::CallbackServerContext* context, const v1::DecodeRequest* request) override;
-  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
-      grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;
-  grpc::ServerWriteReactor<v1::TensorChunk>* GetActivations(
-      grpc::CallbackServerContext* context, const v1::GetActivationsRequest* request) override;
-  grpc::ServerUnaryReactor* LayerAttribution(grpc::CallbackServerContext* context,
-                                             const v1::LayerAttributionRequest* request,
-                                             v1::LayerAttributionResponse* response) override;
+  void Decode(UnaryCall* call, const v1::DecodeRequest* request, v1::DecodeResponse* response);
+  void StreamDecode(StreamCall<v1::StreamDecodeResponse>* call, const v1::DecodeRequest* request);
+  void Generate(StreamCall<v1::GenerateResponse>* call, const v1::GenerateRequest* request);
+  void GetActivations(StreamCall<v1::TensorChunk>* call, const v1::GetActivationsRequest* request);
+  void LayerAttribution(UnaryCall* call, const v1::LayerAttributionRequest* request,
+                        v1::LayerAttributionResponse* response);
 
  private:
   const ServerEnv& env_;

@@ -77,6 +77,14 @@ ABSL_FLAG(int64_t, max_concurrent_streams, 128, "most concurrent calls per conne
 ABSL_FLAG(int64_t, max_stream_buffer_bytes, 256 << 20,
           "unread bytes one stream (StreamDecode, GetActivations, Generate) may queue; past it the "
           "call fails RESOURCE_EXHAUSTED (the model's worker never waits for a slow reader)");
+ABSL_FLAG(int64_t, max_request_bytes, int64_t{4} << 30,
+          "most bytes one request's answer or work may cost, estimated before it starts (rows x "
+          "positions x top_k, hook tensors, SAE features, attribution nodes); past it the call "
+          "fails RESOURCE_EXHAUSTED naming the estimate");
+ABSL_FLAG(int64_t, max_tenant_bytes, int64_t{16} << 30,
+          "most bytes the estimated costs of one tenant's requests in flight may add up to");
+ABSL_FLAG(int64_t, max_watches_per_tenant, 64,
+          "WatchJob streams one tenant may hold open (all are served by one thread)");
 ABSL_FLAG(int64_t, max_queue_per_model, 256, "most requests waiting in one model's queue");
 ABSL_FLAG(int64_t, max_requests_per_tenant, 64,
           "most requests one tenant may have queued or running at once");
@@ -187,6 +195,14 @@ absl::StatusOr<lensd::server::ServerOptions> OptionsFromFlags() {
   if (l.max_stream_buffer_bytes < (1 << 20)) {
     return absl::InvalidArgumentError("--max_stream_buffer_bytes must be at least 1 MiB (1048576)");
   }
+  l.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
+  l.max_tenant_bytes = absl::GetFlag(FLAGS_max_tenant_bytes);
+  if (l.max_request_bytes < (1 << 20) || l.max_tenant_bytes < l.max_request_bytes) {
+    return absl::InvalidArgumentError(
+        "--max_request_bytes must be at least 1 MiB and --max_tenant_bytes at least "
+        "--max_request_bytes");
+  }
+  l.max_watches_per_tenant = absl::GetFlag(FLAGS_max_watches_per_tenant);
   l.max_queue_per_model = absl::GetFlag(FLAGS_max_queue_per_model);
   l.max_requests_per_tenant = absl::GetFlag(FLAGS_max_requests_per_tenant);
   l.batch_max_tokens = absl::GetFlag(FLAGS_batch_max_tokens);

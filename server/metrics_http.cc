@@ -1,28 +1,49 @@
 #include "server/metrics_http.h"
 
 #include <arpa/inet.h>
+#include <microhttpd.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <prometheus/text_serializer.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace lensd::server {
 namespace {
 
-void SendAll(int fd, const std::string& data) {
-  size_t sent = 0;
-  while (sent < data.size()) {
-    const ssize_t n = send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) return;
-    sent += static_cast<size_t>(n);
+constexpr unsigned kIdleSeconds = 5;
+constexpr unsigned kConnections = 256;
+constexpr unsigned kConnectionsPerAddress = 32;
+constexpr size_t kConnectionMemory = 32 << 10;
+
+MHD_Result Reply(MHD_Connection* connection, unsigned code, const std::string& type,
+                 const std::string& body) {
+  MHD_Response* response = MHD_create_response_from_buffer(
+      body.size(), const_cast<char*>(body.data()), MHD_RESPMEM_MUST_COPY);
+  if (response == nullptr) return MHD_NO;
+  MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, type.c_str());
+  const MHD_Result queued = MHD_queue_response(connection, code, response);
+  MHD_destroy_response(response);
+  return queued;
+}
+
+MHD_Result Handle(void* cls, MHD_Connection* connection, const char* url, const char* method,
+                  const char* /*version*/, const char* /*upload_data*/, size_t* upload_size,
+                  void** /*state*/) {
+  const auto* http = static_cast<const MetricsHttp*>(cls);
+  if (std::strcmp(method, MHD_HTTP_METHOD_GET) != 0 || *upload_size != 0) {
+    return Reply(connection, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain",
+                 "lensd serves metrics at GET /metrics\n");
   }
+  if (std::strcmp(url, "/metrics") != 0) {
+    return Reply(connection, MHD_HTTP_NOT_FOUND, "text/plain",
+                 "lensd serves metrics at GET /metrics\n");
+  }
+  return Reply(connection, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", http->Body());
 }
 
 }  // namespace
@@ -41,67 +62,30 @@ absl::StatusOr<std::unique_ptr<MetricsHttp>> MetricsHttp::Start(
         "--metrics_address \"", address, "\" is not <IPv4 address>:<port> (e.g. 127.0.0.1:9464)"));
   }
   addr.sin_port = htons(static_cast<uint16_t>(port));
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  const int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      listen(fd, 16) != 0) {
-    const std::string why = std::strerror(errno);
-    if (fd >= 0) close(fd);
+  std::unique_ptr<MetricsHttp> http(new MetricsHttp(std::move(registry)));
+  errno = 0;
+  http->daemon_ =
+      MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, static_cast<uint16_t>(port),
+                       nullptr, nullptr, &Handle, http.get(), MHD_OPTION_SOCK_ADDR, &addr,
+                       MHD_OPTION_CONNECTION_TIMEOUT, kIdleSeconds, MHD_OPTION_CONNECTION_LIMIT,
+                       kConnections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, kConnectionsPerAddress,
+                       MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory, MHD_OPTION_END);
+  if (http->daemon_ == nullptr) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--metrics_address ", address, " cannot be listened on: ", why));
+        absl::StrCat("--metrics_address ", address,
+                     " cannot be listened on: ", errno != 0 ? std::strerror(errno) : "refused"));
   }
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  return std::unique_ptr<MetricsHttp>(
-      new MetricsHttp(fd, ntohs(addr.sin_port), std::move(registry)));
+  const MHD_DaemonInfo* info = MHD_get_daemon_info(http->daemon_, MHD_DAEMON_INFO_BIND_PORT);
+  http->port_ = info != nullptr ? info->port : port;
+  return http;
 }
-
-MetricsHttp::MetricsHttp(int fd, int port, std::shared_ptr<prometheus::Registry> registry)
-    : fd_(fd), port_(port), registry_(std::move(registry)), thread_([this] { Loop(); }) {}
 
 MetricsHttp::~MetricsHttp() {
-  stopping_ = true;
-  thread_.join();
-  close(fd_);
+  if (daemon_ != nullptr) MHD_stop_daemon(daemon_);
 }
 
-void MetricsHttp::Loop() {
-  while (!stopping_) {
-    pollfd p{fd_, POLLIN, 0};
-    if (poll(&p, 1, 100) <= 0) continue;
-    const int client = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (client < 0) continue;
-    Answer(client);
-    close(client);
-  }
-}
-
-void MetricsHttp::Answer(int client) {
-  // Read the request head (a scrape is a small GET); give up after a second of silence.
-  std::string head;
-  char buffer[2048];
-  while (head.find("\r\n\r\n") == std::string::npos && head.size() < 16384) {
-    pollfd p{client, POLLIN, 0};
-    if (poll(&p, 1, 1000) <= 0) return;
-    const ssize_t n = recv(client, buffer, sizeof(buffer), 0);
-    if (n <= 0) return;
-    head.append(buffer, static_cast<size_t>(n));
-  }
-  const bool metrics = head.rfind("GET /metrics ", 0) == 0 || head.rfind("GET /metrics?", 0) == 0;
-  std::string body;
-  std::string status = "200 OK";
-  std::string type = "text/plain; version=0.0.4; charset=utf-8";
-  if (metrics) {
-    body = prometheus::TextSerializer().Serialize(registry_->Collect());
-  } else {
-    status = "404 Not Found";
-    type = "text/plain";
-    body = "lensd serves metrics at GET /metrics\n";
-  }
-  SendAll(client,
-          absl::StrCat("HTTP/1.1 ", status, "\r\nContent-Type: ", type,
-                       "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body));
+std::string MetricsHttp::Body() const {
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
 }
 
 }  // namespace lensd::server

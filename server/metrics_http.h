@@ -1,20 +1,25 @@
-// A minimal HTTP/1.1 endpoint that answers GET /metrics with a prometheus-cpp Registry in the
-// Prometheus text format (prometheus-cpp's TextSerializer writes it).
+// The /metrics endpoint: GNU libmicrohttpd answers GET /metrics with a prometheus-cpp Registry in
+// the Prometheus text format (prometheus-cpp's TextSerializer writes it).
+//
+// Monitoring must not be blockable: one event-driven thread (epoll) serves every connection at
+// once, so a client that sends its request a byte at a time holds only its own connection; a
+// connection idle for 5 s is closed, at most 256 are open (32 per client address), and each
+// may use 32 KiB.
 //
 // Why not prometheus-cpp's Exposer: Debian's civetweb 1.15, which Exposer runs on, fails to start
 // ("Cannot create threads: error 0") in any process that links libtorch_cpu, which lensd must.
-// Thread-safe; one thread answers requests one at a time (scrapes are small and rare).
+// Thread-safe.
 #ifndef LENSD_SERVER_METRICS_HTTP_H_
 #define LENSD_SERVER_METRICS_HTTP_H_
 
 #include <prometheus/registry.h>
 
-#include <atomic>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
+
+struct MHD_Daemon;
 
 namespace lensd::server {
 
@@ -25,19 +30,20 @@ class MetricsHttp {
   static absl::StatusOr<std::unique_ptr<MetricsHttp>> Start(
       const std::string& address, std::shared_ptr<prometheus::Registry> registry);
   ~MetricsHttp();
+  MetricsHttp(const MetricsHttp&) = delete;
+  MetricsHttp& operator=(const MetricsHttp&) = delete;
 
   int port() const { return port_; }
+  // The body of GET /metrics now.
+  std::string Body() const;
 
  private:
-  MetricsHttp(int fd, int port, std::shared_ptr<prometheus::Registry> registry);
-  void Loop();
-  void Answer(int client);
+  explicit MetricsHttp(std::shared_ptr<prometheus::Registry> registry)
+      : registry_(std::move(registry)) {}
 
-  int fd_;
-  int port_;
   std::shared_ptr<prometheus::Registry> registry_;
-  std::atomic<bool> stopping_{false};
-  std::thread thread_;
+  MHD_Daemon* daemon_ = nullptr;
+  int port_ = 0;
 };
 
 }  // namespace lensd::server

@@ -9,6 +9,7 @@
 #include "server/attribution_convert.h"
 #include "server/call.h"
 #include "server/convert.h"
+#include "server/rpc_handlers.h"
 
 namespace lensd::server {
 namespace {
@@ -68,16 +69,16 @@ absl::Status Require(const std::string& value, const char* field) {
 // Admits an admin call whose `required` fields (the model first, then what it names) are set,
 // then runs `admin` on the background thread and finishes the call with its status. Admission
 // errors finish the call at once.
-grpc::ServerUnaryReactor* RunAdmin(const ServerEnv& env, UnaryCall* call,
-                                   const std::vector<std::pair<std::string, const char*>>& required,
-                                   std::function<absl::Status()> admin) {
+void RunAdmin(const ServerEnv& env, UnaryCall* call,
+              const std::vector<std::pair<std::string, const char*>>& required,
+              std::function<absl::Status()> admin) {
   absl::Status s = call->info().Admit(Role::kAdmin);
   for (const auto& [value, field] : required) {
     if (s.ok()) s = Require(value, field);
   }
   if (!s.ok()) {
     call->Done(s);
-    return call;
+    return;
   }
   call->info().set_model(required.front().first);
   env.background->Run([&env, call, admin = std::move(admin)] {
@@ -85,27 +86,84 @@ grpc::ServerUnaryReactor* RunAdmin(const ServerEnv& env, UnaryCall* call,
     if (env.metrics != nullptr) env.metrics->Refresh(*env.registry);
     call->Done(s);
   });
-  return call;
+}
+
+// GetServerInfo's answer for `principal`.
+void FillServerInfo(const ServerEnv& env, const Principal& principal, v1::ServerInfo* response) {
+  response->set_version(env.version);
+  response->set_min_client_version(env.min_client_version);
+  for (const MemoryBudget::Device& d : env.registry->Devices()) {
+    v1::DeviceInfo* device = response->add_devices();
+    device->set_name(d.name);
+    device->set_budget_bytes(d.budget);
+    device->set_used_bytes(d.used);
+    const DeviceMemoryReading now = env.registry->DeviceMemory(d.name);
+    device->set_total_bytes(now.total);
+    device->set_free_bytes(now.free);
+    device->set_allocated_bytes(now.allocated);
+    device->set_reserved_bytes(now.reserved);
+  }
+  const Limits& l = env.limits;
+  v1::Limits* limits = response->mutable_limits();
+  limits->set_max_tokens_per_request(l.max_tokens_per_request);
+  limits->set_max_message_bytes(l.max_message_bytes);
+  limits->set_max_concurrent_streams(l.max_concurrent_streams);
+  limits->set_max_queue_per_model(l.max_queue_per_model);
+  limits->set_max_requests_per_tenant(l.max_requests_per_tenant);
+  limits->set_batch_max_tokens(l.batch_max_tokens);
+  limits->set_batch_max_delay_us(l.batch_max_delay_us);
+  limits->set_max_new_tokens(l.max_new_tokens);
+  limits->set_max_request_bytes(l.max_request_bytes);
+  limits->set_max_tenant_bytes(l.max_tenant_bytes);
+  limits->set_max_stream_buffer_bytes(l.max_stream_buffer_bytes);
+  limits->set_max_hook_points(l.max_hook_points);
+  limits->set_max_watches_per_tenant(l.max_watches_per_tenant);
+  response->set_auth_enabled(env.tokens.has_value());
+  response->set_cpu_training_precision(env.cpu_training_precision);
+  if (env.tokens.has_value()) {
+    response->set_tenant(principal.tenant);
+    response->set_role(RoleName(principal.role));
+  }
 }
 
 }  // namespace
 
-grpc::ServerUnaryReactor* ModelsService::ListModels(grpc::CallbackServerContext* context,
-                                                    const v1::ListModelsRequest* request,
-                                                    v1::ListModelsResponse* response) {
-  auto* call = new UnaryCall(env_, context, "ListModels");
+ModelsService::ModelsService(const ServerEnv& env) : env_(env) {
+  MarkMethodRawCallback(MethodIndex(v1::Models::service_full_name(), "ListModels"),
+                        UnaryHandler(env, "ListModels", this, &ModelsService::ListModels));
+  MarkMethodRawCallback(MethodIndex(v1::Models::service_full_name(), "GetModel"),
+                        UnaryHandler(env, "GetModel", this, &ModelsService::GetModel));
+  MarkMethodRawCallback(MethodIndex(v1::Models::service_full_name(), "LoadModel"),
+                        UnaryHandler(env, "LoadModel", this, &ModelsService::LoadModel));
+  MarkMethodRawCallback(MethodIndex(v1::Models::service_full_name(), "UnloadModel"),
+                        UnaryHandler(env, "UnloadModel", this, &ModelsService::UnloadModel));
+  MarkMethodRawCallback(MethodIndex(v1::Models::service_full_name(), "LoadLens"),
+                        UnaryHandler(env, "LoadLens", this, &ModelsService::LoadLens));
+  MarkMethodRawCallback(MethodIndex(v1::Models::service_full_name(), "UnloadLens"),
+                        UnaryHandler(env, "UnloadLens", this, &ModelsService::UnloadLens));
+  MarkMethodRawCallback(MethodIndex(v1::Models::service_full_name(), "LoadSae"),
+                        UnaryHandler(env, "LoadSae", this, &ModelsService::LoadSae));
+  MarkMethodRawCallback(MethodIndex(v1::Models::service_full_name(), "UnloadSae"),
+                        UnaryHandler(env, "UnloadSae", this, &ModelsService::UnloadSae));
+  MarkMethodRawCallback(MethodIndex(v1::Models::service_full_name(), "Tokenize"),
+                        UnaryHandler(env, "Tokenize", this, &ModelsService::Tokenize));
+  MarkMethodRawCallback(MethodIndex(v1::Models::service_full_name(), "Detokenize"),
+                        UnaryHandler(env, "Detokenize", this, &ModelsService::Detokenize));
+  MarkMethodRawCallback(MethodIndex(v1::Models::service_full_name(), "GetServerInfo"),
+                        UnaryHandler(env, "GetServerInfo", this, &ModelsService::GetServerInfo));
+}
+
+void ModelsService::ListModels(UnaryCall* call, const v1::ListModelsRequest* request,
+                               v1::ListModelsResponse* response) {
   absl::Status s = call->info().Admit(Role::kRead);
   if (s.ok()) {
     for (const ModelStatus& m : env_.registry->List()) FillModel(m, response->add_models());
   }
   call->Done(s);
-  return call;
 }
 
-grpc::ServerUnaryReactor* ModelsService::GetModel(grpc::CallbackServerContext* context,
-                                                  const v1::GetModelRequest* request,
-                                                  v1::ModelInfo* response) {
-  auto* call = new UnaryCall(env_, context, "GetModel");
+void ModelsService::GetModel(UnaryCall* call, const v1::GetModelRequest* request,
+                             v1::ModelInfo* response) {
   call->Done([&]() -> absl::Status {
     LENSD_RETURN_IF_ERROR(call->info().Admit(Role::kRead));
     LENSD_RETURN_IF_ERROR(Require(request->model(), "model"));
@@ -113,99 +171,79 @@ grpc::ServerUnaryReactor* ModelsService::GetModel(grpc::CallbackServerContext* c
     FillModel(status, response);
     return absl::OkStatus();
   }());
-  return call;
 }
 
-grpc::ServerUnaryReactor* ModelsService::LoadModel(grpc::CallbackServerContext* context,
-                                                   const v1::LoadModelRequest* request,
-                                                   v1::ModelInfo* response) {
-  auto* call = new UnaryCall(env_, context, "LoadModel");
-  return RunAdmin(
-      env_, call, {{request->model(), "model"}}, [this, request, response]() -> absl::Status {
-        const absl::StatusOr<ModelStatus> status =
-            env_.registry->Load(request->model(), {request->dtype(), request->device()});
-        if (env_.models_changed) env_.models_changed();
-        LENSD_RETURN_IF_ERROR(status.status());
-        FillModel(*status, response);
-        return absl::OkStatus();
-      });
+void ModelsService::LoadModel(UnaryCall* call, const v1::LoadModelRequest* request,
+                              v1::ModelInfo* response) {
+  RunAdmin(env_, call, {{request->model(), "model"}}, [this, request, response]() -> absl::Status {
+    const absl::StatusOr<ModelStatus> status =
+        env_.registry->Load(request->model(), {request->dtype(), request->device()});
+    if (env_.models_changed) env_.models_changed();
+    LENSD_RETURN_IF_ERROR(status.status());
+    FillModel(*status, response);
+    return absl::OkStatus();
+  });
 }
 
-grpc::ServerUnaryReactor* ModelsService::UnloadModel(grpc::CallbackServerContext* context,
-                                                     const v1::UnloadModelRequest* request,
-                                                     v1::UnloadModelResponse* response) {
-  auto* call = new UnaryCall(env_, context, "UnloadModel");
-  return RunAdmin(env_, call, {{request->model(), "model"}},
-                  [this, request, response]() -> absl::Status {
-                    const absl::StatusOr<int64_t> freed = env_.registry->Unload(request->model());
-                    if (env_.models_changed) env_.models_changed();
-                    LENSD_RETURN_IF_ERROR(freed.status());
-                    response->set_freed_bytes(*freed);
-                    return absl::OkStatus();
-                  });
+void ModelsService::UnloadModel(UnaryCall* call, const v1::UnloadModelRequest* request,
+                                v1::UnloadModelResponse* response) {
+  RunAdmin(env_, call, {{request->model(), "model"}}, [this, request, response]() -> absl::Status {
+    const absl::StatusOr<int64_t> freed = env_.registry->Unload(request->model());
+    if (env_.models_changed) env_.models_changed();
+    LENSD_RETURN_IF_ERROR(freed.status());
+    response->set_freed_bytes(*freed);
+    return absl::OkStatus();
+  });
 }
 
-grpc::ServerUnaryReactor* ModelsService::LoadLens(grpc::CallbackServerContext* context,
-                                                  const v1::LoadLensRequest* request,
-                                                  v1::LensInfo* response) {
-  auto* call = new UnaryCall(env_, context, "LoadLens");
-  return RunAdmin(env_, call, {{request->model(), "model"}, {request->lens(), "lens"}},
-                  [this, request, response]() -> absl::Status {
-                    LENSD_ASSIGN_OR_RETURN(
-                        const LensDescription lens,
-                        env_.registry->LoadLens(request->model(), request->lens()));
-                    FillLens(lens, response);
-                    return absl::OkStatus();
-                  });
+void ModelsService::LoadLens(UnaryCall* call, const v1::LoadLensRequest* request,
+                             v1::LensInfo* response) {
+  RunAdmin(env_, call, {{request->model(), "model"}, {request->lens(), "lens"}},
+           [this, request, response]() -> absl::Status {
+             LENSD_ASSIGN_OR_RETURN(const LensDescription lens,
+                                    env_.registry->LoadLens(request->model(), request->lens()));
+             FillLens(lens, response);
+             return absl::OkStatus();
+           });
 }
 
-grpc::ServerUnaryReactor* ModelsService::UnloadLens(grpc::CallbackServerContext* context,
-                                                    const v1::UnloadLensRequest* request,
-                                                    v1::UnloadLensResponse* response) {
-  auto* call = new UnaryCall(env_, context, "UnloadLens");
-  return RunAdmin(env_, call, {{request->model(), "model"}, {request->lens(), "lens"}},
-                  [this, request, response]() -> absl::Status {
-                    LENSD_ASSIGN_OR_RETURN(
-                        const int64_t freed,
-                        env_.registry->UnloadLens(request->model(), request->lens()));
-                    response->set_freed_bytes(freed);
-                    return absl::OkStatus();
-                  });
+void ModelsService::UnloadLens(UnaryCall* call, const v1::UnloadLensRequest* request,
+                               v1::UnloadLensResponse* response) {
+  RunAdmin(env_, call, {{request->model(), "model"}, {request->lens(), "lens"}},
+           [this, request, response]() -> absl::Status {
+             LENSD_ASSIGN_OR_RETURN(const int64_t freed,
+                                    env_.registry->UnloadLens(request->model(), request->lens()));
+             response->set_freed_bytes(freed);
+             return absl::OkStatus();
+           });
 }
 
-grpc::ServerUnaryReactor* ModelsService::LoadSae(grpc::CallbackServerContext* context,
-                                                 const v1::LoadSaeRequest* request,
-                                                 v1::SaeInfo* response) {
-  auto* call = new UnaryCall(env_, context, "LoadSae");
-  return RunAdmin(env_, call, {{request->model(), "model"}, {request->sae(), "sae"}},
-                  [this, request, response]() -> absl::Status {
-                    const SaeLoadOptions options{request->hook_point(), request->dtype()};
-                    LENSD_ASSIGN_OR_RETURN(
-                        const SaeDescription sae,
-                        env_.registry->LoadSae(request->model(), request->sae(), options));
-                    FillSae(sae, response);
-                    return absl::OkStatus();
-                  });
+void ModelsService::LoadSae(UnaryCall* call, const v1::LoadSaeRequest* request,
+                            v1::SaeInfo* response) {
+  RunAdmin(env_, call, {{request->model(), "model"}, {request->sae(), "sae"}},
+           [this, request, response]() -> absl::Status {
+             const SaeLoadOptions options{request->hook_point(), request->dtype()};
+             LENSD_ASSIGN_OR_RETURN(
+                 const SaeDescription sae,
+                 env_.registry->LoadSae(request->model(), request->sae(), options));
+             FillSae(sae, response);
+             return absl::OkStatus();
+           });
 }
 
-grpc::ServerUnaryReactor* ModelsService::UnloadSae(grpc::CallbackServerContext* context,
-                                                   const v1::UnloadSaeRequest* request,
-                                                   v1::UnloadSaeResponse* response) {
-  auto* call = new UnaryCall(env_, context, "UnloadSae");
-  return RunAdmin(env_, call, {{request->model(), "model"}, {request->sae(), "sae"}},
-                  [this, request, response]() -> absl::Status {
-                    LENSD_ASSIGN_OR_RETURN(
-                        const int64_t freed,
-                        env_.registry->UnloadSae(request->model(), request->sae()));
-                    response->set_freed_bytes(freed);
-                    return absl::OkStatus();
-                  });
+void ModelsService::UnloadSae(UnaryCall* call, const v1::UnloadSaeRequest* request,
+                              v1::UnloadSaeResponse* response) {
+  RunAdmin(env_, call, {{request->model(), "model"}, {request->sae(), "sae"}},
+           [this, request, response]() -> absl::Status {
+             LENSD_ASSIGN_OR_RETURN(const int64_t freed,
+                                    env_.registry->UnloadSae(request->model(), request->sae()));
+             response->set_freed_bytes(freed);
+             return absl::OkStatus();
+           });
 }
 
-grpc::ServerUnaryReactor* ModelsService::Tokenize(grpc::CallbackServerContext* context,
-                                                  const v1::TokenizeRequest* request,
-                                                  v1::TokenizeResponse* response) {
-  auto* call = new UnaryCall(env_, context, "Tokenize");
+void ModelsService::Tokenize(UnaryCall* call, const v1::TokenizeRequest* request,
+                             v1::TokenizeResponse* response) {
   call->Done([&]() -> absl::Status {
     LENSD_RETURN_IF_ERROR(call->info().Admit(Role::kRead));
     LENSD_RETURN_IF_ERROR(Require(request->model(), "model"));
@@ -219,13 +257,10 @@ grpc::ServerUnaryReactor* ModelsService::Tokenize(grpc::CallbackServerContext* c
     for (const int64_t id : ids) FillToken(*model, id, response->add_tokens());
     return absl::OkStatus();
   }());
-  return call;
 }
 
-grpc::ServerUnaryReactor* ModelsService::Detokenize(grpc::CallbackServerContext* context,
-                                                    const v1::DetokenizeRequest* request,
-                                                    v1::DetokenizeResponse* response) {
-  auto* call = new UnaryCall(env_, context, "Detokenize");
+void ModelsService::Detokenize(UnaryCall* call, const v1::DetokenizeRequest* request,
+                               v1::DetokenizeResponse* response) {
   call->Done([&]() -> absl::Status {
     LENSD_RETURN_IF_ERROR(call->info().Admit(Role::kRead));
     LENSD_RETURN_IF_ERROR(Require(request->model(), "model"));
@@ -246,47 +281,13 @@ grpc::ServerUnaryReactor* ModelsService::Detokenize(grpc::CallbackServerContext*
     response->set_text(model->tokenizer->Decode(ids, request->skip_special_tokens()));
     return absl::OkStatus();
   }());
-  return call;
 }
 
-grpc::ServerUnaryReactor* ModelsService::GetServerInfo(grpc::CallbackServerContext* context,
-                                                       const v1::GetServerInfoRequest* request,
-                                                       v1::ServerInfo* response) {
-  auto* call = new UnaryCall(env_, context, "GetServerInfo");
+void ModelsService::GetServerInfo(UnaryCall* call, const v1::GetServerInfoRequest* request,
+                                  v1::ServerInfo* response) {
   const absl::Status s = call->info().Admit(Role::kRead);
-  if (s.ok()) {
-    response->set_version(env_.version);
-    response->set_min_client_version(env_.min_client_version);
-    for (const MemoryBudget::Device& d : env_.registry->Devices()) {
-      v1::DeviceInfo* device = response->add_devices();
-      device->set_name(d.name);
-      device->set_budget_bytes(d.budget);
-      device->set_used_bytes(d.used);
-      const DeviceMemoryReading now = env_.registry->DeviceMemory(d.name);
-      device->set_total_bytes(now.total);
-      device->set_free_bytes(now.free);
-      device->set_allocated_bytes(now.allocated);
-      device->set_reserved_bytes(now.reserved);
-    }
-    const Limits& l = env_.limits;
-    v1::Limits* limits = response->mutable_limits();
-    limits->set_max_tokens_per_request(l.max_tokens_per_request);
-    limits->set_max_message_bytes(l.max_message_bytes);
-    limits->set_max_concurrent_streams(l.max_concurrent_streams);
-    limits->set_max_queue_per_model(l.max_queue_per_model);
-    limits->set_max_requests_per_tenant(l.max_requests_per_tenant);
-    limits->set_batch_max_tokens(l.batch_max_tokens);
-    limits->set_batch_max_delay_us(l.batch_max_delay_us);
-    limits->set_max_new_tokens(l.max_new_tokens);
-    response->set_auth_enabled(env_.tokens.has_value());
-    response->set_cpu_training_precision(env_.cpu_training_precision);
-    if (env_.tokens.has_value()) {
-      response->set_tenant(call->info().principal().tenant);
-      response->set_role(RoleName(call->info().principal().role));
-    }
-  }
+  if (s.ok()) FillServerInfo(env_, call->info().principal(), response);
   call->Done(s);
-  return call;
 }
 
 }  // namespace lensd::server

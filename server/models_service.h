@@ -4,47 +4,34 @@
 #define LENSD_SERVER_MODELS_SERVICE_H_
 
 #include "lensd/v1/models.grpc.pb.h"
+#include "server/call.h"
 #include "server/server_env.h"
 
 namespace lensd::server {
 
-class ModelsService final : public v1::Models::CallbackService {
+class ModelsService final : public v1::Models::Service {
  public:
-  explicit ModelsService(const ServerEnv& env) : env_(env) {}
+  // Registers every method as a raw callback (rpc_handlers.h).
+  explicit ModelsService(const ServerEnv& env);
 
-  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
-                                       const v1::ListModelsRequest* request,
-                                       v1::ListModelsResponse* response) override;
-  grpc::ServerUnaryReactor* GetModel(grpc::CallbackServerContext* context,
-                                     const v1::GetModelRequest* request,
-                                     v1::ModelInfo* response) override;
-  grpc::ServerUnaryReactor* LoadModel(grpc::CallbackServerContext* context,
-                                      const v1::LoadModelRequest* request,
-                                      v1::ModelInfo* response) override;
-  grpc::ServerUnaryReactor* UnloadModel(grpc::CallbackServerContext* context,
-                                        const v1::UnloadModelRequest* request,
-                                        v1::UnloadModelResponse* response) override;
-  grpc::ServerUnaryReactor* LoadLens(grpc::CallbackServerContext* context,
-                                     const v1::LoadLensRequest* request,
-                                     v1::LensInfo* response) override;
-  grpc::ServerUnaryReactor* UnloadLens(grpc::CallbackServerContext* context,
-                                       const v1::UnloadLensRequest* request,
-                                       v1::UnloadLensResponse* response) override;
-  grpc::ServerUnaryReactor* LoadSae(grpc::CallbackServerContext* context,
-                                    const v1::LoadSaeRequest* request,
-                                    v1::SaeInfo* response) override;
-  grpc::ServerUnaryReactor* UnloadSae(grpc::CallbackServerContext* context,
-                                      const v1::UnloadSaeRequest* request,
-                                      v1::UnloadSaeResponse* response) override;
-  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
-                                     const v1::TokenizeRequest* request,
-                                     v1::TokenizeResponse* response) override;
-  grpc::ServerUnaryReactor* Detokenize(grpc::CallbackServerContext* context,
-                                       const v1::DetokenizeRequest* request,
-                                       v1::DetokenizeResponse* response) override;
-  grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
-                                          const v1::GetServerInfoRequest* request,
-                                          v1::ServerInfo* response) override;
+  void ListModels(UnaryCall* call, const v1::ListModelsRequest* request,
+                  v1::ListModelsResponse* response);
+  void GetModel(UnaryCall* call, const v1::GetModelRequest* request, v1::ModelInfo* response);
+  void LoadModel(UnaryCall* call, const v1::LoadModelRequest* request, v1::ModelInfo* response);
+  void UnloadModel(UnaryCall* call, const v1::UnloadModelRequest* request,
+                   v1::UnloadModelResponse* response);
+  void LoadLens(UnaryCall* call, const v1::LoadLensRequest* request, v1::LensInfo* response);
+  void UnloadLens(UnaryCall* call, const v1::UnloadLensRequest* request,
+                  v1::UnloadLensResponse* response);
+  void LoadSae(UnaryCall* call, const v1::LoadSaeRequest* request, v1::SaeInfo* response);
+  void UnloadSae(UnaryCall* call, const v1::UnloadSaeRequest* request,
+                 v1::UnloadSaeResponse* response);
+  void Tokenize(UnaryCall* call, const v1::TokenizeRequest* request,
+                v1::TokenizeResponse* response);
+  void Detokenize(UnaryCall* call, const v1::DetokenizeRequest* request,
+                  v1::DetokenizeResponse* response);
+  void GetServerInfo(UnaryCall* call, const v1::GetServerInfoRequest* request,
+                     v1::ServerInfo* response);
 
  private:
   const ServerEnv& env_;

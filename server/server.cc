@@ -1,7 +1,9 @@
 #include "server/server.h"
 
+#include <arpa/inet.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <netinet/in.h>
 
 #include <filesystem>
 #include <fstream>
@@ -54,7 +56,15 @@ bool IsLocalAddress(const std::string& address) {
   std::string host = address.substr(0, address.rfind(':'));
   if (absl::StartsWith(host, "ipv4:")) host = host.substr(5);
   if (absl::StartsWith(host, "ipv6:")) host = host.substr(5);
-  return host == "localhost" || host == "[::1]" || absl::StartsWith(host, "127.");
+  if (host == "localhost") return true;
+  // Only a literal loopback address counts: a host name such as "127.example" resolves anywhere.
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  in6_addr v6{};
+  return inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
 }
 
 absl::StatusOr<std::unique_ptr<LensdServer>> LensdServer::Start(ServerOptions options,
@@ -83,7 +93,8 @@ absl::StatusOr<std::unique_ptr<LensdServer>> LensdServer::Start(ServerOptions op
   registry.scheduler.batch_max_delay = absl::Microseconds(o.limits.batch_max_delay_us);
   LENSD_ASSIGN_OR_RETURN(s->registry_,
                          ModelRegistry::Create(registry, std::move(factory), s->metrics_.get()));
-  s->tenants_ = std::make_unique<TenantLimiter>(o.limits.max_requests_per_tenant);
+  s->tenants_ =
+      std::make_unique<TenantLimiter>(o.limits.max_requests_per_tenant, o.limits.max_tenant_bytes);
   s->background_ = std::make_unique<Background>();
   s->env_.version = o.version;
   s->env_.min_client_version = o.min_client_version;

@@ -2,11 +2,14 @@
 
 #include <string>
 
+#include "core/shown_text.h"
+
 namespace lensd::server {
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      Truncated(status.message(), kMaxErrorMessageBytes));
 }
 
 const char* CodeName(absl::StatusCode code) {

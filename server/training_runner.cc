@@ -119,6 +119,7 @@ absl::StatusOr<std::string> TrainingRunner::Train(const JobRecord& job, JobConte
                         {"steps", result.steps},
                         {"tokens", result.tokens},
                         {"seconds", result.seconds},
+                        {"resumed_from_step", result.resumed_from_step},
                         {"final_layer_losses", result.final_layer_losses},
                         {"nats_to_bits_per_byte", data.nats_to_bits_per_byte}}
       .dump();

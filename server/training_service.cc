@@ -14,6 +14,8 @@
 #include "core/training_spec.h"
 #include "nlohmann/json.hpp"
 #include "server/call.h"
+#include "server/job_watches.h"
+#include "server/rpc_handlers.h"
 
 namespace lensd::server {
 namespace {
@@ -52,48 +54,6 @@ TrainLensSpec ToSpec(const v1::TrainLensJob& r) {
   if (!r.precision().empty()) s.precision = r.precision();
   s.data = ToData(r.data());
   return s;
-}
-
-v1::JobState ToProto(JobState state) {
-  switch (state) {
-    case JobState::kQueued:
-      return v1::JOB_STATE_QUEUED;
-    case JobState::kRunning:
-      return v1::JOB_STATE_RUNNING;
-    case JobState::kSucceeded:
-      return v1::JOB_STATE_SUCCEEDED;
-    case JobState::kFailed:
-      return v1::JOB_STATE_FAILED;
-    case JobState::kCancelled:
-      return v1::JOB_STATE_CANCELLED;
-  }
-  return v1::JOB_STATE_UNSPECIFIED;
-}
-
-void FillJob(const JobRecord& j, v1::Job* out) {
-  out->Clear();
-  out->set_id(j.id);
-  out->set_tenant(j.tenant);
-  out->set_kind(j.kind);
-  out->set_model(j.model);
-  out->set_state(ToProto(j.state));
-  out->set_reason(j.reason);
-  out->set_step(j.step);
-  out->set_num_steps(j.num_steps);
-  const nlohmann::json progress = nlohmann::json::parse(j.progress, nullptr, false);
-  if (progress.is_object()) {
-    for (const auto& loss : progress.value("layer_losses", nlohmann::json::array())) {
-      out->add_layer_losses(loss.get<double>());
-    }
-    out->set_num_steps(progress.value("num_steps", j.num_steps));
-    out->set_tokens_per_second(progress.value("tokens_per_second", 0.0));
-    out->set_eta_seconds(progress.value("eta_seconds", 0.0));
-  }
-  out->set_result_json(j.result);
-  out->set_spec_json(j.spec);
-  out->set_created(j.created);
-  out->set_started(j.started);
-  out->set_finished(j.finished);
 }
 
 // The job, if `info`'s tenant may see it (its own, or any for admins); NOT_FOUND otherwise.
@@ -180,22 +140,30 @@ absl::StatusOr<JobRecord> NewJob(const ServerEnv& env, const CallInfo& info,
 
 }  // namespace
 
-TrainingService::~TrainingService() {
-  absl::MutexLock lock(&mu_);
-  for (Watcher& w : watchers_) {
-    if (w.thread.joinable()) w.thread.join();
-  }
+TrainingService::TrainingService(const ServerEnv& env)
+    : env_(env),
+      watches_(std::make_unique<JobWatches>(env.jobs, env.limits.max_watches_per_tenant)) {
+  MarkMethodRawCallback(MethodIndex(v1::Training::service_full_name(), "SubmitJob"),
+                        UnaryHandler(env, "SubmitJob", this, &TrainingService::SubmitJob));
+  MarkMethodRawCallback(MethodIndex(v1::Training::service_full_name(), "GetJob"),
+                        UnaryHandler(env, "GetJob", this, &TrainingService::GetJob));
+  MarkMethodRawCallback(MethodIndex(v1::Training::service_full_name(), "ListJobs"),
+                        UnaryHandler(env, "ListJobs", this, &TrainingService::ListJobs));
+  MarkMethodRawCallback(MethodIndex(v1::Training::service_full_name(), "CancelJob"),
+                        UnaryHandler(env, "CancelJob", this, &TrainingService::CancelJob));
+  MarkMethodRawCallback(MethodIndex(v1::Training::service_full_name(), "WatchJob"),
+                        StreamHandler(env, "WatchJob", this, &TrainingService::WatchJob));
 }
 
-grpc::ServerUnaryReactor* TrainingService::SubmitJob(grpc::CallbackServerContext* context,
-                                                     const v1::SubmitJobRequest* request,
-                                                     v1::Job* response) {
-  auto* call = new UnaryCall(env_, context, "SubmitJob");
+TrainingService::~TrainingService() = default;
+
+void TrainingService::SubmitJob(UnaryCall* call, const v1::SubmitJobRequest* request,
+                                v1::Job* response) {
   absl::Status s = call->info().Admit(Role::kTrain);
   absl::StatusOr<JobRecord> job = s.ok() ? NewJob(env_, call->info(), *request) : s;
   if (!job.ok()) {
     call->Done(job.status());
-    return call;
+    return;
   }
   call->info().set_model(request->model());
   env_.background->Run([this, call, response, job = *std::move(job)]() mutable {
@@ -203,26 +171,19 @@ grpc::ServerUnaryReactor* TrainingService::SubmitJob(grpc::CallbackServerContext
     if (queued.ok()) FillJob(*queued, response);
     call->Done(queued.status());
   });
-  return call;
 }
 
-grpc::ServerUnaryReactor* TrainingService::GetJob(grpc::CallbackServerContext* context,
-                                                  const v1::GetJobRequest* request,
-                                                  v1::Job* response) {
-  auto* call = new UnaryCall(env_, context, "GetJob");
+void TrainingService::GetJob(UnaryCall* call, const v1::GetJobRequest* request, v1::Job* response) {
   call->Done([&]() -> absl::Status {
     LENSD_RETURN_IF_ERROR(call->info().Admit(Role::kRead));
     LENSD_ASSIGN_OR_RETURN(const JobRecord job, Visible(env_, call->info(), request->id()));
     FillJob(job, response);
     return absl::OkStatus();
   }());
-  return call;
 }
 
-grpc::ServerUnaryReactor* TrainingService::ListJobs(grpc::CallbackServerContext* context,
-                                                    const v1::ListJobsRequest* request,
-                                                    v1::ListJobsResponse* response) {
-  auto* call = new UnaryCall(env_, context, "ListJobs");
+void TrainingService::ListJobs(UnaryCall* call, const v1::ListJobsRequest* request,
+                               v1::ListJobsResponse* response) {
   call->Done([&]() -> absl::Status {
     LENSD_RETURN_IF_ERROR(call->info().Admit(Role::kRead));
     const Principal& who = call->info().principal();
@@ -246,18 +207,15 @@ grpc::ServerUnaryReactor* TrainingService::ListJobs(grpc::CallbackServerContext*
     for (const JobRecord& j : jobs) FillJob(j, response->add_jobs());
     return absl::OkStatus();
   }());
-  return call;
 }
 
-grpc::ServerUnaryReactor* TrainingService::CancelJob(grpc::CallbackServerContext* context,
-                                                     const v1::CancelJobRequest* request,
-                                                     v1::Job* response) {
-  auto* call = new UnaryCall(env_, context, "CancelJob");
+void TrainingService::CancelJob(UnaryCall* call, const v1::CancelJobRequest* request,
+                                v1::Job* response) {
   absl::Status s = call->info().Admit(Role::kTrain);
   if (s.ok()) s = Visible(env_, call->info(), request->id()).status();
   if (!s.ok()) {
     call->Done(s);
-    return call;
+    return;
   }
   env_.background->Run([this, call, request, response] {
     const Principal& who = call->info().principal();
@@ -269,57 +227,16 @@ grpc::ServerUnaryReactor* TrainingService::CancelJob(grpc::CallbackServerContext
     }
     call->Done(cancelled);
   });
-  return call;
 }
 
-grpc::ServerWriteReactor<v1::Job>* TrainingService::WatchJob(grpc::CallbackServerContext* context,
-                                                             const v1::WatchJobRequest* request) {
-  auto* call = new StreamCall<v1::Job>(env_, context, "WatchJob");
+void TrainingService::WatchJob(StreamCall<v1::Job>* call, const v1::WatchJobRequest* request) {
   absl::Status s = call->info().Admit(Role::kRead);
   if (s.ok()) s = Visible(env_, call->info(), request->id()).status();
   if (!s.ok()) {
     call->Done(s);
-    return call;
+    return;
   }
-  absl::MutexLock lock(&mu_);
-  watchers_.remove_if([](Watcher& w) {
-    if (!w.done) return false;
-    w.thread.join();
-    return true;
-  });
-  Watcher& watcher = watchers_.emplace_back();
-  watcher.thread = std::thread([this, call, id = request->id(), done = &watcher.done] {
-    const auto cancellation = call->cancellation();
-    int64_t seen = -1;
-    absl::Status status;
-    while (true) {
-      const int64_t version = env_.jobs->Version(id);
-      absl::StatusOr<JobRecord> job = env_.jobs->Get(id);
-      if (!job.ok()) {
-        status = job.status();
-        break;
-      }
-      v1::Job message;
-      FillJob(*job, &message);
-      status = call->Write(std::move(message));
-      if (!status.ok() || IsFinal(job->state)) break;
-      seen = env_.jobs->WaitForChange(id, version, call->info().deadline(),
-                                      [&cancellation] { return cancellation->cancelled(); });
-      if (cancellation->cancelled()) {
-        status = absl::CancelledError("the client cancelled the watch");
-        break;
-      }
-      if (seen <= version) {
-        status = absl::Now() >= call->info().deadline()
-                     ? absl::DeadlineExceededError("the watch's deadline passed")
-                     : absl::UnavailableError("the server is shutting down; watch again");
-        break;
-      }
-    }
-    call->Done(status);
-    *done = true;
-  });
-  return call;
+  watches_->Watch(call, request->id(), call->info().principal().tenant);
 }
 
 }  // namespace lensd::server

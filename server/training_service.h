@@ -4,45 +4,31 @@
 #ifndef LENSD_SERVER_TRAINING_SERVICE_H_
 #define LENSD_SERVER_TRAINING_SERVICE_H_
 
-#include <atomic>
-#include <list>
 #include <memory>
-#include <thread>
 
-#include "absl/synchronization/mutex.h"
 #include "lensd/v1/training.grpc.pb.h"
+#include "server/call.h"
+#include "server/job_watches.h"
 #include "server/server_env.h"
 
 namespace lensd::server {
 
-class TrainingService final : public v1::Training::CallbackService {
+class TrainingService final : public v1::Training::Service {
  public:
-  explicit TrainingService(const ServerEnv& env) : env_(env) {}
-  ~TrainingService() override;  // joins the watch threads
+  // Registers every method as a raw callback (rpc_handlers.h).
+  explicit TrainingService(const ServerEnv& env);
+  ~TrainingService() override;  // ends the open watches
 
-  grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
-                                      const v1::SubmitJobRequest* request,
-                                      v1::Job* response) override;
-  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* context,
-                                   const v1::GetJobRequest* request, v1::Job* response) override;
-  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* context,
-                                     const v1::ListJobsRequest* request,
-                                     v1::ListJobsResponse* response) override;
-  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* context,
-                                      const v1::CancelJobRequest* request,
-                                      v1::Job* response) override;
-  grpc::ServerWriteReactor<v1::Job>* WatchJob(grpc::CallbackServerContext* context,
-                                              const v1::WatchJobRequest* request) override;
+  void SubmitJob(UnaryCall* call, const v1::SubmitJobRequest* request, v1::Job* response);
+  void GetJob(UnaryCall* call, const v1::GetJobRequest* request, v1::Job* response);
+  void ListJobs(UnaryCall* call, const v1::ListJobsRequest* request,
+                v1::ListJobsResponse* response);
+  void CancelJob(UnaryCall* call, const v1::CancelJobRequest* request, v1::Job* response);
+  void WatchJob(StreamCall<v1::Job>* call, const v1::WatchJobRequest* request);
 
  private:
-  struct Watcher {
-    std::thread thread;
-    std::atomic<bool> done{false};
-  };
-
   const ServerEnv& env_;
-  absl::Mutex mu_;
-  std::list<Watcher> watchers_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<JobWatches> watches_;  // WatchJob's streams, one thread for all
 };
 
 }  // namespace lensd::server

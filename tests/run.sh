@@ -21,7 +21,7 @@ bash deploy/setup.sh
 step "fuzz target (clang, libFuzzer)"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DLENSD_FUZZ=ON -DLENSD_BUILD_TESTS=OFF >/dev/null
-ninja -C build-fuzz safetensors_header_fuzz torch_state_dict_fuzz pickle_fuzz
+ninja -C build-fuzz safetensors_header_fuzz torch_state_dict_fuzz pickle_fuzz request_fuzz
 
 step "build (gcc, -Werror)"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLENSD_WERROR=ON \

@@ -103,4 +103,31 @@ std::vector<HookPoint> AllHookPoints(const ModelConfig& config) {
   return out;
 }
 
+HookShape HookShapeOf(HookPoint point, const ModelConfig& c) {
+  const int64_t kv_heads = c.num_kv_heads > 0 ? c.num_kv_heads : c.num_heads;
+  switch (point.kind) {
+    case HookKind::kLnFinalScale:
+    case HookKind::kLn1Scale:
+    case HookKind::kLn2Scale:
+      return {1, false};
+    case HookKind::kAttnQ:
+    case HookKind::kAttnRotQ:
+    case HookKind::kAttnZ:
+      return {c.num_heads * c.head_dim, false};
+    case HookKind::kAttnK:
+    case HookKind::kAttnV:
+    case HookKind::kAttnRotK:
+      return {kv_heads * c.head_dim, false};
+    case HookKind::kAttnScores:
+    case HookKind::kAttnPattern:
+      return {c.num_heads, true};
+    case HookKind::kMlpPre:
+    case HookKind::kMlpPreLinear:
+    case HookKind::kMlpPost:
+      return {c.d_mlp, false};
+    default:
+      return {c.d_model, false};
+  }
+}
+
 }  // namespace lensd::engine

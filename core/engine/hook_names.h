@@ -77,6 +77,14 @@ bool HasHook(HookKind kind, const ModelConfig& config);
 // Every point the model has, in forward order.
 std::vector<HookPoint> AllHookPoints(const ModelConfig& config);
 
+// Elements the point holds per position of one sequence; attention scores and patterns hold this
+// many per pair of query and key positions (`per_key_position`).
+struct HookShape {
+  int64_t per_position = 0;
+  bool per_key_position = false;
+};
+HookShape HookShapeOf(HookPoint point, const ModelConfig& config);
+
 }  // namespace lensd::engine
 
 #endif  // LENSD_CORE_ENGINE_HOOK_NAMES_H_

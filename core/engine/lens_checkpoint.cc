@@ -43,7 +43,8 @@ absl::Status SaveTrainingCheckpoint(const TrainingCheckpoint& c, const std::stri
       {"format", kFormat},
       {"layers", std::to_string(c.state.weights.size())},
       {"step", std::to_string(c.state.step)},
-      {"next_sequence", std::to_string(c.next_sequence)}};
+      {"next_sequence", std::to_string(c.next_sequence)},
+      {"elapsed_us", std::to_string(c.elapsed_us)}};
   LENSD_ASSIGN_OR_RETURN(const std::string bytes, SafetensorsBytes(tensors, metadata));
   return WriteFileAtomically(path, bytes);
 }
@@ -66,6 +67,9 @@ absl::StatusOr<TrainingCheckpoint> LoadTrainingCheckpoint(const std::string& pat
   if (!number("layers", &layers) || !number("step", &c.state.step) ||
       !number("next_sequence", &c.next_sequence)) {
     return bad("counters");
+  }
+  if (meta.count("elapsed_us") > 0 && !number("elapsed_us", &c.elapsed_us)) {
+    return bad("elapsed_us");  // absent in checkpoints of earlier lensd versions: 0
   }
   const auto& entries = file->header().tensors;
   const auto read = [&](const std::string& prefix,

@@ -16,6 +16,7 @@ namespace lensd::engine {
 struct TrainingCheckpoint {
   LensTrainerState state;
   int64_t next_sequence = 0;  // index into the job's shuffled data order
+  int64_t elapsed_us = 0;     // training time of the job so far, over every resumed segment
 };
 
 // The errors of WriteFileAtomically (RESOURCE_EXHAUSTED for a full disk, ...), naming `path`.

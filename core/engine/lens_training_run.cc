@@ -72,14 +72,21 @@ absl::StatusOr<TrainLensResult> RunLensTraining(const CausalLm& model, const Tun
   LENSD_ASSIGN_OR_RETURN(std::unique_ptr<LensTrainer> trainer,
                          LensTrainer::Create(model, OptionsOf(spec, model.device()), warm_start));
   int64_t next = 0;
+  TrainLensResult result;
+  double earlier_seconds = 0;  // of the segments before a resume
   if (!run.resume_from.empty()) {
     LENSD_ASSIGN_OR_RETURN(TrainingCheckpoint checkpoint, LoadTrainingCheckpoint(run.resume_from));
     LENSD_RETURN_IF_ERROR(trainer->Restore(checkpoint.state));
     next = checkpoint.next_sequence;
+    earlier_seconds = static_cast<double>(checkpoint.elapsed_us) / 1e6;
+    result.resumed_from_step = checkpoint.state.step;
   }
-  TrainLensResult result;
   const auto start = Clock::now();
+  const auto job_seconds = [&] {
+    return earlier_seconds + std::chrono::duration<double>(Clock::now() - start).count();
+  };
   std::string previous_checkpoint;
+  int64_t steps_this_run = 0;  // after a resume: the steps since
   const int64_t tokens_per_step = spec.grad_acc_steps() * spec.micro_batch * spec.seq_len;
   while (!trainer->done()) {
     const auto step_start = Clock::now();
@@ -97,7 +104,7 @@ absl::StatusOr<TrainLensResult> RunLensTraining(const CausalLm& model, const Tun
         mean[l] += losses[l] / static_cast<double>(spec.grad_acc_steps());
       }
     }
-    result.tokens += tokens_per_step;
+    ++steps_this_run;
     const double step_seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
     const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
     const int64_t step = trainer->step();
@@ -107,16 +114,16 @@ absl::StatusOr<TrainLensResult> RunLensTraining(const CausalLm& model, const Tun
       p.num_steps = spec.num_steps;
       p.layer_losses = mean;
       p.tokens_per_second = static_cast<double>(tokens_per_step) / std::max(step_seconds, 1e-9);
-      const int64_t steps_run = result.tokens / tokens_per_step;  // in this run (after a resume)
-      p.eta_seconds =
-          elapsed / static_cast<double>(steps_run) * static_cast<double>(spec.num_steps - step);
+      p.eta_seconds = elapsed / static_cast<double>(steps_this_run) *
+                      static_cast<double>(spec.num_steps - step);
       run.on_step(p);
     }
     result.final_layer_losses = std::move(mean);
     if (step % spec.checkpoint_every == 0 || trainer->done()) {
       LENSD_ASSIGN_OR_RETURN(LensTrainerState state, trainer->State());
       const std::string path = CheckpointPath(run, step);
-      LENSD_RETURN_IF_ERROR(SaveTrainingCheckpoint({std::move(state), next}, path));
+      const auto elapsed_us = static_cast<int64_t>(job_seconds() * 1e6);
+      LENSD_RETURN_IF_ERROR(SaveTrainingCheckpoint({std::move(state), next, elapsed_us}, path));
       if (run.on_checkpoint) LENSD_RETURN_IF_ERROR(run.on_checkpoint(step, path));
       std::error_code ec;
       if (!previous_checkpoint.empty()) std::filesystem::remove(previous_checkpoint, ec);
@@ -129,7 +136,8 @@ absl::StatusOr<TrainLensResult> RunLensTraining(const CausalLm& model, const Tun
                          trainer->MakeLens(spec.lens_name, config));
   LENSD_RETURN_IF_ERROR(SaveTunedLens(*lens, run.output_dir));
   result.steps = trainer->step();
-  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  result.tokens = next * spec.seq_len;  // every sequence of the job, before a resume too
+  result.seconds = job_seconds();
   return result;
 }
 

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 
+#include "core/engine/lens_checkpoint.h"
 #include "core/engine/model_loader.h"
 #include "core/engine/test_util.h"
 #include "core/training_data.h"
@@ -84,7 +85,14 @@ TEST_F(LensTrainingRunTest, AnInterruptedRunResumesToTheSameLens) {
   second.resume_from = last_checkpoint;
   auto resumed = RunLensTraining(*model_, nullptr, second);
   ASSERT_TRUE(resumed.ok()) << resumed.status();
-  EXPECT_EQ(resumed->tokens, 5 * 32);  // steps 4..8
+  // The result counts the whole job: steps 1..3 before the resume and 4..8 after, and the first
+  // segment's training time.
+  EXPECT_EQ(resumed->tokens, 8 * 32);
+  EXPECT_EQ(resumed->resumed_from_step, 3);
+  auto checkpoint = LoadTrainingCheckpoint(last_checkpoint);
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+  EXPECT_GT(checkpoint->elapsed_us, 0);
+  EXPECT_GE(resumed->seconds, static_cast<double>(checkpoint->elapsed_us) / 1e6);
   auto a = TunedLens::Load(straight.output_dir, *model_, "a");
   auto b = TunedLens::Load(second.output_dir, *model_, "b");
   ASSERT_TRUE(a.ok() && b.ok());

@@ -57,14 +57,12 @@ int64_t HookWidth(HookPoint point, const ModelConfig& model) {
     case HookKind::kMlpOut:
     case HookKind::kLn1Normalized:
     case HookKind::kLn2Normalized:
-      return model.d_model;
     case HookKind::kAttnZ:
     case HookKind::kAttnQ:
-      return model.num_heads * model.head_dim;
     case HookKind::kMlpPre:
     case HookKind::kMlpPreLinear:
     case HookKind::kMlpPost:
-      return model.d_mlp;
+      return HookShapeOf(point, model).per_position;
     default:
       return 0;
   }

@@ -60,7 +60,12 @@ class ServedModelImpl : public ServedModel {
     if (info_.device == "cuda") info_.device = "cuda:0";
     info_.parameter_bytes = model_->parameter_bytes();
     info_.eos_token_ids = c.eos_token_ids;
-    for (const HookPoint& p : AllHookPoints(c)) info_.hook_points.push_back(HookName(p));
+    for (const HookPoint& p : AllHookPoints(c)) {
+      info_.hook_points.push_back(HookName(p));
+      const HookShape shape = HookShapeOf(p, c);
+      info_.hook_widths.push_back(shape.per_position);
+      info_.hook_per_key_position.push_back(shape.per_key_position);
+    }
     lenses_["logit"] = std::make_shared<LogitLens>();
   }
 

@@ -4,7 +4,7 @@
 #include <fcntl.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -70,15 +70,25 @@ LensdProcess::LensdProcess(const std::vector<std::string>& flags) {
   argv.reserve(args.size() + 1);
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
   const std::string log = dir_ + "/stderr.log";
-  posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ) != 0) {
+  const pid_t parent = getpid();
+  pid_ = fork();
+  if (pid_ == 0) {
+    // Only async-signal-safe calls until exec. The server dies with the thread that started it
+    // (the test's), also when a failing test crashes: an orphaned lensd would hold CTest's
+    // output pipe open forever.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) dup2(fd, 2);
+    if (fd > 2) close(fd);
+    execve(argv[0], argv.data(), environ);
+    _exit(127);
+  }
+  if (pid_ < 0) {
     ADD_FAILURE() << "cannot start " << argv[0];
     return;
   }
-  posix_spawn_file_actions_destroy(&actions);
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (!fs::exists(dir_ + "/port.json") && std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -130,24 +140,20 @@ int64_t LensdProcess::ResidentBytes() const {
   return -1;
 }
 
-std::string LensdProcess::Health(const std::string& service) const {
-  // grpc.health.v1.Health/Check with HealthCheckRequest{service} (field 1, a string); the reply
-  // is HealthCheckResponse{status = 1 (field 1, varint)} when SERVING.
+grpc::Status LensdProcess::RawCall(const std::string& method, const std::string& bytes,
+                                   const std::string& token, std::string* reply) const {
   grpc::GenericStub stub(channel_);
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  std::string encoded;
-  if (!service.empty()) {
-    encoded = std::string("\x0a", 1) + static_cast<char>(service.size()) + service;
-  }
-  grpc::Slice slice(encoded);
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
+  grpc::Slice slice(bytes);
   grpc::ByteBuffer request(&slice, 1);
-  grpc::ByteBuffer reply;
+  grpc::ByteBuffer answer;
   std::mutex mu;
   std::condition_variable cv;
   bool done = false;
   grpc::Status status;
-  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &reply,
+  stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &answer,
                  [&](const grpc::Status& s) {
                    std::lock_guard<std::mutex> lock(mu);
                    status = s;
@@ -156,11 +162,25 @@ std::string LensdProcess::Health(const std::string& service) const {
                  });
   std::unique_lock<std::mutex> lock(mu);
   cv.wait(lock, [&] { return done; });
-  if (!status.ok()) return status.error_message();
-  std::vector<grpc::Slice> slices;
-  (void)reply.Dump(&slices);
+  if (reply != nullptr && status.ok()) {
+    std::vector<grpc::Slice> slices;
+    (void)answer.Dump(&slices);
+    reply->clear();
+    for (const auto& s : slices) reply->append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  return status;
+}
+
+std::string LensdProcess::Health(const std::string& service) const {
+  // grpc.health.v1.Health/Check with HealthCheckRequest{service} (field 1, a string); the reply
+  // is HealthCheckResponse{status = 1 (field 1, varint)} when SERVING.
+  std::string encoded;
+  if (!service.empty()) {
+    encoded = std::string("\x0a", 1) + static_cast<char>(service.size()) + service;
+  }
   std::string bytes;
-  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  const grpc::Status status = RawCall("/grpc.health.v1.Health/Check", encoded, "", &bytes);
+  if (!status.ok()) return status.error_message();
   return bytes == std::string("\x08\x01", 2) ? "SERVING" : "NOT_SERVING";
 }
 
@@ -174,7 +194,10 @@ std::string LensdProcess::Scrape() const {
     close(fd);
     return "";
   }
-  const std::string request = "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n";
+  timeval timeout{10, 0};  // never hang a test on a stuck endpoint
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  const std::string request =
+      "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
   (void)send(fd, request.data(), request.size(), 0);
   std::string response;
   char buffer[4096];

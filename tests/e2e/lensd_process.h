@@ -36,6 +36,10 @@ class LensdProcess {
   // grpc.health.v1 status of `service` ("" for the whole server): "SERVING", "NOT_SERVING", or
   // the RPC error ("service name unknown"...).
   std::string Health(const std::string& service = "") const;
+  // A unary call of `method` ("/lensd.v1.Models/Tokenize") with `bytes` as the request, as they
+  // are (malformed ones included); `reply` (optional) receives the answer's bytes.
+  grpc::Status RawCall(const std::string& method, const std::string& bytes,
+                       const std::string& token, std::string* reply = nullptr) const;
   // The body of GET /metrics.
   std::string Scrape() const;
 

@@ -60,10 +60,12 @@ class TrainingTest : public ::testing::Test {
     server_.reset();
     fs::remove_all(dir_);
   }
-  void StartServer() {
-    server_ = std::make_unique<LensdProcess>(std::vector<std::string>{
+  void StartServer(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> flags{
         "--models=kjv-gpt2", "--model_repository=" + (dir_ / "repo").string(),
-        "--data_root=" + (dir_ / "data").string(), "--state_dir=" + (dir_ / "state").string()});
+        "--data_root=" + (dir_ / "data").string(), "--state_dir=" + (dir_ / "state").string()};
+    flags.insert(flags.end(), extra.begin(), extra.end());
+    server_ = std::make_unique<LensdProcess>(flags);
   }
   std::unique_ptr<v1::Training::Stub> training() {
     return v1::Training::NewStub(server_->channel());

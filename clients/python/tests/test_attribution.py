@@ -69,7 +69,9 @@ def test_logit_metric_gradient(client, hf_model):
     x = hf_model.transformer.wte(torch.tensor(ids)[None]).detach().requires_grad_(True)
     logits = hf_model(inputs_embeds=x).logits
     logits[0, 3, 17].backward()
-    np.testing.assert_allclose(out["hook_embed.grad"], x.grad.numpy(), atol=1e-5)
+    # fp32 with another reduction order: within 1e-5 of the gradient's largest magnitude.
+    want = x.grad.numpy()
+    np.testing.assert_allclose(out["hook_embed.grad"], want, atol=1e-5 * np.abs(want).max())
 
 
 def test_encode_sae_equals_saelens(client, loaded, hf_model, saelens_sae):
