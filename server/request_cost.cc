@@ -22,7 +22,7 @@ constexpr double kFeatureBytes = 12;
 constexpr double kNodeBytes = 96;
 
 int64_t Saturate(double bytes) {
-  constexpr auto kMax = static_cast<double>(std::numeric_limits<int64_t>::max() / 2);
+  constexpr double kMax = 4.0e18;  // below the largest int64_t, with room to add
   return static_cast<int64_t>(std::min(std::ceil(bytes), kMax));
 }
 
