@@ -42,6 +42,16 @@ class HostileTest : public ::testing::Test {
         ->Decode(Context(server_->read_token()).get(), request, out);
   }
 
+  // A GetActivations stream that should be refused: its status (no chunk may arrive).
+  static grpc::Status RefusedActivations(const v1::GetActivationsRequest& request) {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", "Bearer " + server_->read_token());
+    auto reader = v1::Lens::NewStub(server_->channel())->GetActivations(&context, request);
+    v1::TensorChunk chunk;
+    EXPECT_FALSE(reader->Read(&chunk));
+    return reader->Finish();
+  }
+
   static v1::DecodeRequest LongPrompt(int tokens) {
     v1::DecodeRequest r;
     r.set_model("kjv-gpt2");
@@ -113,12 +123,7 @@ TEST_F(HostileTest, RepeatedLayersHookPointsAndSaesAreRefusedByField) {
   acts.mutable_input()->set_text("In the beginning");
   acts.add_hook_points("blocks.0.hook_resid_pre");
   acts.add_hook_points("blocks.0.hook_resid_pre");
-  grpc::ClientContext context;
-  context.AddMetadata("authorization", "Bearer " + server_->read_token());
-  auto reader = v1::Lens::NewStub(server_->channel())->GetActivations(&context, acts);
-  v1::TensorChunk chunk;
-  EXPECT_FALSE(reader->Read(&chunk));
-  s = reader->Finish();
+  s = RefusedActivations(acts);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(s.error_message(),
             "hook_points: \"blocks.0.hook_resid_pre\" is listed more than once; list each once");
@@ -214,12 +219,7 @@ TEST_F(HostileTest, InvalidUtf8InAStringFieldIsRefusedNamingTheField) {
   acts.mutable_input()->set_text("In the beginning");
   acts.add_hook_points("blocks.0.hook_resid_pre");
   acts.add_hook_points("blocks.1.\xed\xa0\x80");  // a UTF-16 surrogate
-  grpc::ClientContext context;
-  context.AddMetadata("authorization", "Bearer " + server_->read_token());
-  auto reader = v1::Lens::NewStub(server_->channel())->GetActivations(&context, acts);
-  v1::TensorChunk chunk;
-  EXPECT_FALSE(reader->Read(&chunk));
-  s = reader->Finish();
+  s = RefusedActivations(acts);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("hook_points[1] is not UTF-8 (byte 9"));
   EXPECT_THAT(server_->Log(), HasSubstr("\"code\":\"INVALID_ARGUMENT\""));
