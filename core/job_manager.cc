@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/durable_file.h"
+#include "core/log_status.h"
 #include "core/status_macros.h"
 
 namespace lensd {
@@ -66,7 +67,8 @@ absl::Status JobManager::Start() {
     absl::StatusOr<JobRecord> job = store_->Get(id);
     if (!job.ok()) continue;
     if (job->cancel_requested) {
-      (void)store_->SetState(id, JobState::kCancelled, "cancelled while the server was down");
+      LogIfError(store_->SetState(id, JobState::kCancelled, "cancelled while the server was down"),
+                 "job store: recording a cancel");
       continue;
     }
     queue_.push_back(id);
@@ -242,8 +244,8 @@ void JobManager::RunOne(const JobRecord& queued) {
   Context context(this, job);
   const absl::StatusOr<std::string> result = runner_->Run(job, context);
   if (result.ok()) {
-    (void)store_->SetResult(job.id, *result);
-    (void)store_->SetState(job.id, JobState::kSucceeded, "");
+    LogIfError(store_->SetResult(job.id, *result), "job store: recording a job's result");
+    LogIfError(store_->SetState(job.id, JobState::kSucceeded, ""), "job store: recording success");
     return;
   }
   const absl::Status& s = result.status();
@@ -255,11 +257,14 @@ void JobManager::RunOne(const JobRecord& queued) {
     stopping = stopping_;
   }
   if (cancelled) {
-    (void)store_->SetState(job.id, JobState::kCancelled, "cancelled while running");
+    LogIfError(store_->SetState(job.id, JobState::kCancelled, "cancelled while running"),
+               "job store: recording a cancel");
   } else if (stopping && absl::IsAborted(s)) {
-    (void)store_->SetState(job.id, JobState::kQueued, std::string(s.message()));
+    LogIfError(store_->SetState(job.id, JobState::kQueued, std::string(s.message())),
+               "job store: requeueing a job");
   } else {
-    (void)store_->SetState(job.id, JobState::kFailed, std::string(s.message()));
+    LogIfError(store_->SetState(job.id, JobState::kFailed, std::string(s.message())),
+               "job store: recording a failure");
   }
 }
 

@@ -301,15 +301,14 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelRegistry::Get(
   if (it != slots_.end() && it->second.state == ModelState::kReady) return it->second.loaded;
   if (it != slots_.end() &&
       (it->second.state == ModelState::kLoading || it->second.state == ModelState::kUnloading)) {
-    return absl::UnavailableError(
-        absl::StrCat("model ", ShownName(name), " is ", ModelStateName(it->second.state),
-                     "; retry shortly"));
+    return absl::UnavailableError(absl::StrCat(
+        "model ", ShownName(name), " is ", ModelStateName(it->second.state), "; retry shortly"));
   }
   const std::vector<std::string> known = RepositoryModels();
   if (std::find(known.begin(), known.end(), name) == known.end()) {
-    return absl::NotFoundError(absl::StrCat(
-        "model ", ShownName(name), " is not in the repository (it has: ", absl::StrJoin(known, ", "),
-        ")"));
+    return absl::NotFoundError(
+        absl::StrCat("model ", ShownName(name),
+                     " is not in the repository (it has: ", absl::StrJoin(known, ", "), ")"));
   }
   return absl::FailedPreconditionError(
       absl::StrCat("model ", name, " is not loaded; an admin can load it with LoadModel",
@@ -341,9 +340,9 @@ absl::StatusOr<ModelStatus> ModelRegistry::Status(const std::string& name) const
   if (it != slots_.end()) return Describe(name, &it->second);
   const std::vector<std::string> known = RepositoryModels();
   if (std::find(known.begin(), known.end(), name) == known.end()) {
-    return absl::NotFoundError(absl::StrCat(
-        "model ", ShownName(name), " is not in the repository (it has: ", absl::StrJoin(known, ", "),
-        ")"));
+    return absl::NotFoundError(
+        absl::StrCat("model ", ShownName(name),
+                     " is not in the repository (it has: ", absl::StrJoin(known, ", "), ")"));
   }
   return Describe(name, nullptr);
 }

@@ -1,5 +1,7 @@
 #include "core/scheduler.h"
 
+#include <algorithm>
+#include <limits>
 #include <utility>
 #include <vector>
 
@@ -41,6 +43,11 @@ absl::Status Scheduler::Submit(std::unique_ptr<Work> work, std::unique_ptr<Work>
                                                      options_.max_queue, "); retry later"));
   }
   work->enqueued = absl::Now();
+  if (queues_.count(work->tenant) == 0) {
+    // Active again: level with the least-charged queued tenant, no credit for the idle time.
+    absl::Duration& mine = charged_[work->tenant];
+    mine = std::max(mine, virtual_now_);
+  }
   queues_[work->tenant].push_back(std::move(work));
   ++depth_;
   Publish();
@@ -95,12 +102,25 @@ void Scheduler::Publish() {
 }
 
 std::unique_ptr<Work> Scheduler::PopHead() {
-  // Round robin: the first tenant after the one served last, in name order, wrapping around.
-  auto it = queues_.upper_bound(last_tenant_);
-  if (it == queues_.end()) it = queues_.begin();
+  // The least-charged tenant in whole milliseconds; among equals, the first after the one served
+  // last, in name order, wrapping around.
+  auto start = queues_.upper_bound(last_tenant_);
+  if (start == queues_.end()) start = queues_.begin();
+  auto it = start;
+  int64_t least = std::numeric_limits<int64_t>::max();
+  for (auto candidate = start;;) {
+    const int64_t ms = absl::ToInt64Milliseconds(charged_[candidate->first]);
+    if (ms < least) {
+      least = ms;
+      it = candidate;
+    }
+    if (++candidate == queues_.end()) candidate = queues_.begin();
+    if (candidate == start) break;
+  }
   std::unique_ptr<Work> head = std::move(it->second.front());
   it->second.pop_front();
   last_tenant_ = it->first;
+  virtual_now_ = std::max(virtual_now_, charged_[it->first]);
   if (it->second.empty()) queues_.erase(it);
   --depth_;
   return head;
@@ -178,6 +198,24 @@ std::vector<std::unique_ptr<Work>> Scheduler::NextBatch() {
   return batch;
 }
 
+void Scheduler::Charge(absl::Span<Work* const> batch, absl::Duration took) {
+  int64_t tokens = 0;
+  for (const Work* w : batch) tokens += std::max<int64_t>(w->tokens, 1);
+  absl::MutexLock lock(&mu_);
+  for (const Work* w : batch) {
+    charged_[w->tenant] +=
+        took * static_cast<double>(std::max<int64_t>(w->tokens, 1)) / static_cast<double>(tokens);
+  }
+  // Forget idle tenants that are not ahead: they come back level with virtual_now_ anyway.
+  for (auto it = charged_.begin(); it != charged_.end();) {
+    if (queues_.count(it->first) == 0 && it->second <= virtual_now_) {
+      it = charged_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
 void Scheduler::Loop() {
   while (true) {
     std::vector<std::unique_ptr<Work>> batch = NextBatch();
@@ -191,7 +229,10 @@ void Scheduler::Loop() {
         w->Reject(absl::Status(s.code(), absl::StrCat(s.message(), " before it ran")));
       }
     }
-    if (!live.empty()) live.front()->Run(live);
+    if (live.empty()) continue;
+    const absl::Time start = absl::Now();
+    live.front()->Run(live);
+    Charge(live, absl::Now() - start);  // `batch` still owns the work items
   }
 }
 

@@ -1,6 +1,12 @@
-// The per-model work queue: a bounded queue that shares the model's worker threads fairly among
-// tenants (round robin), forms batches of compatible work (equal batch keys) up to a token budget
-// or a short delay, and drops work whose deadline passed or whose client cancelled before it ran.
+// The per-model work queue: a bounded queue that shares the model's worker time fairly among
+// tenants, forms batches of compatible work (equal batch keys) up to a token budget or a short
+// delay, and drops work whose deadline passed or whose client cancelled before it ran.
+//
+// Fair share of time, not of turns: each tenant is charged the worker time its work took (a
+// batch's time split by its items' tokens), and the next batch starts with the queued tenant
+// charged least, in whole milliseconds, round robin among equals. A tenant whose requests take
+// 100 ms each waits while others' 5 ms requests catch up, instead of every other turn; a tenant
+// that becomes active starts level with the last head's charge (no credit for idling).
 //
 // Thread-safe. Work runs on the scheduler's own threads, never on the submitter's.
 #ifndef LENSD_CORE_SCHEDULER_H_
@@ -97,13 +103,15 @@ class Scheduler {
 
  private:
   void Loop();
-  // Takes the next batch (round robin over tenants); empty once draining and idle.
+  // Takes the next batch (its head from the least-charged tenant); empty once draining and idle.
   std::vector<std::unique_ptr<Work>> NextBatch();
   std::unique_ptr<Work> PopHead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Gather(const Work& head, std::vector<std::unique_ptr<Work>>* batch, int64_t* tokens)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int64_t Compatible(const Work& head, int64_t tokens) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Publish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Charges the batch's tenants the time it ran, split by their items' tokens.
+  void Charge(absl::Span<Work* const> batch, absl::Duration took);
   // Joins the workers (once; later calls and concurrent ones return after the join).
   void Join();
 
@@ -114,7 +122,11 @@ class Scheduler {
   mutable absl::Mutex mu_;
   absl::CondVar changed_;
   std::map<std::string, std::deque<std::unique_ptr<Work>>> queues_ ABSL_GUARDED_BY(mu_);
-  std::string last_tenant_ ABSL_GUARDED_BY(mu_);  // served last, for round robin
+  std::string last_tenant_ ABSL_GUARDED_BY(mu_);  // served last, for round robin among equals
+  std::map<std::string, absl::Duration> charged_ ABSL_GUARDED_BY(mu_);  // worker time used
+  // The charge of the last batch's head tenant (never decreases): where a tenant that becomes
+  // active starts, so that idling earns no credit and the tenants in flight count too.
+  absl::Duration virtual_now_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();
   int64_t last_batch_size_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t depth_ ABSL_GUARDED_BY(mu_) = 0;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;

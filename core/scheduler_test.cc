@@ -1,6 +1,7 @@
-// The scheduler's promises: compatible work is batched up to the token budget, tenants are
-// served round robin, a full queue and a drained scheduler refuse work, and work whose deadline
-// passed or whose client cancelled is rejected instead of run.
+// The scheduler's promises: compatible work is batched up to the token budget, tenants share the
+// worker's time (round robin among equals, a heavy tenant waits while light ones catch up), a
+// full queue and a drained scheduler refuse work, and work whose deadline passed or whose client
+// cancelled is rejected instead of run.
 #include "core/scheduler.h"
 
 #include <string>
@@ -31,12 +32,15 @@ class TestWork : public Work {
   }
   void Run(absl::Span<Work* const> batch) override {
     if (gate_ != nullptr) gate_->WaitForNotification();
+    absl::SleepFor(takes);
     std::vector<std::string> names;
     for (Work* w : batch) names.push_back(static_cast<TestWork*>(w)->name_);
     absl::MutexLock lock(&log_->mu);
     log_->batches.push_back(names);
     log_->ran.push_back(absl::Now());
   }
+  absl::Duration takes = absl::ZeroDuration();  // how long Run works
+
   void Reject(const absl::Status& status) override {
     absl::MutexLock lock(&log_->mu);
     log_->rejected.emplace_back(name_, status.code());
@@ -138,6 +142,26 @@ TEST_F(SchedulerTest, ServesTenantsRoundRobin) {
   EXPECT_EQ(order[2], "bob0");
   EXPECT_EQ(order[3], "flood1");
   EXPECT_EQ(order[4], "bob1");
+}
+
+// Fair share of worker time: a tenant whose requests take 30 ms each waits while another's
+// instant ones run, instead of alternating with them turn by turn.
+TEST_F(SchedulerTest, AHeavyTenantWaitsWhileALightOneCatchesUp) {
+  Start(Options(100));
+  for (int i = 0; i < 3; ++i) {
+    auto heavy = std::make_unique<TestWork>(&log_, "heavy" + std::to_string(i), "heavy", "", 10);
+    heavy->takes = absl::Milliseconds(30);
+    ASSERT_TRUE(Submit(std::move(heavy)).ok());
+  }
+  for (int i = 0; i < 10; ++i) Add("light" + std::to_string(i), "light", "");
+  Finish();
+  std::vector<std::string> order;
+  order.reserve(log_.batches.size());
+  for (const auto& b : log_.batches) order.push_back(b.front());
+  const std::vector<std::string> want = {"gate",   "heavy0", "light0", "light1", "light2",
+                                         "light3", "light4", "light5", "light6", "light7",
+                                         "light8", "light9", "heavy1", "heavy2"};
+  EXPECT_EQ(order, want);
 }
 
 TEST_F(SchedulerTest, RefusesWorkWhenTheQueueIsFull) {

@@ -81,7 +81,7 @@ ABSL_FLAG(int64_t, max_request_bytes, int64_t{4} << 30,
           "most bytes one request's answer or work may cost, estimated before it starts (rows x "
           "positions x top_k, hook tensors, SAE features, attribution nodes); past it the call "
           "fails RESOURCE_EXHAUSTED naming the estimate");
-ABSL_FLAG(int64_t, max_tenant_bytes, int64_t{16} << 30,
+ABSL_FLAG(int64_t, max_tenant_bytes, int64_t{8} << 30,
           "most bytes the estimated costs of one tenant's requests in flight may add up to");
 ABSL_FLAG(int64_t, max_watches_per_tenant, 64,
           "WatchJob streams one tenant may hold open (all are served by one thread)");

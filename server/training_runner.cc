@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "core/log_status.h"
 #include "core/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -70,7 +71,7 @@ absl::StatusOr<std::string> TrainingRunner::Evaluate(const JobRecord& job, JobCo
     TrainingProgress p{done, total, {}, 0, 0};
     p.tokens_per_second = seconds > 0 ? static_cast<double>(done * tokens_per_batch) / seconds : 0;
     p.eta_seconds = seconds * static_cast<double>(total - done) / static_cast<double>(done);
-    (void)context.Progress(done, ProgressJson(p).dump());
+    LogIfError(context.Progress(done, ProgressJson(p).dump()), "job store: recording progress");
   };
   LENSD_ASSIGN_OR_RETURN(const LensMetrics metrics, model->model->EvaluateLenses(run));
   const int64_t sequences = std::min<int64_t>(metrics.batches * spec.batch, data.num_chunks());
@@ -106,7 +107,7 @@ absl::StatusOr<std::string> TrainingRunner::Train(const JobRecord& job, JobConte
   run.base_model = job.model;
   run.keep_going = [&context] { return context.KeepGoing(); };
   run.on_step = [&context](const TrainingProgress& p) {
-    (void)context.Progress(p.step, ProgressJson(p).dump());
+    LogIfError(context.Progress(p.step, ProgressJson(p).dump()), "job store: recording progress");
   };
   run.on_checkpoint = [&context](int64_t step, const std::string& path) {
     return context.Checkpointed(step, path);

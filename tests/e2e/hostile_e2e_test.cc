@@ -183,7 +183,7 @@ TEST_F(HostileTest, GetServerInfoReportsTheCostBounds) {
           ->GetServerInfo(Context(server_->read_token()).get(), v1::GetServerInfoRequest(), &info);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(info.limits().max_request_bytes(), int64_t{4} << 30);
-  EXPECT_EQ(info.limits().max_tenant_bytes(), int64_t{16} << 30);
+  EXPECT_EQ(info.limits().max_tenant_bytes(), int64_t{8} << 30);
   EXPECT_EQ(info.limits().max_stream_buffer_bytes(), 256 << 20);
   EXPECT_EQ(info.limits().max_hook_points(), 64);
 }
