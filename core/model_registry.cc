@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "core/log_status.h"
 #include "core/shown_text.h"
 #include "core/status_macros.h"
 
@@ -94,6 +95,24 @@ absl::Status ModelRegistry::CheckName(const std::string& name, const char* field
   return absl::OkStatus();
 }
 
+void ModelRegistry::FlagLinksOutside(const std::string& dir) const {
+  std::error_code ec;
+  const fs::path root = fs::canonical(options_.repository, ec);
+  if (ec) return;
+  for (const auto& entry :
+       fs::recursive_directory_iterator(dir, fs::directory_options::follow_directory_symlink, ec)) {
+    std::error_code link_ec;
+    if (!entry.is_symlink(link_ec)) continue;
+    const fs::path target = fs::canonical(entry.path(), link_ec);
+    const auto [end, _] = std::mismatch(root.begin(), root.end(), target.begin(), target.end());
+    if (link_ec || end == root.end()) continue;
+    LogIfError(absl::FailedPreconditionError(absl::StrCat(
+                   entry.path().string(), " links to ", target.string(),
+                   ", outside the model repository (followed: the repository is the admin's)")),
+               "model repository");
+  }
+}
+
 absl::StatusOr<ModelStatus> ModelRegistry::Load(const std::string& name,
                                                 const ServedModelOptions& requested) {
   LENSD_RETURN_IF_ERROR(CheckName(name, "model"));
@@ -115,6 +134,7 @@ absl::StatusOr<ModelStatus> ModelRegistry::Load(const std::string& name,
         "dtype: \"", options.dtype, "\" is not one of float32, bfloat16, float16, auto"));
   }
   const std::string dir = (fs::path(options_.repository) / name).string();
+  FlagLinksOutside(dir);
   const absl::StatusOr<int64_t> estimated = factory_.estimate_bytes(dir, options);
   if (!estimated.ok()) {
     MarkFailed(name, estimated.status());

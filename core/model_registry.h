@@ -143,6 +143,9 @@ class ModelRegistry {
   // an unload owns the slot now).
   void MarkFailed(const std::string& name, const absl::Status& status);
   absl::Status CheckName(const std::string& name, const char* field) const;
+  // Logs each link under `dir` whose target is outside the repository (they are followed: the
+  // repository is the admin's; clients only name folders in it).
+  void FlagLinksOutside(const std::string& dir) const;
   ModelStatus Describe(const std::string& name, const Slot* slot) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
 

@@ -188,6 +188,26 @@ TEST_F(RegistryTest, ALoadThatFailsOnTheModelsFilesIsFailedWithTheReason) {
   EXPECT_EQ(UsedBytes(), 0);
 }
 
+// Links in the repository are followed (it is the admin's) and each one pointing outside it is
+// logged as its model loads.
+TEST_F(RegistryTest, LinksOutsideTheRepositoryAreLoggedAsTheModelLoads) {
+  const fs::path outside = repo_.parent_path() / (repo_.filename().string() + "-outside");
+  fs::create_directories(outside);
+  std::ofstream(outside / "config.json") << "{}";
+  fs::create_directories(repo_ / "linked");
+  fs::create_symlink(outside / "config.json", repo_ / "linked" / "config.json");
+  ::testing::internal::CaptureStderr();
+  const absl::StatusOr<ModelStatus> load = registry_->Load("linked", {});
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  fs::remove_all(outside);
+  ASSERT_TRUE(load.ok()) << load.status();
+  EXPECT_TRUE(absl::StrContains(log, "linked/config.json links to ")) << log;
+  EXPECT_TRUE(absl::StrContains(log, "outside the model repository")) << log;
+  ::testing::internal::CaptureStderr();
+  ASSERT_TRUE(registry_->Load("m", {}).ok());  // no links: nothing logged
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+}
+
 // Requests keep coming while the model is unloaded and loaded again: every piece of work either
 // runs on live weights or is refused, exactly once, and nothing is freed under it (TSan/ASan).
 TEST_F(RegistryTest, ChurnUnderLoadLosesNoWorkAndFreesEveryModel) {
