@@ -149,7 +149,7 @@ void StreamDecodeWork::Run(absl::Span<Work* const> batch) {
                        [this](v1::TensorChunk chunk) {
                          v1::StreamDecodeResponse message;
                          *message.mutable_log_probs() = std::move(chunk);
-                         return call_->Write(std::move(message));
+                         return call_->Write(message);
                        });
   };
   absl::StatusOr<std::vector<DecodeOutput>> outputs = context_.model->model->Decode(
@@ -161,7 +161,7 @@ void StreamDecodeWork::Run(absl::Span<Work* const> batch) {
   v1::StreamDecodeResponse summary;
   FillDecodeResponse(request_, outputs->front(), *context_.model, spec_.tokens, nats_to_bpb_,
                      summary.mutable_summary());
-  call_->Done(call_->Write(std::move(summary)));
+  call_->Done(call_->Write(summary));
 }
 
 GenerateWork::GenerateWork(StreamCall<v1::GenerateResponse>* call, WorkContext context,
@@ -185,7 +185,7 @@ void GenerateWork::Run(absl::Span<Work* const> batch) {
         message.set_text(model.tokenizer->Decode(ids, false));
       }
     }
-    return call_->Write(std::move(message));
+    return call_->Write(message);
   };
   absl::StatusOr<GenerateOutput> output =
       model.model->Generate(spec_, [&](int64_t step, int64_t token) -> absl::Status {
@@ -218,9 +218,8 @@ void ActivationsWork::Run(absl::Span<Work* const> batch) {
   }
   call_->Done(context_.model->model->Activations(
       spec_, [this](const std::string& name, const HostTensor& tensor) {
-        return WriteChunks(name, tensor, chunk_bytes_, [this](v1::TensorChunk chunk) {
-          return call_->Write(std::move(chunk));
-        });
+        return WriteChunks(name, tensor, chunk_bytes_,
+                           [this](const v1::TensorChunk& chunk) { return call_->Write(chunk); });
       }));
 }
 
