@@ -1,7 +1,8 @@
 // lensd-service-bench: what the service costs and what batching gains, in one run on one machine.
 //   1. the engine called directly (ServedModel::Decode, one request at a time): the floor;
-//   2. the real server (LensdServer on loopback TCP, in this process; auth off, request log off)
-//      called by 1 client, then by 16 concurrent clients, each waiting for its answer before the
+//   2. the real server (LensdServer on loopback TCP, in this process; request log off) called by
+//      1 client, then by 16 and 64 concurrent clients, each a tenant of its own (bearer tokens;
+//      --tenant_per_client=false: auth off, one tenant), each waiting for its answer before the
 //      next call.
 // Throughput: every call is the same Decode (all layers, top-5, default statistics) of a fixed
 // token prompt. Per-call overhead: a small Decode (one layer, the last position, top-1, of a short
@@ -9,9 +10,12 @@
 // Prints a table and one JSON line.
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <thread>
 #include <vector>
@@ -19,6 +23,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "core/auth.h"
 #include "core/engine/engine_factory.h"
 #include "lensd/v1/lens.grpc.pb.h"
 #include "nlohmann/json.hpp"
@@ -29,8 +34,11 @@ ABSL_FLAG(std::string, repository, "deploy/models", "model repository");
 ABSL_FLAG(std::string, model, "kjv-gpt2", "model to serve (the demo model by default)");
 ABSL_FLAG(int, prompt_tokens, 24, "tokens per prompt");
 ABSL_FLAG(int, requests, 1500, "Decode calls per measurement");
-ABSL_FLAG(std::vector<std::string>, clients, std::vector<std::string>({"1", "16"}),
+ABSL_FLAG(std::vector<std::string>, clients, std::vector<std::string>({"1", "16", "64"}),
           "concurrent clients of each service measurement");
+ABSL_FLAG(bool, tenant_per_client, true,
+          "each client is a tenant of its own (auth on, one token each); false: auth off, one "
+          "tenant for all");
 ABSL_FLAG(int, small_tokens, 4, "tokens of the small Decode that measures per-call overhead");
 ABSL_FLAG(int64_t, batch_max_delay_us, 2000, "the server's batching delay");
 
@@ -70,8 +78,9 @@ Measured Direct(const lensd::ServedModel& model, const lensd::DecodeSpec& spec, 
   return {requests / seconds, seconds / requests * 1e6, 1};
 }
 
+// `tokens`: client c sends tokens[c % size] (none: auth off).
 Measured Service(const std::shared_ptr<grpc::Channel>& channel, const v1::DecodeRequest& request,
-                 int clients, int requests) {
+                 int clients, int requests, const std::vector<std::string>& tokens) {
   std::atomic<int> next{0};
   std::atomic<int64_t> batch_sum{0};
   std::atomic<int64_t> latency_ns{0};
@@ -79,10 +88,14 @@ Measured Service(const std::shared_ptr<grpc::Channel>& channel, const v1::Decode
   threads.reserve(static_cast<size_t>(clients));
   const auto start = Clock::now();
   for (int c = 0; c < clients; ++c) {
-    threads.emplace_back([&] {
+    threads.emplace_back([&, c] {
       auto stub = v1::Lens::NewStub(channel);
       for (int i = next++; i < requests; i = next++) {
         grpc::ClientContext context;
+        if (!tokens.empty()) {
+          context.AddMetadata("authorization",
+                              "Bearer " + tokens[static_cast<size_t>(c) % tokens.size()]);
+        }
         v1::DecodeResponse out;
         const auto sent = Clock::now();
         const grpc::Status s = stub->Decode(&context, request, &out);
@@ -142,6 +155,18 @@ int main(int argc, char** argv) {
   options.version = "bench";
   options.limits.max_requests_per_tenant = 1024;
   options.limits.batch_max_delay_us = absl::GetFlag(FLAGS_batch_max_delay_us);
+  std::vector<std::string> bearer;
+  if (absl::GetFlag(FLAGS_tenant_per_client)) {
+    int most = 1;
+    for (const std::string& text : absl::GetFlag(FLAGS_clients))
+      most = std::max(most, std::stoi(text));
+    options.tokens_file = std::filesystem::temp_directory_path() / "lensd-service-bench-tokens.txt";
+    std::ofstream file(options.tokens_file);
+    for (int t = 0; t < most; ++t) {
+      bearer.push_back(lensd::NewToken());
+      file << "tenant" << t << " read " << lensd::HashToken(bearer.back()) << "\n";
+    }
+  }
   auto server = lensd::server::LensdServer::Start(options, lensd::engine::EngineModelFactory());
   if (!server.ok() || !(*server)->LoadStartupModels().ok()) {
     std::cerr << "cannot start the server\n";
@@ -151,24 +176,26 @@ int main(int argc, char** argv) {
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   const auto channel = grpc::CreateCustomChannel("127.0.0.1:" + std::to_string((*server)->port()),
                                                  grpc::InsecureChannelCredentials(), args);
-  Service(channel, request, 1, 50);  // warm-up
+  Service(channel, request, 1, 50, bearer);  // warm-up
 
   nlohmann::json result = {{"model", name},
                            {"prompt_tokens", tokens.size()},
                            {"requests", requests},
                            {"direct_calls_per_s", direct.calls_per_s},
                            {"direct_latency_us", direct.mean_latency_us}};
-  std::printf("%-26s %12s %14s %10s\n", ("Decode, " + name).c_str(), "calls/s", "latency (us)",
+  std::printf("%-36s %12s %14s %10s\n", ("Decode, " + name).c_str(), "calls/s", "latency (us)",
               "batch");
-  std::printf("%-26s %12.1f %14.0f %10s\n", "engine, direct", direct.calls_per_s,
+  std::printf("%-36s %12.1f %14.0f %10s\n", "engine, direct", direct.calls_per_s,
               direct.mean_latency_us, "1");
   Measured one;
   for (const std::string& text : absl::GetFlag(FLAGS_clients)) {
     const int clients = std::stoi(text);
-    const Measured m = Service(channel, request, clients, requests);
+    const Measured m = Service(channel, request, clients, requests, bearer);
     if (clients == 1) one = m;
-    std::printf("%-26s %12.1f %14.0f %10.2f\n",
-                ("service, " + text + (clients == 1 ? " client" : " clients")).c_str(),
+    std::printf("%-36s %12.1f %14.0f %10.2f\n",
+                ("service, " + text + (clients == 1 ? " client" : " clients") +
+                 (bearer.empty() || clients == 1 ? "" : " (tenants)"))
+                    .c_str(),
                 m.calls_per_s, m.mean_latency_us, m.mean_batch);
     result["service"][text] = {{"calls_per_s", m.calls_per_s},
                                {"latency_us", m.mean_latency_us},
@@ -178,12 +205,12 @@ int main(int argc, char** argv) {
                   m.calls_per_s / one.calls_per_s);
     }
   }
-  const Measured service_small = Service(channel, small, 1, requests);
+  const Measured service_small = Service(channel, small, 1, requests, bearer);
   const double overhead = service_small.mean_latency_us - direct_small.mean_latency_us;
-  std::printf("\n%-26s %12s %14s\n", "small Decode", "calls/s", "latency (us)");
-  std::printf("%-26s %12.1f %14.0f\n", "engine, direct", direct_small.calls_per_s,
+  std::printf("\n%-36s %12s %14s\n", "small Decode", "calls/s", "latency (us)");
+  std::printf("%-36s %12.1f %14.0f\n", "engine, direct", direct_small.calls_per_s,
               direct_small.mean_latency_us);
-  std::printf("%-26s %12.1f %14.0f\n", "service, 1 client", service_small.calls_per_s,
+  std::printf("%-36s %12.1f %14.0f\n", "service, 1 client", service_small.calls_per_s,
               service_small.mean_latency_us);
   std::printf("  per-call service overhead: %.0f us\n", overhead);
   result["small_direct_latency_us"] = direct_small.mean_latency_us;
