@@ -152,6 +152,8 @@ int main(int argc, char** argv) {
   options.metrics_address = "";
   options.budgets["cpu"] = lensd::engine::DeviceTotalBytes("cpu") / 2;
   options.log_requests = false;
+  // Jobs are not used; their store goes to a temporary folder, not the current one.
+  options.state_dir = std::filesystem::temp_directory_path() / "lensd-service-bench-state";
   options.version = "bench";
   options.limits.max_requests_per_tenant = 1024;
   options.limits.batch_max_delay_us = absl::GetFlag(FLAGS_batch_max_delay_us);
