@@ -136,6 +136,11 @@ void LensService::Generate(StreamCall<v1::GenerateResponse>* call,
         absl::StrCat("layer: ", spec->layer, " out of range: the model has lens layers 0..",
                      layers - 1, " and ", layers, " for its own output"));
   }
+  if (spec.ok()) {
+    const absl::Status charged =
+        call->info().Charge(GenerateCost(*spec, a->context.model->model->info()));
+    if (!charged.ok()) spec = charged;
+  }
   if (!spec.ok()) {
     call->Done(spec.status());
     return;

@@ -67,6 +67,21 @@ RequestCost DecodeCost(const DecodeSpec& spec, const ServedModelInfo& info, bool
   return cost;
 }
 
+RequestCost GenerateCost(const GenerateSpec& spec, const ServedModelInfo& info) {
+  const double total =
+      static_cast<double>(spec.tokens.size()) + static_cast<double>(spec.max_new_tokens);
+  RequestCost cost;
+  cost.answer_bytes = Saturate(static_cast<double>(spec.max_new_tokens) * kTokenBytes * 2);
+  cost.message_bytes = Saturate(kTokenBytes * 2);
+  cost.work_bytes = Saturate(static_cast<double>(info.num_layers) * 2 * total *
+                                 static_cast<double>(info.d_model) *
+                                 static_cast<double>(ElementBytes(info.dtype)) +
+                             total * static_cast<double>(info.vocab_size) * 4);
+  cost.what = absl::StrCat(spec.tokens.size(), " prompt + ", spec.max_new_tokens, " new tokens x ",
+                           info.num_layers, " layers of key/value cache");
+  return cost;
+}
+
 RequestCost ActivationsCost(const ActivationsSpec& spec, const ServedModelInfo& info) {
   const auto tokens = static_cast<double>(spec.tokens.size());
   const double element = spec.native_dtype ? static_cast<double>(ElementBytes(info.dtype)) : 4;

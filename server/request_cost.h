@@ -27,6 +27,9 @@ struct RequestCost {
 
 // `stream`: StreamDecode (every cell also carries its [vocab] log-probabilities).
 RequestCost DecodeCost(const DecodeSpec& spec, const ServedModelInfo& info, bool stream);
+// Generation: the streamed tokens, and the key/value cache of every layer over the prompt and
+// the new tokens (the model's dtype; grouped-query heads counted as full ones).
+RequestCost GenerateCost(const GenerateSpec& spec, const ServedModelInfo& info);
 // Hook points the model lacks count nothing (they are refused by name elsewhere).
 RequestCost ActivationsCost(const ActivationsSpec& spec, const ServedModelInfo& info);
 // `saes`: the SAEs the request reads (every loaded one when it names none).

@@ -63,6 +63,24 @@ TEST(RequestCostTest, StreamedLogProbabilitiesCountTowardTheRequestBound) {
   EXPECT_TRUE(CheckRequestCost(DecodeCost(spec, Gpt2Small(), true), Limits{}).ok());
 }
 
+TEST(RequestCostTest, GenerationCountsItsKeyValueCache) {
+  GenerateSpec spec;
+  spec.tokens.assign(1024, 1);
+  spec.max_new_tokens = 1024;
+  const RequestCost small = GenerateCost(spec, Gpt2Small());
+  // 12 layers x keys and values x 2048 positions x 768 x 4 bytes, and the prompt's logits.
+  EXPECT_GE(small.work_bytes, int64_t{12} * 2 * 2048 * 768 * 4);
+  EXPECT_TRUE(CheckRequestCost(small, Limits{}).ok());
+  ServedModelInfo large = Gpt2Small();  // a 70B-shaped model: 80 layers of 8192
+  large.num_layers = 80;
+  large.d_model = 8192;
+  const absl::Status s = CheckRequestCost(GenerateCost(spec, large), Limits{});
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(s.message().find("1024 prompt + 1024 new tokens x 80 layers of key/value cache"),
+            std::string::npos)
+      << s;
+}
+
 TEST(RequestCostTest, AttentionPatternsGrowWithTheSquareOfTheLength) {
   ActivationsSpec spec;
   spec.tokens.assign(1000, 1);
