@@ -109,15 +109,23 @@ void JobWatches::Watch(StreamCall<v1::Job>* call, const std::string& id,
   bool going = false;
   {
     absl::MutexLock lock(&mu_);
-    going = Update(call, open_[call] = Entry{id, tenant, -1}, &end);
+    Reads reads;
+    going = Update(call, open_[call] = Entry{id, tenant, -1}, reads, &end);
   }
   if (!going) End(call, end);
 }
 
-bool JobWatches::Update(StreamCall<v1::Job>* call, Entry& entry, absl::Status* end) {
-  const int64_t version = jobs_->Version(entry.id);
+bool JobWatches::Update(StreamCall<v1::Job>* call, Entry& entry, Reads& reads, absl::Status* end) {
+  auto read = reads.find(entry.id);
+  if (read == reads.end()) {
+    // The version first: a change after it is seen in the next pass, never lost.
+    const int64_t version = jobs_->Version(entry.id);
+    read = reads.emplace(entry.id, std::make_pair(version, std::nullopt)).first;
+  }
+  const int64_t version = read->second.first;
   if (version <= entry.sent) return true;
-  absl::StatusOr<JobRecord> job = jobs_->Get(entry.id);
+  if (!read->second.second.has_value()) read->second.second = jobs_->Get(entry.id);
+  const absl::StatusOr<JobRecord>& job = *read->second.second;
   if (!job.ok()) {
     *end = job.status();
     return false;
@@ -149,9 +157,10 @@ void JobWatches::Loop() {
     std::vector<std::pair<StreamCall<v1::Job>*, absl::Status>> ended;
     {
       absl::MutexLock lock(&mu_);
+      Reads reads;  // each watched job read once per pass, however many watch it
       for (auto& [call, entry] : open_) {
         absl::Status end;
-        if (!Update(call, entry, &end)) ended.emplace_back(call, end);
+        if (!Update(call, entry, reads, &end)) ended.emplace_back(call, end);
       }
     }
     for (const auto& [call, status] : ended) End(call, status);

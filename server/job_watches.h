@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -42,8 +43,12 @@ class JobWatches {
     std::string tenant;
     int64_t sent = -1;  // the job version last written
   };
-  // Writes the job if it changed since `entry.sent`; non-OK ends the watch (OK status: final).
-  bool Update(StreamCall<v1::Job>* call, Entry& entry, absl::Status* end)
+  // A job as read once for every watch of it in one pass (version, record).
+  // The record is read only once some watch needs it.
+  using Reads = std::map<std::string, std::pair<int64_t, std::optional<absl::StatusOr<JobRecord>>>>;
+  // Writes the job if it changed since `entry.sent`; false ends the watch with `end` (OK: the
+  // job is final). `reads` holds the jobs already read in this pass.
+  bool Update(StreamCall<v1::Job>* call, Entry& entry, Reads& reads, absl::Status* end)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Removes the watch and finishes its call with `status`; nothing if it is already gone.
   void End(StreamCall<v1::Job>* call, const absl::Status& status);
