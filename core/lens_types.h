@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "core/attribution_types.h"
+#include "core/host_tensor.h"
+#include "core/intervention_types.h"
 
 namespace lensd {
 
@@ -47,17 +49,13 @@ struct DecodeSpec {
   bool mask_input = false;
   std::string compare_lens;     // empty: no comparison
   bool full_log_probs = false;  // stream every row's [positions, vocab] log-probabilities
+  // Edits applied while the model runs, in order. A request with interventions shares its
+  // forward pass with no other.
+  std::vector<InterventionSpec> interventions;
 
   // Requests with equal keys can share one forward pass (everything but the tokens and targets;
   // explicit positions are part of the key, the default "all" is not).
   std::string BatchKey() const;
-};
-
-// A dense host tensor: little-endian row-major bytes.
-struct HostTensor {
-  std::string dtype;  // "float32", "float16", "bfloat16", "int64", "int32"
-  std::vector<int64_t> shape;
-  std::string data;
 };
 
 // Decode results for one sequence. Per-cell vectors are [rows, positions] row-major (top-k ones
@@ -95,11 +93,16 @@ struct GenerateSpec {
   std::vector<int64_t> stop_tokens;
   bool stop_at_eos = true;
   bool early_exit = false;
+  std::vector<InterventionSpec> interventions;  // applied at every step
+  bool also_unedited = false;  // also generate without the interventions (same seed)
 };
 
 struct GenerateOutput {
   std::vector<int64_t> tokens;  // new tokens (a stop token included)
   std::string finish_reason;    // "stop" or "length"
+  // With GenerateSpec::also_unedited: the continuation without the interventions.
+  std::vector<int64_t> unedited_tokens;
+  std::string unedited_finish_reason;
 };
 
 // Values at named hook points for one sequence.
@@ -111,6 +114,7 @@ struct ActivationsSpec {
   // backward (attribution.md §1.2).
   bool gradients = false;
   MetricSpec metric;
+  std::vector<InterventionSpec> interventions;  // applied before the values are read
 };
 
 }  // namespace lensd

@@ -9,12 +9,26 @@
 #include "server/attribution_convert.h"
 #include "server/call.h"
 #include "server/convert.h"
+#include "server/intervention_convert.h"
 #include "server/lens_work.h"
 #include "server/request_cost.h"
 #include "server/rpc_handlers.h"
 
 namespace lensd::server {
 namespace {
+
+// The request's interventions; their patch sources and mean references are counted as tokens of
+// the call (each is one more forward pass).
+absl::StatusOr<std::vector<InterventionSpec>> InterventionsFor(
+    const google::protobuf::RepeatedPtrField<v1::Intervention>& list, const Admitted& a,
+    CallInfo& info) {
+  int64_t source_tokens = 0;
+  LENSD_ASSIGN_OR_RETURN(
+      std::vector<InterventionSpec> specs,
+      ToInterventions(list, *a.context.model, info.env().limits, &source_tokens));
+  info.add_tokens(source_tokens);
+  return specs;
+}
 
 double NatsToBitsPerByte(int64_t tokens, int64_t bytes) {
   return bytes > 0 ? static_cast<double>(tokens) / static_cast<double>(bytes) / std::log(2.0) : 0.0;
@@ -30,9 +44,26 @@ absl::StatusOr<DecodeSpec> DecodeSpecFor(const v1::DecodeRequest& request, const
   LENSD_ASSIGN_OR_RETURN(DecodeSpec spec, ToDecodeSpec(request, a.tokens));
   LENSD_RETURN_IF_ERROR(CheckDistinct("layers", spec.layers));
   LENSD_RETURN_IF_ERROR(CheckDistinct("positions", spec.positions));
+  LENSD_ASSIGN_OR_RETURN(spec.interventions, InterventionsFor(request.interventions(), a, info));
   const ServedModel& model = *a.context.model->model;
   LENSD_RETURN_IF_ERROR(model.ValidateDecode(spec));
   LENSD_RETURN_IF_ERROR(info.Charge(DecodeCost(spec, model.info(), stream)));
+  return spec;
+}
+
+// The generation spec of an admitted request, checked and charged to the call.
+absl::StatusOr<GenerateSpec> GenerateSpecFor(const v1::GenerateRequest& request, const Admitted& a,
+                                             CallInfo& info) {
+  LENSD_ASSIGN_OR_RETURN(GenerateSpec spec, ToGenerateSpec(request, a.tokens, info.env().limits));
+  const ServedModelInfo& model = a.context.model->model->info();
+  if (spec.layer > model.num_layers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("layer: ", spec.layer, " out of range: the model has lens layers 0..",
+                     model.num_layers - 1, " and ", model.num_layers, " for its own output"));
+  }
+  LENSD_ASSIGN_OR_RETURN(spec.interventions, InterventionsFor(request.interventions(), a, info));
+  spec.also_unedited = request.also_unedited();
+  LENSD_RETURN_IF_ERROR(info.Charge(GenerateCost(spec, model)));
   return spec;
 }
 
@@ -66,6 +97,7 @@ absl::StatusOr<ActivationsSpec> ActivationsSpecFor(const v1::GetActivationsReque
   } else if (request.has_metric()) {
     return absl::InvalidArgumentError("metric: given without gradients = true");
   }
+  LENSD_ASSIGN_OR_RETURN(spec.interventions, InterventionsFor(request.interventions(), a, info));
   const ServedModel& model = *a.context.model->model;
   if (absl::Status s = model.ValidateHookPoints(spec.hook_points); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("hook_points: ", s.message()));
@@ -129,18 +161,7 @@ void LensService::Generate(StreamCall<v1::GenerateResponse>* call,
                            const v1::GenerateRequest* request) {
   absl::StatusOr<Admitted> a = Admit(env_, call->info(), request->model(), request->input());
   absl::StatusOr<GenerateSpec> spec =
-      a.ok() ? ToGenerateSpec(*request, a->tokens, env_.limits) : a.status();
-  if (spec.ok() && spec->layer > a->context.model->model->info().num_layers) {
-    const int64_t layers = a->context.model->model->info().num_layers;
-    spec = absl::InvalidArgumentError(
-        absl::StrCat("layer: ", spec->layer, " out of range: the model has lens layers 0..",
-                     layers - 1, " and ", layers, " for its own output"));
-  }
-  if (spec.ok()) {
-    const absl::Status charged =
-        call->info().Charge(GenerateCost(*spec, a->context.model->model->info()));
-    if (!charged.ok()) spec = charged;
-  }
+      a.ok() ? GenerateSpecFor(*request, *a, call->info()) : a.status();
   if (!spec.ok()) {
     call->Done(spec.status());
     return;

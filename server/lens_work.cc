@@ -168,6 +168,27 @@ GenerateWork::GenerateWork(StreamCall<v1::GenerateResponse>* call, WorkContext c
                            GenerateSpec spec)
     : call_(call), context_(std::move(context)), spec_(std::move(spec)) {}
 
+namespace {
+
+// The last message's whole-continuation fields.
+void FillGenerateEnd(const LoadedModel& model, const GenerateOutput& output, bool unedited,
+                     v1::GenerateResponse* message) {
+  const auto text = [&](const std::vector<int64_t>& tokens) {
+    if (model.tokenizer == nullptr) return std::string();
+    return model.tokenizer->Decode(std::vector<int32_t>(tokens.begin(), tokens.end()), false);
+  };
+  message->set_finish_reason(output.finish_reason);
+  message->set_text(text(output.tokens));
+  if (!unedited) return;
+  for (const int64_t id : output.unedited_tokens) {
+    FillToken(model, id, message->add_unedited_tokens());
+  }
+  message->set_unedited_text(text(output.unedited_tokens));
+  message->set_unedited_finish_reason(output.unedited_finish_reason);
+}
+
+}  // namespace
+
 void GenerateWork::Run(absl::Span<Work* const> batch) {
   const LoadedModel& model = *context_.model;
   // Each token is sent when the next one exists, so that the last message can say finished.
@@ -178,13 +199,7 @@ void GenerateWork::Run(absl::Span<Work* const> batch) {
     message.set_step(pending_step);
     FillToken(model, pending, message.mutable_token());
     message.set_finished(finished);
-    if (output != nullptr) {
-      message.set_finish_reason(output->finish_reason);
-      if (model.tokenizer != nullptr) {
-        const std::vector<int32_t> ids(output->tokens.begin(), output->tokens.end());
-        message.set_text(model.tokenizer->Decode(ids, false));
-      }
-    }
+    if (output != nullptr) FillGenerateEnd(model, *output, spec_.also_unedited, &message);
     return call_->Write(message);
   };
   absl::StatusOr<GenerateOutput> output =

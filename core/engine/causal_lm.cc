@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/engine/interventions.h"
 #include "core/engine/torch_errors.h"
 #include "core/status_macros.h"
 
@@ -94,6 +95,7 @@ ForwardResult CausalLm::Run(const ForwardRequest& request, Hooks* hooks, KvCache
       positions = positions + cache->row_lengths().unsqueeze(1);
     positions = positions.clamp_min(0);
   }
+  if (hooks != nullptr) hooks->set_offset(cache != nullptr ? cache->length() : 0);
   if (cache != nullptr) cache->BeginStep(valid, positions);
   ForwardContext ctx(config_, hooks, cache, valid, positions, dtype());
 
@@ -164,9 +166,11 @@ absl::StatusOr<at::Tensor> CausalLm::FrozenFinalNormAndUnembed(
 
 absl::StatusOr<std::vector<at::Tensor>> CaptureHookPoints(const CausalLm& model,
                                                           const std::vector<HookPoint>& points,
-                                                          const at::Tensor& tokens) {
+                                                          const at::Tensor& tokens,
+                                                          const Interventions* interventions) {
   c10::InferenceMode inference;
   Hooks hooks(model.config().num_layers);
+  if (interventions != nullptr) interventions->Install(hooks);
   int64_t last_layer = -1;
   bool needs_final = false;
   for (const HookPoint& p : points) {

@@ -21,6 +21,8 @@
 
 namespace lensd::engine {
 
+class Interventions;
+
 enum class LogitsMode {
   kAll,   // [batch, t, vocab]
   kLast,  // [batch, vocab] at each row's last real token
@@ -90,10 +92,11 @@ class CausalLm {
 };
 
 // The values at `points` of one forward of `tokens` [batch, t] under inference mode, in the order
-// given; the pass stops after the last block a point needs. Errors as Forward.
-absl::StatusOr<std::vector<at::Tensor>> CaptureHookPoints(const CausalLm& model,
-                                                          const std::vector<HookPoint>& points,
-                                                          const at::Tensor& tokens);
+// given, after `interventions` (optional); the pass stops after the last block a point needs.
+// Errors as Forward.
+absl::StatusOr<std::vector<at::Tensor>> CaptureHookPoints(
+    const CausalLm& model, const std::vector<HookPoint>& points, const at::Tensor& tokens,
+    const Interventions* interventions = nullptr);
 
 }  // namespace lensd::engine
 

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/engine/interventions.h"
 #include "core/engine/row_stats.h"
 #include "core/engine/torch_errors.h"
 #include "core/status_macros.h"
@@ -207,6 +208,7 @@ absl::StatusOr<DecodeResult> Decode(const CausalLm& model, const Lens& lens,
         request.readout == Readout::kResidMid ? HookKind::kResidMid : HookKind::kResidPre;
     if (request.keep_going) LENSD_RETURN_IF_ERROR(request.keep_going());
     Hooks hooks(c.num_layers);
+    if (request.interventions != nullptr) request.interventions->Install(hooks);
     for (const int64_t l : layers) hooks.Capture({kind, l});
     const bool need_model = request.include_output || (request.statistics & kForwardKl);
     // Without the model's own predictions, the blocks after the last read-out need not run.

@@ -22,6 +22,8 @@
 
 namespace lensd::engine {
 
+class Interventions;
+
 // Statistic, kDefaultStatistics and Readout come from core/lens_types.h (namespace lensd).
 using ::lensd::kCrossEntropy;
 using ::lensd::kDefaultStatistics;
@@ -48,6 +50,7 @@ struct DecodeRequest {
   at::Tensor anti_targets;        // [batch, t]; required for kLogProbDiff
   bool mask_input = false;        // lens rows exclude every token id present in the row's input
   const Lens* compare = nullptr;  // a second lens compared row by row (see DecodeResult)
+  const Interventions* interventions = nullptr;  // edits applied while the model runs
   // Called before the forward pass and after each row; a non-OK status (cancelled, past the
   // deadline) stops the work and is returned.
   std::function<absl::Status()> keep_going;

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/engine/interventions.h"
 #include "core/engine/torch_errors.h"
 #include "core/status_macros.h"
 
@@ -87,6 +88,7 @@ absl::StatusOr<GenerateResult> Generate(const CausalLm& model, const Lens& lens,
     // Blocks from `layer` on cannot change the stream entering `layer`: stopping there is exact.
     const int64_t stop = own_output || !request.early_exit ? -1 : request.layer;
     Hooks hooks(c.num_layers);
+    if (request.interventions != nullptr) request.interventions->Install(hooks);
     if (!own_output && stop < 0) hooks.Capture({HookKind::kResidPre, request.layer});
     KvCache cache(c.num_layers);
     std::vector<int64_t> stops = request.stop_tokens;

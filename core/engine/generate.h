@@ -18,6 +18,8 @@
 
 namespace lensd::engine {
 
+class Interventions;
+
 struct GenerateRequest {
   at::Tensor tokens;          // [batch, t] prompts (right-padded)
   at::Tensor attention_mask;  // optional [batch, t]; nonzero marks real tokens
@@ -33,6 +35,7 @@ struct GenerateRequest {
   std::vector<int64_t> stop_tokens;  // a row stops after emitting one of these
   bool stop_at_eos = true;           // the model's EOS ids count as stop tokens
   bool early_exit = false;           // run only blocks 0..layer-1 (same tokens, less work)
+  const Interventions* interventions = nullptr;  // edits applied at every step
 };
 
 struct GenerateResult {

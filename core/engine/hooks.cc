@@ -32,7 +32,12 @@ void Hooks::CaptureGrad(HookPoint point) {
   needs_grad_ = true;
 }
 
-void Hooks::Edit(HookPoint point, EditFn fn) { At(point).edits.push_back(std::move(fn)); }
+void Hooks::Edit(HookPoint point, EditFn fn) {
+  At(point).edits.push_back(
+      [fn = std::move(fn)](const at::Tensor& value, int64_t /*offset*/) { return fn(value); });
+}
+
+void Hooks::Edit(HookPoint point, PositionedEditFn fn) { At(point).edits.push_back(std::move(fn)); }
 
 void Hooks::Overwrite(HookPoint point, at::Tensor value) {
   Edit(point, [value = std::move(value)](const at::Tensor& x) {
@@ -48,7 +53,7 @@ void Hooks::Add(HookPoint point, at::Tensor delta) {
 at::Tensor Hooks::Run(HookPoint point, at::Tensor value) {
   if (!Wants(point)) return value;
   Slot& slot = slots_[Index(point)];
-  for (const EditFn& edit : slot.edits) value = edit(value);
+  for (const PositionedEditFn& edit : slot.edits) value = edit(value, offset_);
   if (slot.grad) {
     // d/d(value) equals d/d(leaf) for value + leaf with leaf = 0; upstream gradients still flow.
     slot.grad_leaf = at::zeros_like(value).requires_grad_(true);

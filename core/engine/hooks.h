@@ -18,6 +18,9 @@ class Hooks {
  public:
   // Receives the value at the point and returns the value the pass continues with.
   using EditFn = std::function<at::Tensor(const at::Tensor& value)>;
+  // The same, also given the sequence position of the value's first column (the columns earlier
+  // calls left in a KV cache): edits of given positions during incremental decoding.
+  using PositionedEditFn = std::function<at::Tensor(const at::Tensor& value, int64_t offset)>;
 
   explicit Hooks(int64_t num_layers);
 
@@ -28,6 +31,7 @@ class Hooks {
   void CaptureGrad(HookPoint point);
   // Edits run in the order added, before capture.
   void Edit(HookPoint point, EditFn fn);
+  void Edit(HookPoint point, PositionedEditFn fn);
   // Replaces the value by `value` (broadcast to the point's shape, cast to its dtype and device).
   void Overwrite(HookPoint point, at::Tensor value);
   // Adds `delta` (broadcast, cast) to the value.
@@ -35,6 +39,8 @@ class Hooks {
 
   bool Wants(HookPoint point) const { return !slots_.empty() && slots_[Index(point)].active; }
   bool needs_grad() const { return needs_grad_; }
+  // Set by the model at the start of each forward call: the position of its first column.
+  void set_offset(int64_t offset) { offset_ = offset; }
 
   // Called by the model: applies edits, records the capture, inserts the gradient leaf.
   at::Tensor Run(HookPoint point, at::Tensor value);
@@ -51,7 +57,7 @@ class Hooks {
     bool active = false;
     bool capture = false;
     bool grad = false;
-    std::vector<EditFn> edits;
+    std::vector<PositionedEditFn> edits;
     at::Tensor value;
     at::Tensor grad_leaf;
   };
@@ -62,6 +68,7 @@ class Hooks {
   std::vector<Slot> slots_;
   std::vector<HookPoint> capture_order_;
   bool needs_grad_ = false;
+  int64_t offset_ = 0;
 };
 
 }  // namespace lensd::engine

@@ -1,11 +1,7 @@
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
-#include <malloc.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <map>
 #include <utility>
 
@@ -20,6 +16,7 @@
 #include "core/engine/engine_factory.h"
 #include "core/engine/generate.h"
 #include "core/engine/hook_names.h"
+#include "core/engine/interventions.h"
 #include "core/engine/lens.h"
 #include "core/engine/lens_evaluation.h"
 #include "core/engine/lens_training_run.h"
@@ -120,7 +117,11 @@ class ServedModelImpl : public ServedModel {
     LENSD_RETURN_IF_ERROR(FindLens(spec.lens, "lens").status());
     if (!spec.compare_lens.empty())
       LENSD_RETURN_IF_ERROR(FindLens(spec.compare_lens, "compare_lens").status());
-    return ValidateDecodeSpec(model_->config(), spec);
+    LENSD_RETURN_IF_ERROR(ValidateDecodeSpec(model_->config(), spec));
+    if (spec.interventions.empty()) return absl::OkStatus();
+    return Interventions::Validate(*model_, spec.interventions,
+                                   {static_cast<int64_t>(spec.tokens.size()), false},
+                                   saes_.Lookup());
   }
 
   absl::StatusOr<std::vector<DecodeOutput>> Decode(absl::Span<const DecodeSpec* const> batch,
@@ -129,6 +130,10 @@ class ServedModelImpl : public ServedModel {
     if (batch.empty()) return std::vector<DecodeOutput>{};
     for (const DecodeSpec* spec : batch) LENSD_RETURN_IF_ERROR(ValidateDecode(*spec));
     const DecodeSpec& first = *batch.front();
+    if (batch.size() > 1 && !first.interventions.empty()) {
+      return absl::InternalError("decode: an edited request was batched with others");
+    }
+    LENSD_ASSIGN_OR_RETURN(const Interventions edits, Prepare(first.interventions, first.tokens));
     LENSD_ASSIGN_OR_RETURN(const std::shared_ptr<const Lens> lens, FindLens(first.lens, "lens"));
     std::shared_ptr<const Lens> compare;
     if (!first.compare_lens.empty()) {
@@ -140,6 +145,7 @@ class ServedModelImpl : public ServedModel {
           BatchedDecode run(*model_, batch);
           run.request().compare = compare.get();
           run.request().keep_going = keep_going;
+          run.request().interventions = edits.empty() ? nullptr : &edits;
           LogProbSink row_sink;
           if (sink) {
             row_sink = [&](int64_t layer, const at::Tensor& log_probs) {
@@ -160,8 +166,11 @@ class ServedModelImpl : public ServedModel {
       const std::function<absl::Status(int64_t, int64_t)>& on_token) const override {
     LENSD_RETURN_IF_ERROR(ValidateTokens(spec.tokens, "input"));
     LENSD_ASSIGN_OR_RETURN(const std::shared_ptr<const Lens> lens, FindLens(spec.lens, "lens"));
+    LENSD_ASSIGN_OR_RETURN(const Interventions edits,
+                           Prepare(spec.interventions, spec.tokens, /*generating=*/true));
     return CatchTorch("generate", [&]() -> absl::StatusOr<GenerateOutput> {
       GenerateRequest r;
+      r.interventions = edits.empty() ? nullptr : &edits;
       r.tokens = at::tensor(spec.tokens, at::kLong).unsqueeze(0);
       r.layer = spec.layer < 0 ? info_.num_layers : spec.layer;
       r.max_new_tokens = spec.max_new_tokens;
@@ -180,7 +189,14 @@ class ServedModelImpl : public ServedModel {
         };
       }
       LENSD_ASSIGN_OR_RETURN(GenerateResult result, engine::Generate(*model_, *lens, r, step));
-      return GenerateOutput{std::move(result.tokens[0]), result.finish_reasons[0]};
+      GenerateOutput out{std::move(result.tokens[0]), result.finish_reasons[0]};
+      if (spec.also_unedited) {
+        r.interventions = nullptr;  // the same sampler seed: only the edits differ
+        LENSD_ASSIGN_OR_RETURN(GenerateResult plain, engine::Generate(*model_, *lens, r));
+        out.unedited_tokens = std::move(plain.tokens[0]);
+        out.unedited_finish_reason = plain.finish_reasons[0];
+      }
+      return out;
     });
   }
 
@@ -271,9 +287,11 @@ class ServedModelImpl : public ServedModel {
       const ActivationsSpec& spec,
       const std::function<absl::Status(const std::string&, HostTensor)>& sink) const override {
     LENSD_RETURN_IF_ERROR(ValidateTokens(spec.tokens, "input"));
+    LENSD_ASSIGN_OR_RETURN(const Interventions edits, Prepare(spec.interventions, spec.tokens));
+    const Interventions* edited = edits.empty() ? nullptr : &edits;
     if (spec.gradients) {
       return ActivationsWithGradients(
-          *model_, spec, [&](const std::string& name, const at::Tensor& value) {
+          *model_, spec, edited, [&](const std::string& name, const at::Tensor& value) {
             return sink(name, ToHost(spec.native_dtype ? value : value.to(at::kFloat)));
           });
     }
@@ -284,7 +302,8 @@ class ServedModelImpl : public ServedModel {
     return CatchTorch("activations", [&]() -> absl::Status {
       LENSD_ASSIGN_OR_RETURN(
           const std::vector<at::Tensor> captured,
-          CaptureHookPoints(*model_, points, at::tensor(spec.tokens, at::kLong).unsqueeze(0)));
+          CaptureHookPoints(*model_, points, at::tensor(spec.tokens, at::kLong).unsqueeze(0),
+                            edited));
       c10::InferenceMode inference;
       for (size_t i = 0; i < points.size(); ++i) {
         at::Tensor value = captured[i];
@@ -296,6 +315,14 @@ class ServedModelImpl : public ServedModel {
   }
 
  private:
+  absl::StatusOr<Interventions> Prepare(const std::vector<InterventionSpec>& specs,
+                                        const std::vector<int64_t>& tokens,
+                                        bool generating = false) const {
+    if (specs.empty()) return Interventions();
+    return Interventions::Prepare(*model_, specs, {static_cast<int64_t>(tokens.size()), generating},
+                                  saes_.Lookup());
+  }
+
   absl::Status ValidateTokens(const std::vector<int64_t>& tokens, const char* field) const {
     if (tokens.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": no tokens"));
     for (const int64_t id : tokens) {
@@ -343,49 +370,12 @@ class ServedModelImpl : public ServedModel {
 
 }  // namespace
 
-void UsePassiveOpenMpWaits(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
-  setenv("OMP_WAIT_POLICY", "passive", 1);
-  execv("/proc/self/exe", argv);  // returns only on failure: go on as we are
-}
-
-void ConfigureRuntime(int intra_op_threads) {
-  if (intra_op_threads > 0) at::set_num_threads(intra_op_threads);
-  // glibc serves blocks above its mmap threshold (at most 32 MiB when it adapts) with fresh
-  // mappings and unmaps them on free, so every [tokens x vocab] logits tensor of a decode (51 MB
-  // for 512 tokens of GPT-2) came back as new pages the kernel had to zero: a fifth of a bfloat16
-  // decode's time. Keep blocks up to 1 GiB in the heap for reuse; ReleaseFreedMemory (after an
-  // unload) still trims what is free.
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-}
-
-absl::StatusOr<int64_t> EstimateModelBytes(const std::string& dir,
-                                           const ServedModelOptions& options) {
-  LENSD_ASSIGN_OR_RETURN(const ModelConfig config, ReadModelConfig(dir));
-  std::string name = options.dtype.empty() ? "float32" : options.dtype;
-  if (name == "auto") name = config.torch_dtype.empty() ? "float32" : config.torch_dtype;
-  LENSD_ASSIGN_OR_RETURN(const c10::ScalarType type, ParseDtype(name));
-  LENSD_ASSIGN_OR_RETURN(const auto checkpoint, Checkpoint::Open(dir));
-  return checkpoint->FloatElements() * static_cast<int64_t>(c10::elementSize(type));
-}
-
 absl::StatusOr<std::unique_ptr<ServedModel>> LoadServedModel(const std::string& dir,
                                                              const ServedModelOptions& options) {
   LENSD_ASSIGN_OR_RETURN(std::unique_ptr<CausalLm> model,
                          LoadModel(dir, {options.dtype.empty() ? "float32" : options.dtype,
                                          options.device.empty() ? "cpu" : options.device}));
   return std::unique_ptr<ServedModel>(new ServedModelImpl(std::move(model)));
-}
-
-ModelFactory EngineModelFactory() {
-  ModelFactory f;
-  f.estimate_bytes = EstimateModelBytes;
-  f.load = LoadServedModel;
-  f.canonical_device = CanonicalDevice;
-  f.release_memory = ReleaseFreedMemory;
-  f.device_memory = ReadDeviceMemory;
-  return f;
 }
 
 }  // namespace lensd::engine

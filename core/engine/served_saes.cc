@@ -116,6 +116,14 @@ absl::StatusOr<int64_t> ServedSaes::EstimateBytes(const std::string& dir,
   return file->FloatElements() * static_cast<int64_t>(c10::elementSize(type));
 }
 
+SaeLookup ServedSaes::Lookup() const {
+  return [this](const std::string& name)
+             -> absl::StatusOr<std::pair<std::shared_ptr<const Sae>, HookPoint>> {
+    LENSD_ASSIGN_OR_RETURN(const std::vector<Entry> found, Find({name}, ""));
+    return std::make_pair(found.front().sae, found.front().point);
+  };
+}
+
 absl::StatusOr<std::vector<ServedSaes::Entry>> ServedSaes::Find(
     const std::vector<std::string>& names, const char* field) const {
   absl::MutexLock lock(&mu_);
@@ -135,7 +143,7 @@ absl::StatusOr<std::vector<ServedSaes::Entry>> ServedSaes::Find(
       loaded.reserve(saes_.size());
       for (const auto& [n, e] : saes_) loaded.push_back(n);
       return absl::NotFoundError(absl::StrCat(
-          field, ": SAE \"", name,
+          field, *field == '\0' ? "" : ": ", "SAE \"", name,
           "\" is not loaded for this model (loaded: ", absl::StrJoin(loaded, ", "), ")"));
     }
     out.push_back(it->second);
@@ -162,7 +170,7 @@ absl::StatusOr<NodeAttributionOutput> ServedSaes::Attribute(const NodeAttributio
 }
 
 absl::Status ActivationsWithGradients(
-    const CausalLm& model, const ActivationsSpec& spec,
+    const CausalLm& model, const ActivationsSpec& spec, const Interventions* interventions,
     const std::function<absl::Status(const std::string&, const at::Tensor&)>& sink) {
   std::vector<HookPoint> points;
   for (const std::string& name : spec.hook_points) {
@@ -172,6 +180,7 @@ absl::Status ActivationsWithGradients(
                          ResolveMetric(spec.metric, spec.tokens, model.config().vocab_size));
   return CatchTorch("activation gradients", [&]() -> absl::Status {
     Hooks hooks(model.config().num_layers);
+    if (interventions != nullptr) interventions->Install(hooks);
     for (const HookPoint& p : points) {
       hooks.Capture(p);
       hooks.CaptureGrad(p);

@@ -19,6 +19,7 @@
 #include "core/attribution_types.h"
 #include "core/engine/attribution.h"
 #include "core/engine/causal_lm.h"
+#include "core/engine/interventions.h"
 #include "core/engine/sae.h"
 #include "core/lens_types.h"
 #include "core/served_model.h"
@@ -37,6 +38,8 @@ class ServedSaes {
   // NOT_FOUND for an unknown SAE. Returns the bytes freed (once the last request using it ends).
   absl::StatusOr<int64_t> Unload(const std::string& name);
   std::vector<SaeDescription> List() const;
+  // Finds loaded SAEs by name for interventions (valid while this object lives).
+  SaeLookup Lookup() const;
   // Bytes the folder's weights will take in the dtype `options` asks for (cfg.json and the
   // safetensors header only).
   absl::StatusOr<int64_t> EstimateBytes(const std::string& dir,
@@ -66,9 +69,10 @@ class ServedSaes {
 
 // The values at the spec's hook points and, when spec.gradients, d metric / d value at each,
 // from one forward (and backward) of the sequence; `sink` gets them in request order (a value,
-// then its gradient named "<point>.grad"). INVALID_ARGUMENT for an unknown point or a bad metric.
+// then its gradient named "<point>.grad"), after `interventions` (optional). INVALID_ARGUMENT for
+// an unknown point or a bad metric.
 absl::Status ActivationsWithGradients(
-    const CausalLm& model, const ActivationsSpec& spec,
+    const CausalLm& model, const ActivationsSpec& spec, const Interventions* interventions,
     const std::function<absl::Status(const std::string&, const at::Tensor&)>& sink);
 
 }  // namespace lensd::engine

@@ -107,16 +107,17 @@ class Client:
         """As lensd.Client.generate, as an async iterator."""
         request = messages.generate(model or self.model, prompt, lens, **options)
         async for m in self._stream(self._lens.Generate, request, "Generate", timeout):
-            yield results.GeneratedToken(m.step, m.token.id, m.token.text, m.finished,
-                                         m.finish_reason)
+            yield results.GeneratedToken.from_message(m)
 
     async def activations(self, prompt: Prompt, hook_points: Sequence[str],
                           model: Optional[str] = None, native_dtype: bool = False,
                           torch: Optional[bool] = None, gradients: bool = False,
                           metric: Optional[types_pb2.Metric] = None,
+                          interventions: Sequence = (),
                           timeout: Optional[float] = None) -> Dict:
         """As lensd.Client.activations."""
-        request = messages.activations(model or self.model, prompt, hook_points, native_dtype)
+        request = messages.activations(model or self.model, prompt, hook_points, native_dtype,
+                                       interventions)
         request.gradients = gradients
         if metric is not None:
             request.metric.CopyFrom(metric)

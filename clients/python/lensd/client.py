@@ -154,16 +154,17 @@ class Client:
                targets: Optional[Sequence[int]] = None,
                anti_targets: Optional[Sequence[int]] = None, compare_lens: str = "",
                exclude_output: bool = False, resid_mid: bool = False, mask_input: bool = False,
-               bits_per_byte: bool = False, timeout: Optional[float] = None
-               ) -> results.DecodeResult:
+               bits_per_byte: bool = False, interventions: Sequence = (),
+               timeout: Optional[float] = None) -> results.DecodeResult:
         """Per-layer decoding of a prompt (text or token ids) through a lens.
 
         statistics: names among entropy, forward_kl, cross_entropy, target_rank,
         max_probability, log_prob_diff (default: the server's, all but log_prob_diff), or
-        ["none"]."""
+        ["none"]. interventions: edits applied while the model runs (lensd.interventions)."""
         request = messages.decode(
             model or self.model, prompt, lens, layers, positions, top_k, statistics, targets,
-            anti_targets, compare_lens, exclude_output, resid_mid, mask_input, bits_per_byte)
+            anti_targets, compare_lens, exclude_output, resid_mid, mask_input, bits_per_byte,
+            interventions)
         return results.DecodeResult(self._unary(self._lens.Decode, request, "Decode", timeout))
 
     def stream_decode(self, prompt: Prompt, lens: str = "logit", model: Optional[str] = None,
@@ -183,25 +184,29 @@ class Client:
                  model: Optional[str] = None, max_new_tokens: int = 32, greedy: bool = False,
                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
                  stop_tokens: Sequence[int] = (), early_exit: bool = False,
+                 interventions: Sequence = (), also_unedited: bool = False,
                  timeout: Optional[float] = None) -> Iterator[results.GeneratedToken]:
-        """Tokens sampled from a lens at `layer` (None: the model's own output), as they come."""
+        """Tokens sampled from a lens at `layer` (None: the model's own output), as they come.
+        interventions apply at every step; with also_unedited the last token also carries the
+        continuation without them (same seed)."""
         request = messages.generate(model or self.model, prompt, lens, layer, max_new_tokens,
                                     greedy, temperature, top_k, top_p, seed, stop_tokens,
-                                    early_exit)
+                                    early_exit, interventions, also_unedited)
         for m in self._stream(self._lens.Generate, request, "Generate", timeout):
-            yield results.GeneratedToken(m.step, m.token.id, m.token.text, m.finished,
-                                         m.finish_reason)
+            yield results.GeneratedToken.from_message(m)
 
     def activations(self, prompt: Prompt, hook_points: Sequence[str],
                     model: Optional[str] = None, native_dtype: bool = False,
                     torch: Optional[bool] = None, gradients: bool = False,
-                    metric: Optional[types_pb2.Metric] = None,
+                    metric: Optional[types_pb2.Metric] = None, interventions: Sequence = (),
                     timeout: Optional[float] = None) -> Dict:
         """Values at TransformerLens hook points (e.g. "blocks.2.hook_resid_post") by name: numpy
         arrays, or torch tensors when `torch` (None: when torch is installed). With `gradients`,
         also d metric / d value as "<hook>.grad" (metric: lensd.attribution.metric(...); default
-        the loss of the last token's prediction)."""
-        request = messages.activations(model or self.model, prompt, hook_points, native_dtype)
+        the loss of the last token's prediction). interventions apply before the values are
+        read."""
+        request = messages.activations(model or self.model, prompt, hook_points, native_dtype,
+                                       interventions)
         request.gradients = gradients
         if metric is not None:
             request.metric.CopyFrom(metric)

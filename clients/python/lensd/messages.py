@@ -30,13 +30,15 @@ def decode(model: str, prompt: Prompt, lens: str = "logit",
            top_k: int = 5, statistics: Optional[Sequence[str]] = None,
            targets: Optional[Sequence[int]] = None, anti_targets: Optional[Sequence[int]] = None,
            compare_lens: str = "", exclude_output: bool = False, resid_mid: bool = False,
-           mask_input: bool = False, bits_per_byte: bool = False) -> lens_pb2.DecodeRequest:
+           mask_input: bool = False, bits_per_byte: bool = False,
+           interventions: Sequence = ()) -> lens_pb2.DecodeRequest:
     request = lens_pb2.DecodeRequest(
         model=model, input=make_input(prompt), lens=lens, layers=list(layers or []),
         positions=list(positions or []), top_k=top_k, targets=list(targets or []),
         anti_targets=list(anti_targets or []), compare_lens=compare_lens,
         exclude_output=exclude_output, mask_input=mask_input, bits_per_byte=bits_per_byte,
-        readout=lens_pb2.READOUT_RESID_MID if resid_mid else lens_pb2.READOUT_RESID_PRE)
+        readout=lens_pb2.READOUT_RESID_MID if resid_mid else lens_pb2.READOUT_RESID_PRE,
+        interventions=list(interventions))
     for name in statistics or []:
         if name not in STATISTICS:
             raise ValueError(f"statistics: {name!r} is not one of {sorted(STATISTICS)}")
@@ -47,21 +49,24 @@ def decode(model: str, prompt: Prompt, lens: str = "logit",
 def generate(model: str, prompt: Prompt, lens: str = "logit", layer: Optional[int] = None,
              max_new_tokens: int = 32, greedy: bool = False, temperature: float = 1.0,
              top_k: int = 0, top_p: float = 1.0, seed: int = 0, stop_tokens: Sequence[int] = (),
-             early_exit: bool = False) -> lens_pb2.GenerateRequest:
+             early_exit: bool = False, interventions: Sequence = (),
+             also_unedited: bool = False) -> lens_pb2.GenerateRequest:
     request = lens_pb2.GenerateRequest(
         model=model, input=make_input(prompt), lens=lens, max_new_tokens=max_new_tokens,
         greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-        stop_tokens=list(stop_tokens), early_exit=early_exit)
+        stop_tokens=list(stop_tokens), early_exit=early_exit, interventions=list(interventions),
+        also_unedited=also_unedited)
     if layer is not None:
         request.layer = layer
     return request
 
 
 def activations(model: str, prompt: Prompt, hook_points: Sequence[str],
-                native_dtype: bool = False) -> lens_pb2.GetActivationsRequest:
+                native_dtype: bool = False,
+                interventions: Sequence = ()) -> lens_pb2.GetActivationsRequest:
     return lens_pb2.GetActivationsRequest(
         model=model, input=make_input(prompt), hook_points=list(hook_points),
-        dtype="native" if native_dtype else "float32")
+        dtype="native" if native_dtype else "float32", interventions=list(interventions))
 
 
 def _set_data(source: training_pb2.DataSource, data: Data):

@@ -2,7 +2,7 @@
 DataFrame, generated tokens, and tensors assembled from streamed chunks."""
 import dataclasses
 import html
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -129,6 +129,14 @@ class GeneratedToken:
     text: str
     finished: bool = False
     finish_reason: str = ""
+    # On the last token, with also_unedited: the continuation without the interventions.
+    unedited_ids: Sequence[int] = ()
+    unedited_text: str = ""
+
+    @staticmethod
+    def from_message(m) -> "GeneratedToken":
+        return GeneratedToken(m.step, m.token.id, m.token.text, m.finished, m.finish_reason,
+                              tuple(t.id for t in m.unedited_tokens), m.unedited_text)
 
 
 _NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64,
