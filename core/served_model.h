@@ -19,6 +19,7 @@
 #include "core/attribution_types.h"
 #include "core/eval_spec.h"
 #include "core/lens_types.h"
+#include "core/patching_types.h"
 #include "core/training_spec.h"
 
 namespace lensd {
@@ -133,6 +134,9 @@ class ServedModel {
   // Direct logit attribution or the logit lens per layer at one position.
   virtual absl::StatusOr<LayerAttributionOutput> AttributeLayers(
       const LayerAttributionSpec& spec) const = 0;
+  // Activation patching sweeps (core/patching_types.h); `progress` after each batched pass.
+  virtual absl::StatusOr<ActivationPatchingOutput> PatchActivations(
+      const ActivationPatchingSpec& spec, const PatchingProgress& progress) const = 0;
 
  protected:
   ServedModel() = default;

@@ -65,6 +65,19 @@ absl::Status CausalLm::Validate(const ForwardRequest& r, const KvCache* cache) c
                                                    " out of range: model has layers 0..",
                                                    config_.num_layers - 1));
   }
+  if (r.start_layer != 0) {
+    const int64_t end = r.stop_at_layer >= 0 ? r.stop_at_layer : config_.num_layers;
+    if (r.start_layer < 0 || r.start_layer > end || cache != nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "start_layer ", r.start_layer, " out of range 0..", end, " (and not with a KV cache)"));
+    }
+    if (!r.start_residual.defined() || r.start_residual.dim() != 3 ||
+        r.start_residual.size(0) != tokens.size(0) || r.start_residual.size(1) != tokens.size(1) ||
+        r.start_residual.size(2) != config_.d_model) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("start_residual must be [batch, t, ", config_.d_model, "] like tokens"));
+    }
+  }
   if (cache != nullptr && !cache->empty()) {
     if (cache->row_lengths().size(0) != tokens.size(0)) {
       return absl::InvalidArgumentError(absl::StrCat("the KV cache holds ",
@@ -99,9 +112,10 @@ ForwardResult CausalLm::Run(const ForwardRequest& request, Hooks* hooks, KvCache
   if (cache != nullptr) cache->BeginStep(valid, positions);
   ForwardContext ctx(config_, hooks, cache, valid, positions, dtype());
 
-  at::Tensor x = Embed(tokens, ctx);
+  at::Tensor x =
+      request.start_layer > 0 ? request.start_residual.to(device(), dtype()) : Embed(tokens, ctx);
   const int64_t layers = request.stop_at_layer >= 0 ? request.stop_at_layer : config_.num_layers;
-  for (int64_t layer = 0; layer < layers; ++layer) {
+  for (int64_t layer = request.start_layer; layer < layers; ++layer) {
     x = ctx.Hook(HookKind::kResidPre, layer, x);
     x = Block(layer, x, ctx);
     x = ctx.Hook(HookKind::kResidPost, layer, x);

@@ -35,6 +35,11 @@ struct ForwardRequest {
   at::Tensor positions;        // optional [batch, t]; default: real tokens before, plus the cache's
   int64_t stop_at_layer = -1;  // >= 0: run blocks [0, stop_at_layer) only and return no logits
   LogitsMode logits = LogitsMode::kAll;
+  // > 0: start at block start_layer from `start_residual` [batch, t, d_model] (the stream
+  // entering it, e.g. from an earlier pass) instead of embedding the tokens, which still give
+  // the shape and positions. No KV cache.
+  int64_t start_layer = 0;
+  at::Tensor start_residual;
 };
 
 struct ForwardResult {

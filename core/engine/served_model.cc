@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "core/engine/activation_patching.h"
 #include "core/engine/causal_lm.h"
 #include "core/engine/checkpoint.h"
 #include "core/engine/decode.h"
@@ -274,6 +275,13 @@ class ServedModelImpl : public ServedModel {
       const LayerAttributionSpec& spec) const override {
     LENSD_RETURN_IF_ERROR(ValidateTokens(spec.tokens, "input"));
     return engine::AttributeLayers(*model_, spec);
+  }
+
+  absl::StatusOr<ActivationPatchingOutput> PatchActivations(
+      const ActivationPatchingSpec& spec, const PatchingProgress& progress) const override {
+    LENSD_RETURN_IF_ERROR(ValidateTokens(spec.clean, "clean"));
+    LENSD_RETURN_IF_ERROR(ValidateTokens(spec.corrupted, "corrupted"));
+    return engine::PatchActivations(*model_, spec, progress);
   }
 
   absl::Status ValidateHookPoints(const std::vector<std::string>& names) const override {

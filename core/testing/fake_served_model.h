@@ -80,6 +80,10 @@ class FakeServedModel : public ServedModel {
       const LayerAttributionSpec&) const override {
     return Unimplemented("AttributeLayers");
   }
+  absl::StatusOr<ActivationPatchingOutput> PatchActivations(
+      const ActivationPatchingSpec&, const PatchingProgress&) const override {
+    return Unimplemented("PatchActivations");
+  }
 
  private:
   static absl::Status Unimplemented(const char* what) {

@@ -14,6 +14,14 @@ functions. <out>/<name>/reference.safetensors holds:
                                    blocks.1.hook_resid_pre at every position, re-running the whole
                                    sequence each step (no cache)
   steer_vector [d_model]
+  patch.<grid>                     transformer_lens.patching grids of the logit difference
+                                   logit(TARGET) - logit(FOIL) at the last position, clean =
+                                   input_ids, corrupted = source_ids: denoising (the corrupted run
+                                   with clean activations) for resid_pre, resid_mid, attn_out,
+                                   mlp_out by position, heads' z by position and all positions,
+                                   q/k/v and pattern all positions, pattern by position; noising
+                                   (the clean run with corrupted activations) for resid_pre
+  patch.clean_metric, patch.corrupted_metric
 and <out>/<name>/cases.json the cases as lensd interventions (see intervention_parity_test.cc).
 """
 import argparse
@@ -24,7 +32,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM
 from transformers import LlamaConfig, LlamaForCausalLM
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformer_lens import HookedTransformer, HookedTransformerConfig, patching
 from transformer_lens.pretrained.weight_conversions import (convert_gpt2_weights,
                                                             convert_llama_weights,
                                                             convert_neox_weights)
@@ -32,6 +40,7 @@ from transformer_lens.pretrained.weight_conversions import (convert_gpt2_weights
 VOCAB = 320
 LENGTH = 9
 STEER_TOKENS = 8
+TARGET, FOIL = 5, 17
 
 
 def models():
@@ -176,6 +185,33 @@ def steered_generation(tl, prompt, vector):
     return ids[0, prompt.shape[1]:]
 
 
+def patching_grids(tl, clean, corrupted):
+    """transformer_lens.patching's grids (metric: the logit difference at the last position)."""
+    def metric(logits):
+        return logits[0, -1, TARGET] - logits[0, -1, FOIL]
+    _, clean_cache = tl.run_with_cache(clean)
+    _, corrupted_cache = tl.run_with_cache(corrupted)
+    out = {"clean_metric": metric(tl(clean)), "corrupted_metric": metric(tl(corrupted))}
+    denoise = {
+        "resid_pre": patching.get_act_patch_resid_pre,
+        "attn_out": patching.get_act_patch_attn_out,
+        "mlp_out": patching.get_act_patch_mlp_out,
+        "z_by_pos": patching.get_act_patch_attn_head_out_by_pos,
+        "z_all_pos": patching.get_act_patch_attn_head_out_all_pos,
+        "q_all_pos": patching.get_act_patch_attn_head_q_all_pos,
+        "k_all_pos": patching.get_act_patch_attn_head_k_all_pos,
+        "v_all_pos": patching.get_act_patch_attn_head_v_all_pos,
+        "pattern_all_pos": patching.get_act_patch_attn_head_pattern_all_pos,
+        "pattern_by_pos": patching.get_act_patch_attn_head_pattern_by_pos,
+    }
+    if not tl.cfg.parallel_attn_mlp:
+        denoise["resid_mid"] = patching.get_act_patch_resid_mid
+    for name, sweep in denoise.items():
+        out[name] = sweep(tl, corrupted, clean_cache, metric)
+    out["noising_resid_pre"] = patching.get_act_patch_resid_pre(tl, clean, corrupted_cache, metric)
+    return {f"patch.{k}": torch.as_tensor(v).float() for k, v in out.items()}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True)
@@ -205,6 +241,7 @@ def main():
                     tensors[f"case{i}.tensor"] = tensor.contiguous()
                 specs.append(spec)
             vector = torch.randn(tl.cfg.d_model, generator=g)
+            tensors.update(patching_grids(tl, prompt, source))
             tensors["steer_vector"] = vector
             tensors["steer_tokens"] = steered_generation(tl, prompt, vector)
             plain = steered_generation(tl, prompt, 0 * vector)
