@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 
 namespace lensd::server {
 namespace {
@@ -93,6 +94,12 @@ absl::StatusOr<std::vector<int64_t>> ResolveInput(const v1::Input& input, const 
                                                      limits.max_tokens_per_request));
   }
   return ids;
+}
+
+absl::Status RenameInputField(const absl::Status& status, absl::string_view field) {
+  absl::string_view message = status.message();
+  if (status.ok() || !absl::ConsumePrefix(&message, "input")) return status;
+  return absl::Status(status.code(), absl::StrCat(field, message));
 }
 
 absl::StatusOr<DecodeSpec> ToDecodeSpec(const v1::DecodeRequest& r, std::vector<int64_t> tokens) {

@@ -23,6 +23,10 @@ namespace lensd::server {
 absl::StatusOr<std::vector<int64_t>> ResolveInput(const v1::Input& input, const LoadedModel& model,
                                                   const Limits& limits, int64_t* text_bytes);
 
+// `status` naming `field` where it names "input" (ResolveInput's errors), for requests with
+// other inputs ("corrupted", "interventions[2].patch"); other statuses as they are.
+absl::Status RenameInputField(const absl::Status& status, absl::string_view field);
+
 absl::StatusOr<DecodeSpec> ToDecodeSpec(const v1::DecodeRequest& request,
                                         std::vector<int64_t> tokens);
 // `bits_per_byte`: multiply entropies and divergences by `nats_to_bpb` and say so.

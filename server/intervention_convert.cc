@@ -4,7 +4,6 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "core/status_macros.h"
 #include "server/convert.h"
 
@@ -115,13 +114,7 @@ absl::StatusOr<std::vector<InterventionSpec>> ToInterventions(
       }
       int64_t bytes = 0;
       absl::StatusOr<std::vector<int64_t>> tokens = ResolveInput(input, model, limits, &bytes);
-      if (!tokens.ok()) {
-        // ResolveInput names "input"; here the input is `where`.
-        absl::string_view message = tokens.status().message();
-        return absl::Status(tokens.status().code(), absl::ConsumePrefix(&message, "input")
-                                                        ? absl::StrCat(where, message)
-                                                        : absl::StrCat(where, ": ", message));
-      }
+      if (!tokens.ok()) return RenameInputField(tokens.status(), where);
       *source_tokens += static_cast<int64_t>(tokens->size());
       spec.inputs.push_back(*std::move(tokens));
       return absl::OkStatus();

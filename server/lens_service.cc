@@ -11,6 +11,7 @@
 #include "server/convert.h"
 #include "server/intervention_convert.h"
 #include "server/lens_work.h"
+#include "server/patching.h"
 #include "server/request_cost.h"
 #include "server/rpc_handlers.h"
 
@@ -106,6 +107,18 @@ absl::StatusOr<ActivationsSpec> ActivationsSpecFor(const v1::GetActivationsReque
   return spec;
 }
 
+// The sweep spec of an admitted ActivationPatching request (its clean input admitted).
+absl::StatusOr<ActivationPatchingSpec> PatchingSpecFor(const v1::ActivationPatchingRequest& request,
+                                                       const Admitted& a, CallInfo& info) {
+  int64_t bytes = 0;
+  absl::StatusOr<std::vector<int64_t>> corrupted =
+      ResolveInput(request.corrupted(), *a.context.model, info.env().limits, &bytes);
+  if (!corrupted.ok()) return RenameInputField(corrupted.status(), "corrupted");
+  info.add_tokens(static_cast<int64_t>(corrupted->size()));
+  return ToPatchingSpec(request, a.tokens, *std::move(corrupted), a.context.model->model->info(),
+                        info.env().limits);
+}
+
 }  // namespace
 
 LensService::LensService(const ServerEnv& env) : env_(env) {
@@ -120,6 +133,9 @@ LensService::LensService(const ServerEnv& env) : env_(env) {
                         StreamHandler(env, "Generate", this, &LensService::Generate));
   MarkMethodRawCallback(MethodIndex(v1::Lens::service_full_name(), "GetActivations"),
                         StreamHandler(env, "GetActivations", this, &LensService::GetActivations));
+  MarkMethodRawCallback(
+      MethodIndex(v1::Lens::service_full_name(), "ActivationPatching"),
+      StreamHandler(env, "ActivationPatching", this, &LensService::ActivationPatching));
 }
 
 void LensService::Decode(UnaryCall* call, const v1::DecodeRequest* request,
@@ -203,6 +219,22 @@ void LensService::LayerAttribution(UnaryCall* call, const v1::LayerAttributionRe
                      return absl::OkStatus();
                    };
              });
+}
+
+void LensService::ActivationPatching(StreamCall<v1::ActivationPatchingResponse>* call,
+                                     const v1::ActivationPatchingRequest* request) {
+  absl::StatusOr<Admitted> a = Admit(env_, call->info(), request->model(), request->clean());
+  absl::StatusOr<ActivationPatchingSpec> spec =
+      a.ok() ? PatchingSpecFor(*request, *a, call->info()) : RenameInputField(a.status(), "clean");
+  if (!spec.ok()) {
+    call->Done(spec.status());
+    return;
+  }
+  const std::shared_ptr<const LoadedModel> model = a->context.model;
+  auto work = std::make_unique<PatchingWork>(call, std::move(a->context), *std::move(spec));
+  Schedule(call->info(), call->cancellation(), 2 * static_cast<int64_t>(a->tokens.size()),
+           work.get());
+  Submit(*model, std::move(work));
 }
 
 }  // namespace lensd::server

@@ -20,6 +20,8 @@ class LensService final : public v1::Lens::Service {
   void GetActivations(StreamCall<v1::TensorChunk>* call, const v1::GetActivationsRequest* request);
   void LayerAttribution(UnaryCall* call, const v1::LayerAttributionRequest* request,
                         v1::LayerAttributionResponse* response);
+  void ActivationPatching(StreamCall<v1::ActivationPatchingResponse>* call,
+                          const v1::ActivationPatchingRequest* request);
 
  private:
   const ServerEnv& env_;

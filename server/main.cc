@@ -85,6 +85,8 @@ ABSL_FLAG(int64_t, max_tenant_bytes, int64_t{8} << 30,
           "most bytes the estimated costs of one tenant's requests in flight may add up to");
 ABSL_FLAG(int64_t, max_watches_per_tenant, 64,
           "WatchJob streams one tenant may hold open (all are served by one thread)");
+ABSL_FLAG(int64_t, max_patching_cells, 100000,
+          "most patched runs (cells) one ActivationPatching request may ask for");
 ABSL_FLAG(int64_t, max_queue_per_model, 256, "most requests waiting in one model's queue");
 ABSL_FLAG(int64_t, max_requests_per_tenant, 64,
           "most requests one tenant may have queued or running at once");
@@ -203,6 +205,7 @@ absl::StatusOr<lensd::server::ServerOptions> OptionsFromFlags() {
         "--max_request_bytes");
   }
   l.max_watches_per_tenant = absl::GetFlag(FLAGS_max_watches_per_tenant);
+  l.max_patching_cells = absl::GetFlag(FLAGS_max_patching_cells);
   l.max_queue_per_model = absl::GetFlag(FLAGS_max_queue_per_model);
   l.max_requests_per_tenant = absl::GetFlag(FLAGS_max_requests_per_tenant);
   l.batch_max_tokens = absl::GetFlag(FLAGS_batch_max_tokens);

@@ -118,6 +118,7 @@ void FillServerInfo(const ServerEnv& env, const Principal& principal, v1::Server
   limits->set_max_stream_buffer_bytes(l.max_stream_buffer_bytes);
   limits->set_max_hook_points(l.max_hook_points);
   limits->set_max_watches_per_tenant(l.max_watches_per_tenant);
+  limits->set_max_patching_cells(l.max_patching_cells);
   response->set_auth_enabled(env.tokens.has_value());
   response->set_cpu_training_precision(env.cpu_training_precision);
   if (env.tokens.has_value()) {

@@ -32,6 +32,7 @@ struct Limits {
   int64_t max_request_bytes = int64_t{4} << 30;  // one request's estimated answer or work
   int64_t max_tenant_bytes = int64_t{8} << 30;   // the estimates of a tenant's requests in flight
   int64_t max_watches_per_tenant = 64;           // WatchJob streams one tenant may hold open
+  int64_t max_patching_cells = 100000;           // patched runs of one ActivationPatching
 };
 
 struct ServerEnv {

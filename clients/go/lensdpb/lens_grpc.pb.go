@@ -27,11 +27,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Lens_Decode_FullMethodName           = "/lensd.v1.Lens/Decode"
-	Lens_StreamDecode_FullMethodName     = "/lensd.v1.Lens/StreamDecode"
-	Lens_Generate_FullMethodName         = "/lensd.v1.Lens/Generate"
-	Lens_GetActivations_FullMethodName   = "/lensd.v1.Lens/GetActivations"
-	Lens_LayerAttribution_FullMethodName = "/lensd.v1.Lens/LayerAttribution"
+	Lens_Decode_FullMethodName             = "/lensd.v1.Lens/Decode"
+	Lens_StreamDecode_FullMethodName       = "/lensd.v1.Lens/StreamDecode"
+	Lens_Generate_FullMethodName           = "/lensd.v1.Lens/Generate"
+	Lens_GetActivations_FullMethodName     = "/lensd.v1.Lens/GetActivations"
+	Lens_LayerAttribution_FullMethodName   = "/lensd.v1.Lens/LayerAttribution"
+	Lens_ActivationPatching_FullMethodName = "/lensd.v1.Lens/ActivationPatching"
 )
 
 // LensClient is the client API for Lens service.
@@ -52,6 +53,10 @@ type LensClient interface {
 	// Direct logit attribution per embedding / attention / MLP output with the final norm's scale
 	// frozen (terms + bias sum to the logit), or the logit lens of the target per layer.
 	LayerAttribution(ctx context.Context, in *LayerAttributionRequest, opts ...grpc.CallOption) (*LayerAttributionResponse, error)
+	// Activation patching sweeps (patching.proto): progress after each batched pass, then the
+	// grids; cancelling the call stops the sweep. Sweeps above the server's
+	// --max_patching_cells are refused up front with their size.
+	ActivationPatching(ctx context.Context, in *ActivationPatchingRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ActivationPatchingResponse], error)
 }
 
 type lensClient struct {
@@ -139,6 +144,25 @@ func (c *lensClient) LayerAttribution(ctx context.Context, in *LayerAttributionR
 	return out, nil
 }
 
+func (c *lensClient) ActivationPatching(ctx context.Context, in *ActivationPatchingRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ActivationPatchingResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Lens_ServiceDesc.Streams[3], Lens_ActivationPatching_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ActivationPatchingRequest, ActivationPatchingResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Lens_ActivationPatchingClient = grpc.ServerStreamingClient[ActivationPatchingResponse]
+
 // LensServer is the server API for Lens service.
 // All implementations must embed UnimplementedLensServer
 // for forward compatibility.
@@ -157,6 +181,10 @@ type LensServer interface {
 	// Direct logit attribution per embedding / attention / MLP output with the final norm's scale
 	// frozen (terms + bias sum to the logit), or the logit lens of the target per layer.
 	LayerAttribution(context.Context, *LayerAttributionRequest) (*LayerAttributionResponse, error)
+	// Activation patching sweeps (patching.proto): progress after each batched pass, then the
+	// grids; cancelling the call stops the sweep. Sweeps above the server's
+	// --max_patching_cells are refused up front with their size.
+	ActivationPatching(*ActivationPatchingRequest, grpc.ServerStreamingServer[ActivationPatchingResponse]) error
 	mustEmbedUnimplementedLensServer()
 }
 
@@ -181,6 +209,9 @@ func (UnimplementedLensServer) GetActivations(*GetActivationsRequest, grpc.Serve
 }
 func (UnimplementedLensServer) LayerAttribution(context.Context, *LayerAttributionRequest) (*LayerAttributionResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method LayerAttribution not implemented")
+}
+func (UnimplementedLensServer) ActivationPatching(*ActivationPatchingRequest, grpc.ServerStreamingServer[ActivationPatchingResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method ActivationPatching not implemented")
 }
 func (UnimplementedLensServer) mustEmbedUnimplementedLensServer() {}
 func (UnimplementedLensServer) testEmbeddedByValue()              {}
@@ -272,6 +303,17 @@ func _Lens_LayerAttribution_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Lens_ActivationPatching_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ActivationPatchingRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(LensServer).ActivationPatching(m, &grpc.GenericServerStream[ActivationPatchingRequest, ActivationPatchingResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Lens_ActivationPatchingServer = grpc.ServerStreamingServer[ActivationPatchingResponse]
+
 // Lens_ServiceDesc is the grpc.ServiceDesc for Lens service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -302,6 +344,11 @@ var Lens_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "GetActivations",
 			Handler:       _Lens_GetActivations_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "ActivationPatching",
+			Handler:       _Lens_ActivationPatching_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -10,10 +10,10 @@ __version__ = "0.1.0"
 from lensd.errors import LensdError, VersionError  # noqa: E402
 from lensd.client import Client  # noqa: E402
 from lensd.results import DecodeResult, GeneratedToken  # noqa: E402
-from lensd import attribution, interventions  # noqa: E402
+from lensd import attribution, interventions, patching  # noqa: E402
 from lensd.interventions import (ablate, ablate_heads, clamp_sae, keep_only, patch,  # noqa: E402
                                  project_out, scale, set_value, steer)
 
-__all__ = ["Client", "attribution", "interventions", "DecodeResult", "GeneratedToken",
+__all__ = ["Client", "attribution", "interventions", "patching", "DecodeResult", "GeneratedToken",
            "LensdError", "VersionError", "ablate", "ablate_heads", "clamp_sae", "keep_only",
            "patch", "project_out", "scale", "set_value", "steer", "__version__"]

@@ -14,7 +14,7 @@ import grpc
 import grpc.aio
 
 import lensd
-from lensd import attribution, messages, results
+from lensd import attribution, messages, patching, results
 from lensd.errors import from_rpc_error
 from lensd.messages import Data, Prompt
 from lensd.v1 import attribution_pb2_grpc, lens_pb2_grpc, models_pb2, models_pb2_grpc
@@ -108,6 +108,26 @@ class Client:
         request = messages.generate(model or self.model, prompt, lens, **options)
         async for m in self._stream(self._lens.Generate, request, "Generate", timeout):
             yield results.GeneratedToken.from_message(m)
+
+    async def activation_patching(self, clean: Prompt, corrupted: Prompt,
+                                  metric: Optional[types_pb2.Metric] = None,
+                                  sweeps: Sequence[str] = ("resid_pre",),
+                                  direction: str = "denoising", layers: Sequence[int] = (),
+                                  positions: Sequence[int] = (), model: Optional[str] = None,
+                                  progress=None, timeout: Optional[float] = None
+                                  ) -> patching.PatchingResult:
+        """As lensd.Client.activation_patching."""
+        request = patching.request(model or self.model, clean, corrupted,
+                                   metric or types_pb2.Metric(), sweeps, direction, layers,
+                                   positions)
+        async for m in self._stream(self._lens.ActivationPatching, request, "ActivationPatching",
+                                    timeout):
+            if m.HasField("progress"):
+                if progress is not None:
+                    progress(m.progress.done, m.progress.total)
+            else:
+                return patching.PatchingResult(m.result)
+        raise RuntimeError("ActivationPatching ended without a result")
 
     async def activations(self, prompt: Prompt, hook_points: Sequence[str],
                           model: Optional[str] = None, native_dtype: bool = False,

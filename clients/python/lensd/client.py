@@ -7,7 +7,7 @@ from typing import Dict, Iterator, List, Optional, Sequence
 import grpc
 
 import lensd
-from lensd import attribution, messages, results
+from lensd import attribution, messages, patching, results
 from lensd.errors import from_rpc_error
 from lensd.messages import Data, Prompt
 from lensd.v1 import attribution_pb2_grpc, lens_pb2_grpc, models_pb2, models_pb2_grpc
@@ -213,6 +213,29 @@ class Client:
         arrays = results.assemble(
             self._stream(self._lens.GetActivations, request, "GetActivations", timeout))
         return results.as_torch(arrays, torch)
+
+    def activation_patching(self, clean: Prompt, corrupted: Prompt,
+                            metric: Optional[types_pb2.Metric] = None,
+                            sweeps: Sequence[str] = ("resid_pre",), direction: str = "denoising",
+                            layers: Sequence[int] = (), positions: Sequence[int] = (),
+                            model: Optional[str] = None, progress=None,
+                            timeout: Optional[float] = None) -> patching.PatchingResult:
+        """Activation patching sweeps (TransformerLens's patching module) on the server: sweeps
+        among resid_pre, resid_mid, resid_post, attn_out, mlp_out, z, q, k, v, pattern (by
+        position; "<site>_all_pos" for every position at once); metric from
+        lensd.attribution.metric (default: the loss of the last token's prediction).
+        `progress(done, total)` is called as batches of patched runs finish."""
+        request = patching.request(model or self.model, clean, corrupted,
+                                   metric or types_pb2.Metric(), sweeps, direction, layers,
+                                   positions)
+        for m in self._stream(self._lens.ActivationPatching, request, "ActivationPatching",
+                              timeout):
+            if m.HasField("progress"):
+                if progress is not None:
+                    progress(m.progress.done, m.progress.total)
+            else:
+                return patching.PatchingResult(m.result)
+        raise RuntimeError("ActivationPatching ended without a result")
 
     # -- SAEs and attribution --------------------------------------------------------------------
 
