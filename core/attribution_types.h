@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "core/intervention_types.h"
+
 namespace lensd {
 
 // What a loaded SAE is; fixed after load.
@@ -140,6 +142,9 @@ struct LayerAttributionSpec {
   // kDirectLogit: each attention output split into its heads ("<l>_attn_head<h>") and the output
   // projection's bias ("<l>_attn_bias").
   bool per_head = false;
+  // Edits the forward passes run with (the model as edited is explained; terms added by an edit
+  // at a residual point are not among the components, so they no longer sum to the logit).
+  std::vector<InterventionSpec> interventions;
 };
 
 struct LayerAttributionOutput {

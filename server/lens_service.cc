@@ -208,9 +208,11 @@ void LensService::GetActivations(StreamCall<v1::TensorChunk>* call,
 void LensService::LayerAttribution(UnaryCall* call, const v1::LayerAttributionRequest* request,
                                    v1::LayerAttributionResponse* response) {
   RunOnModel(env_, call, request->model(), request->input(),
-             [request, response](const Admitted& a) -> absl::StatusOr<UnaryFn> {
+             [call, request, response](const Admitted& a) -> absl::StatusOr<UnaryFn> {
                LENSD_ASSIGN_OR_RETURN(LayerAttributionSpec spec,
                                       ToLayerAttributionSpec(*request, a.tokens));
+               LENSD_ASSIGN_OR_RETURN(spec.interventions,
+                                      InterventionsFor(request->interventions(), a, call->info()));
                return
                    [spec = std::move(spec), model = a.context.model, response](const KeepGoing&) {
                      LENSD_ASSIGN_OR_RETURN(const LayerAttributionOutput out,

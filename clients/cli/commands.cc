@@ -135,6 +135,9 @@ int Decode(const Connection& c, const Parsed& p) {
   v1::DecodeRequest q;
   q.set_model(p.Get("model"));
   if (!FillInput(p, Prompt(p), q.mutable_input())) return Usage("--ids: comma-separated integers");
+  if (std::string error; !AddInterventions(p, q.mutable_interventions(), &error)) {
+    return Usage(error);
+  }
   q.set_lens(p.Get("lens"));
   std::vector<int64_t> layers, positions;
   if (!Ints(p.Get("layers"), &layers) || !Ints(p.Get("positions"), &positions)) {
@@ -187,6 +190,9 @@ int Generate(const Connection& c, const Parsed& p) {
   v1::GenerateRequest q;
   q.set_model(p.Get("model"));
   if (!FillInput(p, Prompt(p), q.mutable_input())) return Usage("--ids: comma-separated integers");
+  if (std::string error; !AddInterventions(p, q.mutable_interventions(), &error)) {
+    return Usage(error);
+  }
   q.set_lens(p.Get("lens"));
   int64_t layer = -1, max_new = 0, top_k = 0, seed = 0;
   double temperature = 1, top_p = 1;
@@ -227,6 +233,9 @@ int Activations(const Connection& c, const Parsed& p) {
   v1::GetActivationsRequest q;
   q.set_model(p.Get("model"));
   if (!FillInput(p, Prompt(p), q.mutable_input())) return Usage("--ids: comma-separated integers");
+  if (std::string error; !AddInterventions(p, q.mutable_interventions(), &error)) {
+    return Usage(error);
+  }
   for (absl::string_view h : absl::StrSplit(p.Get("hooks"), ',', absl::SkipEmpty())) {
     q.add_hook_points(std::string(h));
   }
@@ -379,8 +388,15 @@ std::vector<CommandEntry> Commands() {
       {{"unload-lens", "unload a tuned lens (admin)", "", {kModel, {"lens", "lens name", ""}}},
        UnloadLens},
   };
+  for (CommandEntry& c : commands) {
+    if (c.command.name == "decode" || c.command.name == "generate" ||
+        c.command.name == "activations") {
+      for (OptionSpec& o : InterventionOptions()) c.command.options.push_back(std::move(o));
+    }
+  }
   for (CommandEntry& c : SaeCommands()) commands.push_back(std::move(c));
   for (CommandEntry& c : JobCommands()) commands.push_back(std::move(c));
+  for (CommandEntry& c : InterventionCommands()) commands.push_back(std::move(c));
   return commands;
 }
 

@@ -3,6 +3,7 @@
 #ifndef LENSD_CLIENTS_CLI_COMMANDS_H_
 #define LENSD_CLIENTS_CLI_COMMANDS_H_
 
+#include <google/protobuf/repeated_ptr_field.h>
 #include <grpcpp/grpcpp.h>
 
 #include <functional>
@@ -14,6 +15,7 @@
 
 namespace lensd::v1 {
 class Input;
+class Intervention;
 }  // namespace lensd::v1
 
 namespace lensctl {
@@ -44,6 +46,15 @@ OptionSpec IdsOption();
 // Sets `input` to --ids when given (false when they are not comma-separated integers), else to
 // `text`.
 bool FillInput(const Parsed& p, const std::string& text, lensd::v1::Input* input);
+
+// The interventions commands (intervention_commands.cc): `patch`.
+std::vector<CommandEntry> InterventionCommands();
+// --steer and --ablate, for decode, generate and activations.
+std::vector<OptionSpec> InterventionOptions();
+// Appends the edits --steer and --ablate ask for; false with `error` set for a malformed one.
+bool AddInterventions(const Parsed& p,
+                      google::protobuf::RepeatedPtrField<lensd::v1::Intervention>* interventions,
+                      std::string* error);
 
 // Prints "lensctl: <CODE>: <message>" and returns 1.
 int Fail(const grpc::Status& s);

@@ -1,6 +1,9 @@
 #include "clients/cli/output.h"
 
+#include <google/protobuf/util/json_util.h>
+
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <fstream>
 #include <sstream>
@@ -158,6 +161,55 @@ std::string WriteTensors(const std::string& path, const std::map<std::string, As
   std::ofstream f(path, std::ios::binary);
   f << *bytes;
   return f ? "" : absl::StrCat("cannot write ", path);
+}
+
+std::string JsonOf(const google::protobuf::Message& message) {
+  std::string json;
+  google::protobuf::util::MessageToJsonString(message, &json);
+  return json;
+}
+
+std::string PatchingTables(const lensd::v1::ActivationPatchingResult& result) {
+  std::string out = absl::StrFormat(
+      "clean metric %.4f, corrupted %.4f; %d patched runs in %d passes\n", result.clean_metric(),
+      result.corrupted_metric(), result.patched_runs(), result.forward_passes());
+  for (const lensd::v1::PatchingGrid& g : result.grids()) {
+    const int64_t layers = g.shape(0);
+    const int64_t columns = g.shape_size() > 1 ? g.shape(1) : 1;
+    const int64_t heads = g.shape_size() > 2 ? g.shape(2) : 1;
+    const bool by_position = g.dims_size() > 1 && g.dims(1) == "position";
+    absl::StrAppend(&out, "\n", g.name(), " (normalized effect)\n",
+                    absl::StrFormat("%6s", "layer"));
+    for (int64_t j = 0; j < columns; ++j) {
+      const std::string label =
+          by_position
+              ? Readable(result.clean_tokens(static_cast<int>(result.positions(j))).text(), 8)
+          : g.shape_size() > 1 ? absl::StrCat("head", j)
+                               : "all";
+      absl::StrAppendFormat(&out, " %9s", label);
+    }
+    absl::StrAppend(&out, "\n");
+    for (int64_t l = layers - 1; l >= 0; --l) {
+      absl::StrAppendFormat(&out, "%6d", result.layers(static_cast<int>(l)));
+      for (int64_t j = 0; j < columns; ++j) {
+        int64_t best = 0;
+        for (int64_t h = 1; h < heads; ++h) {
+          if (std::abs(g.normalized((l * columns + j) * heads + h)) >
+              std::abs(g.normalized((l * columns + j) * heads + best))) {
+            best = h;
+          }
+        }
+        const float v = g.normalized(static_cast<int>((l * columns + j) * heads + best));
+        if (heads > 1) {
+          absl::StrAppendFormat(&out, " h%-2d%6.2f", best, v);
+        } else {
+          absl::StrAppendFormat(&out, " %9.2f", v);
+        }
+      }
+      absl::StrAppend(&out, "\n");
+    }
+  }
+  return out;
 }
 
 }  // namespace lensctl

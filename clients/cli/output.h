@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "lensd/v1/lens.pb.h"
+#include "lensd/v1/patching.pb.h"
 
 namespace lensctl {
 
@@ -22,6 +23,14 @@ std::string DecodeTable(const lensd::v1::DecodeResponse& response, size_t width)
 // last), and per lens the top-1 token at the last position with its probability, and the mean
 // over positions of KL(model || lens) and of the next-token cross-entropy.
 std::string SideBySideTable(const std::vector<lensd::v1::DecodeResponse>& responses, size_t width);
+
+// Each patching grid as a table: layers as rows (the last on top), positions (with their clean
+// tokens) or heads as columns, each cell the normalized effect; a [layer, position, head] grid
+// shows per cell the head with the largest |effect| ("h2 0.83").
+std::string PatchingTables(const lensd::v1::ActivationPatchingResult& result);
+
+// A message as one line of JSON.
+std::string JsonOf(const google::protobuf::Message& message);
 
 // A tensor assembled from its streamed chunks.
 struct Assembled {

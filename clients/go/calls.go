@@ -16,6 +16,8 @@ type DecodeOptions struct {
 	Positions  []int64 // default all
 	TopK       int32   // default 5
 	Statistics []lensdpb.Statistic
+	// Edits applied while the model runs (Steer, Ablate, Patch, ...).
+	Interventions []*lensdpb.Intervention
 }
 
 // DecodeResult is a Decode response with helpers for its grid of rows (lens layers, then the
@@ -52,7 +54,7 @@ func (r DecodeResult) Top1(i int) []string {
 func (c *Client) Decode(ctx context.Context, prompt *lensdpb.Input, o DecodeOptions) (DecodeResult, error) {
 	request := &lensdpb.DecodeRequest{
 		Model: c.or(o.Model), Input: prompt, Lens: o.Lens, Layers: o.Layers,
-		Positions: o.Positions, Statistics: o.Statistics,
+		Positions: o.Positions, Statistics: o.Statistics, Interventions: o.Interventions,
 	}
 	if o.TopK > 0 {
 		request.TopK = &o.TopK
@@ -69,6 +71,9 @@ type GenerateOptions struct {
 	MaxNewTokens int32  // default the server's (32)
 	Greedy       bool
 	Seed         uint64
+	// Edits applied at every step; AlsoUnedited adds the continuation without them.
+	Interventions []*lensdpb.Intervention
+	AlsoUnedited  bool
 }
 
 // Generate streams the tokens sampled from a lens as they are produced; the iteration ends after
@@ -76,7 +81,7 @@ type GenerateOptions struct {
 func (c *Client) Generate(ctx context.Context, prompt *lensdpb.Input, o GenerateOptions) iter.Seq2[*lensdpb.GenerateResponse, error] {
 	request := &lensdpb.GenerateRequest{
 		Model: c.or(o.Model), Input: prompt, Lens: o.Lens, Layer: o.Layer, Greedy: o.Greedy,
-		Seed: o.Seed,
+		Seed: o.Seed, Interventions: o.Interventions, AlsoUnedited: o.AlsoUnedited,
 	}
 	if o.MaxNewTokens > 0 {
 		request.MaxNewTokens = &o.MaxNewTokens

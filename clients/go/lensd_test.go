@@ -227,3 +227,52 @@ func abs(x float32) float32 {
 	}
 	return x
 }
+
+func TestInterventionsAndActivationPatching(t *testing.T) {
+	client := dial(t, "read")
+	ctx := context.Background()
+	plain, err := client.Decode(ctx, lensd.Text(prompt), lensd.DecodeOptions{Layers: []int64{0}, TopK: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vector := make([]float32, 128)
+	for i := range vector {
+		vector[i] = float32(i%7) - 3
+	}
+	steered, err := client.Decode(ctx, lensd.Text(prompt), lensd.DecodeOptions{Layers: []int64{0}, TopK: 1,
+		Interventions: []*lensdpb.Intervention{lensd.Steer("blocks.2.hook_resid_pre", vector, 8)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, after := plain.Rows[1].Cells, steered.Rows[1].Cells
+	changed := false
+	for j := range before {
+		changed = changed || abs(before[j].Top[0].Prob-after[j].Top[0].Prob) > 1e-3
+	}
+	if !changed {
+		t.Fatal("steering by 8 x v changed no output probability")
+	}
+	_, err = client.Decode(ctx, lensd.Text(prompt), lensd.DecodeOptions{
+		Interventions: []*lensdpb.Intervention{lensd.AblateHeads(0, 9)}})
+	if lensd.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "interventions[0].heads") {
+		t.Fatalf("head 9 of 4: %v", err)
+	}
+	var progress int
+	result, err := client.ActivationPatching(ctx, lensd.Text(prompt), lensd.Text(prompt), lensd.PatchingOptions{
+		Sweeps: []*lensdpb.PatchingSweep{{Site: lensdpb.PatchingSite_PATCHING_SITE_Z, AllPositions: true}},
+		Progress: func(done, total int64) { progress++ },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	grid := result.Grids[0]
+	if grid.Name != "z_all_pos" || fmt.Sprint(grid.Shape) != "[6 4]" || progress == 0 {
+		t.Fatalf("grid %s %v after %d progress messages", grid.Name, grid.Shape, progress)
+	}
+	// Clean and corrupted are the same input: every patch leaves the metric as it is.
+	for _, m := range grid.Metric {
+		if abs(m-float32(result.CleanMetric)) > 1e-4 {
+			t.Fatalf("patching a run with itself moved the metric to %v (clean %v)", m, result.CleanMetric)
+		}
+	}
+}

@@ -20,6 +20,7 @@
 #include "core/attribution_types.h"
 #include "core/engine/causal_lm.h"
 #include "core/engine/hook_names.h"
+#include "core/engine/interventions.h"
 #include "core/engine/sae.h"
 
 namespace lensd::engine {
@@ -58,8 +59,10 @@ absl::StatusOr<NodeAttributionOutput> AttributeNodes(
 
 // Direct logit attribution (terms + bias sum to the logit; optionally per attention head) or
 // the logit lens per layer.
+// `edits` (optional): spec.interventions, prepared.
 absl::StatusOr<LayerAttributionOutput> AttributeLayers(const CausalLm& model,
-                                                       const LayerAttributionSpec& spec);
+                                                       const LayerAttributionSpec& spec,
+                                                       const Interventions* edits = nullptr);
 
 // Exact patching runs one forward pass per node; more nodes than this is refused.
 inline constexpr int64_t kMaxExactNodes = 4096;

@@ -5,6 +5,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "core/engine/attribution.h"
+#include "core/engine/interventions.h"
 #include "core/engine/torch_errors.h"
 #include "core/status_macros.h"
 
@@ -33,9 +34,10 @@ absl::Status Validate(const LayerAttributionSpec& spec, int64_t vocab) {
 // of H + 1 rows that stops after the layer.
 absl::StatusOr<at::Tensor> HeadContributions(const CausalLm& model,
                                              const std::vector<int64_t>& tokens, int64_t layer,
-                                             int64_t p) {
+                                             int64_t p, const Interventions* edits) {
   const int64_t heads = model.config().num_heads;
   Hooks hooks(model.config().num_layers);
+  if (edits != nullptr) edits->Install(hooks);
   hooks.Edit({HookKind::kAttnZ, layer}, [heads](const at::Tensor& z) {  // [H + 1, T, H, d_head]
     return z * at::eye(heads + 1, heads, z.options()).view({heads + 1, 1, heads, 1});
   });
@@ -52,7 +54,8 @@ absl::StatusOr<at::Tensor> HeadContributions(const CausalLm& model,
 }  // namespace
 
 absl::StatusOr<LayerAttributionOutput> AttributeLayers(const CausalLm& model,
-                                                       const LayerAttributionSpec& spec) {
+                                                       const LayerAttributionSpec& spec,
+                                                       const Interventions* edits) {
   const ModelConfig& config = model.config();
   LENSD_RETURN_IF_ERROR(Validate(spec, config.vocab_size));
   return CatchTorch("layer attribution", [&]() -> absl::StatusOr<LayerAttributionOutput> {
@@ -61,6 +64,7 @@ absl::StatusOr<LayerAttributionOutput> AttributeLayers(const CausalLm& model,
     LayerAttributionOutput out;
     out.position = spec.position < 0 ? static_cast<int64_t>(spec.tokens.size()) - 1 : spec.position;
     Hooks hooks(layers);
+    if (edits != nullptr) edits->Install(hooks);
     std::vector<std::pair<std::string, HookPoint>> parts;
     if (spec.mode == LayerAttributionMode::kDirectLogit) {
       parts.emplace_back("embed", HookPoint{HookKind::kEmbed, -1});
@@ -93,7 +97,7 @@ absl::StatusOr<LayerAttributionOutput> AttributeLayers(const CausalLm& model,
     for (const auto& [label, point] : parts) {
       if (spec.per_head && point.kind == HookKind::kAttnOut) {
         LENSD_ASSIGN_OR_RETURN(const at::Tensor split,
-                               HeadContributions(model, spec.tokens, point.layer, p));
+                               HeadContributions(model, spec.tokens, point.layer, p, edits));
         for (int64_t h = 0; h < config.num_heads; ++h) {
           stack.push_back(split[h]);
           out.labels.push_back(absl::StrCat(point.layer, "_attn_head", h));

@@ -274,7 +274,8 @@ class ServedModelImpl : public ServedModel {
   absl::StatusOr<LayerAttributionOutput> AttributeLayers(
       const LayerAttributionSpec& spec) const override {
     LENSD_RETURN_IF_ERROR(ValidateTokens(spec.tokens, "input"));
-    return engine::AttributeLayers(*model_, spec);
+    LENSD_ASSIGN_OR_RETURN(const Interventions edits, Prepare(spec.interventions, spec.tokens));
+    return engine::AttributeLayers(*model_, spec, edits.empty() ? nullptr : &edits);
   }
 
   absl::StatusOr<ActivationPatchingOutput> PatchActivations(

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -51,7 +52,7 @@ TEST_F(LensctlTest, EverySubcommandHasHelp) {
   for (const char* command :
        {"models", "info",      "tokenize",    "decode", "generate",  "activations", "load",
         "unload", "load-lens", "unload-lens", "train",  "eval",      "compare",     "jobs",
-        "job",    "watch",     "cancel",      "sae",    "attribute", "dla"}) {
+        "job",    "watch",     "cancel",      "sae",    "attribute", "dla",         "patch"}) {
     EXPECT_THAT(help, HasSubstr(std::string("  ") + command + " "));
     const auto [text, status] = RunCommand(std::string(LENSCTL_BINARY " ") + command + " --help");
     EXPECT_EQ(status, 0) << command << ": " << text;
@@ -231,6 +232,42 @@ TEST_F(LensctlTest, TrainWatchesAJobToTheEndAndTheLensDecodes) {
   EXPECT_EQ(rc, 0) << out;
   EXPECT_THAT(out, HasSubstr("cli-trained lens on kjv-gpt2"));
   std::filesystem::remove_all(lens_dir);
+}
+
+TEST_F(LensctlTest, SteerAblateAndPatch) {
+  const std::string vector = ::testing::TempDir() + "/steer.json";
+  {
+    std::ofstream out(vector);
+    out << "[";
+    for (int i = 0; i < 128; ++i) out << (i ? "," : "") << (i % 7) - 3;
+    out << "]";
+  }
+  const auto [plain, rc0] = Lensctl("decode --json --layers 0 --top_k 1 And God said");
+  ASSERT_EQ(rc0, 0) << plain;
+  const auto [steered, rc1] =
+      Lensctl("decode --json --layers 0 --top_k 1 --steer 'blocks.2.hook_resid_pre@" + vector +
+              "*8' And God said");
+  ASSERT_EQ(rc1, 0) << steered;
+  EXPECT_NE(plain, steered) << "steering by 8 x v changed nothing";
+  const auto [ablated, rc2] = Lensctl(
+      "decode --json --top_k 1 --ablate 'blocks.0.attn.hook_z:0,1;blocks.1.hook_mlp_out' "
+      "And God said");
+  ASSERT_EQ(rc2, 0) << ablated;
+  EXPECT_NE(plain, ablated);
+  const auto [bad, rc3] = Lensctl("decode --ablate 'blocks.0.attn.hook_z:9' And God said");
+  EXPECT_EQ(rc3, 1) << bad;
+  EXPECT_THAT(bad, HasSubstr("INVALID_ARGUMENT: interventions[0].heads"));
+  const auto [grid, rc4] = Lensctl(
+      "patch --clean 'And God said, Let there be light' --corrupted 'And God said, Let there be "
+      "darkness' --sweeps resid_pre,z_all_pos");
+  ASSERT_EQ(rc4, 0) << grid;
+  EXPECT_THAT(grid, HasSubstr("resid_pre (normalized effect)"));
+  EXPECT_THAT(grid, HasSubstr("z_all_pos (normalized effect)"));
+  EXPECT_THAT(grid, HasSubstr("head3"));
+  const auto [json, rc5] = Lensctl(
+      "patch --json --clean 'And God said' --corrupted 'And Moses said' --sweeps mlp_out_all_pos");
+  ASSERT_EQ(rc5, 0) << json;
+  EXPECT_THAT(json, HasSubstr("\"name\":\"mlp_out_all_pos\""));
 }
 
 TEST_F(LensctlTest, ErrorsPrintTheCodeAndExitWithOne) {

@@ -4,6 +4,9 @@
 // per-head hook_v, a pattern row, mean-ablation over reference inputs (overall and per
 // position), activation patching from a second input, project-out and keep-only.
 //
+// And SAE clamping against SAELens 6.54's spliced model (HookedSAETransformer, the SAE with
+// use_error_term, its hook_sae_acts_post set) on a random standard SAE written by save_model.
+//
 // Tolerances: float32 logits 1e-4 (max absolute difference); greedy generation steered at
 // every step equal token for token to TransformerLens re-running the whole sequence each step.
 // Each case's logits must also differ from the unedited ones by more than 1e-3, so an edit that
@@ -23,6 +26,7 @@
 #include "core/engine/interventions.h"
 #include "core/engine/lens.h"
 #include "core/engine/model_loader.h"
+#include "core/engine/sae.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/parity/reference_tensors.h"
@@ -96,9 +100,10 @@ class InterventionParity : public ::testing::TestWithParam<std::string> {
     return spec;
   }
 
-  absl::StatusOr<at::Tensor> Logits(const std::vector<InterventionSpec>& specs) const {
+  absl::StatusOr<at::Tensor> Logits(const std::vector<InterventionSpec>& specs,
+                                    const SaeLookup& saes = nullptr) const {
     absl::StatusOr<Interventions> edits =
-        Interventions::Prepare(*model_, specs, {ids_.size(1), false}, nullptr);
+        Interventions::Prepare(*model_, specs, {ids_.size(1), false}, saes);
     if (!edits.ok()) return edits.status();
     Hooks hooks(model_->config().num_layers);
     edits->Install(hooks);
@@ -177,6 +182,30 @@ TEST_P(InterventionParity, SteeredGreedyGenerationMatchesTokenForToken) {
   absl::StatusOr<GenerateResult> plain = Generate(*model_, logit, r);
   ASSERT_TRUE(plain.ok()) << plain.status();
   EXPECT_NE(plain->tokens[0], steered->tokens[0]) << "steering by 4 v should change the text";
+}
+
+TEST_P(InterventionParity, SaeClampMatchesSaeLensSplicedModel) {
+  auto loaded = Sae::Load(Dir(GetParam()) + "/saes/res1", std::nullopt, at::kCPU);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const std::shared_ptr<const Sae> sae = *std::move(loaded);
+  const SaeLookup saes = [&](const std::string& name)
+      -> absl::StatusOr<std::pair<std::shared_ptr<const Sae>, HookPoint>> {
+    if (name != "res1") return absl::NotFoundError("SAE \"" + name + "\" is not loaded");
+    return std::make_pair(sae, HookPoint{HookKind::kResidPre, 1});
+  };
+  InterventionSpec clamp;
+  clamp.op = InterventionOp::kSaeClamp;
+  clamp.sae = "res1";
+  clamp.feature = 7;
+  clamp.number = 3.0;
+  clamp.positions = {3, 4, 5, 6, 7, 8};
+  absl::StatusOr<at::Tensor> logits = Logits({clamp}, saes);
+  ASSERT_TRUE(logits.ok()) << logits.status();
+  const at::Tensor expected = ref_.at("sae.clamped_logits");
+  const double diff = (*logits - expected).abs().max().item<double>();
+  EXPECT_LT(diff, kTolerance);
+  EXPECT_GT((expected - ref_.at("clean_logits")).abs().max().item<double>(), kEdited);
+  std::printf("%s: SAE clamp, max |lensd - SAELens| logit %.2e\n", GetParam().c_str(), diff);
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, InterventionParity,

@@ -22,6 +22,9 @@ functions. <out>/<name>/reference.safetensors holds:
                                    q/k/v and pattern all positions, pattern by position; noising
                                    (the clean run with corrupted activations) for resid_pre
   patch.clean_metric, patch.corrupted_metric
+  sae.clamped_logits               SAELens's spliced model (SAE with its error term) with one
+                                   feature of a random standard SAE (<out>/<name>/saes/res1, at
+                                   blocks.1.hook_resid_pre) clamped at positions 3..8
 and <out>/<name>/cases.json the cases as lensd interventions (see intervention_parity_test.cc).
 """
 import argparse
@@ -32,6 +35,8 @@ import torch
 from safetensors.torch import save_file
 from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM
 from transformers import LlamaConfig, LlamaForCausalLM
+from sae_lens import HookedSAETransformer
+from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
 from transformer_lens import HookedTransformer, HookedTransformerConfig, patching
 from transformer_lens.pretrained.weight_conversions import (convert_gpt2_weights,
                                                             convert_llama_weights,
@@ -41,6 +46,7 @@ VOCAB = 320
 LENGTH = 9
 STEER_TOKENS = 8
 TARGET, FOIL = 5, 17
+SAE_HOOK, SAE_FEATURE, SAE_VALUE = "blocks.1.hook_resid_pre", 7, 3.0
 
 
 def models():
@@ -61,8 +67,9 @@ def rope_theta(c, default):
     return params.get("rope_theta", getattr(c, "rope_theta", default))
 
 
-def hooked(hf):
-    """The same weights as a HookedTransformer, unprocessed (no folding or centering)."""
+def hooked(hf, cls=HookedTransformer):
+    """The same weights as a HookedTransformer (or `cls`), unprocessed (no folding or
+    centering)."""
     c = hf.config
     if c.model_type == "gpt2":
         cfg = dict(d_model=c.n_embd, d_head=c.n_embd // c.n_head, n_heads=c.n_head,
@@ -95,7 +102,7 @@ def hooked(hf):
         convert = convert_neox_weights
     cfg = HookedTransformerConfig(**cfg, d_vocab=c.vocab_size, device="cpu",
                                   dtype=torch.float32, default_prepend_bos=False)
-    model = HookedTransformer(cfg, tokenizer=None)
+    model = cls(cfg, tokenizer=None)
     model.load_and_process_state_dict(convert(hf, cfg), fold_ln=False,
                                       center_writing_weights=False, center_unembed=False,
                                       fold_value_biases=False,
@@ -212,6 +219,32 @@ def patching_grids(tl, clean, corrupted):
     return {f"patch.{k}": torch.as_tensor(v).float() for k, v in out.items()}
 
 
+def sae_clamp(hf, folder, prompt, g):
+    """SAELens's spliced model (HookedSAETransformer, the SAE with use_error_term) with feature
+    SAE_FEATURE of a random standard SAE at blocks.1.hook_resid_pre clamped to SAE_VALUE at
+    positions 3..8, written to <folder>/saes/res1 (SAELens save_model)."""
+    model = hooked(hf, HookedSAETransformer)
+    d = model.cfg.d_model
+    sae = StandardSAE(StandardSAEConfig(d_in=d, d_sae=4 * d))
+    sae.cfg.metadata.hook_name = SAE_HOOK
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * (0.3 if p.dim() > 1 else 0.1))
+    sae.save_model(os.path.join(folder, "saes", "res1"))
+    sae.use_error_term = True
+
+    def clamp(acts, hook):
+        acts[:, 3:, SAE_FEATURE] = SAE_VALUE
+        return acts
+    with torch.no_grad():
+        spliced = model.run_with_saes(prompt, saes=[sae])
+        clamped = model.run_with_hooks_with_saes(
+            prompt, saes=[sae], fwd_hooks=[(f"{SAE_HOOK}.hook_sae_acts_post", clamp)])
+        err = (spliced - hf(prompt).logits).abs().max().item()
+    assert err < 1e-4, f"the spliced model with its error term is not the model ({err})"
+    return {"sae.clamped_logits": clamped}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True)
@@ -242,6 +275,8 @@ def main():
                 specs.append(spec)
             vector = torch.randn(tl.cfg.d_model, generator=g)
             tensors.update(patching_grids(tl, prompt, source))
+        tensors.update(sae_clamp(hf, folder, prompt, g))
+        with torch.no_grad():
             tensors["steer_vector"] = vector
             tensors["steer_tokens"] = steered_generation(tl, prompt, vector)
             plain = steered_generation(tl, prompt, 0 * vector)

@@ -6,6 +6,11 @@ import { DecodeRequest, DecodeResponse, GenerateRequest, GenerateResponse, LensC
 import { ModelInfo, ModelsClient } from "./generated/lensd/v1/models";
 import { Job, SubmitJobRequest, TrainingClient } from "./generated/lensd/v1/training";
 import { Input, Metric } from "./generated/lensd/v1/types";
+import { Intervention } from "./generated/lensd/v1/interventions";
+import {
+  ActivationPatchingRequest, ActivationPatchingResponse, ActivationPatchingResult, PatchingDirection,
+  PatchingSweep,
+} from "./generated/lensd/v1/patching";
 import {
   AttributionClient, Baseline, EncodeSaeRequest, EncodeSaeResponse, ErrorNodes, Method,
   NodeAttributionRequest, NodeAttributionResponse, SignConvention,
@@ -16,6 +21,8 @@ export * as types from "./generated/lensd/v1/types";
 export * as lens from "./generated/lensd/v1/lens";
 export * as models from "./generated/lensd/v1/models";
 export * as training from "./generated/lensd/v1/training";
+export * as interventions from "./generated/lensd/v1/interventions";
+export * as patching from "./generated/lensd/v1/patching";
 
 /** Sent to the server on every call (x-lensd-client-version). */
 export const VERSION = "0.1.0";
@@ -51,6 +58,8 @@ export interface DecodeOptions {
   positions?: number[];
   topK?: number;
   statistics?: Statistic[];
+  /** Edits applied while the model runs (steer, ablate, patch, ...). */
+  interventions?: Intervention[];
   timeoutMs?: number;
 }
 
@@ -62,7 +71,59 @@ export interface GenerateOptions {
   maxNewTokens?: number;
   greedy?: boolean;
   seed?: number;
+  /** Edits applied at every step; alsoUnedited adds the continuation without them. */
+  interventions?: Intervention[];
+  alsoUnedited?: boolean;
   timeoutMs?: number;
+}
+
+export interface PatchingOptions {
+  model?: string;
+  /** Default: the loss of the last token's prediction. */
+  metric?: Metric;
+  /** Default: resid_pre by position. */
+  sweeps?: PatchingSweep[];
+  noising?: boolean;
+  layers?: number[];
+  positions?: number[];
+  /** Called after each batched pass of patched runs. */
+  progress?: (done: number, total: number) => void;
+  timeoutMs?: number;
+}
+
+/** A [len] float32 tensor (a steering vector, a value to set). */
+export function float32s(values: number[]) {
+  const data = Buffer.from(new Float32Array(values).buffer);
+  return { dtype: "float32", shape: [values.length], data };
+}
+
+/** Adds coefficient x vector at a hook point (every position; in generate, every step). */
+export function steer(hookPoint: string, vector: number[], coefficient = 1): Intervention {
+  return Intervention.fromPartial({
+    hookPoint, operation: { $case: "add", value: { vector: float32s(vector), coefficient } },
+  });
+}
+
+/** Zero-ablates a hook point (at `positions`; default all). */
+export function ablate(hookPoint: string, positions: number[] = []): Intervention {
+  return Intervention.fromPartial({ hookPoint, positions, operation: { $case: "zero", value: true } });
+}
+
+/** Zero-ablates heads of a layer (their blocks.<layer>.attn.hook_z). */
+export function ablateHeads(layer: number, heads: number[]): Intervention {
+  return Intervention.fromPartial({
+    hookPoint: `blocks.${layer}.attn.hook_z`, heads, operation: { $case: "zero", value: true },
+  });
+}
+
+/** The hook point's value on `source` (activation patching; positions align). */
+export function patch(hookPoint: string, source: string | number[], positions: number[] = []): Intervention {
+  return Intervention.fromPartial({ hookPoint, positions, operation: { $case: "patch", value: input(source) } });
+}
+
+/** Clamps one feature of a loaded SAE at its hook point (error term kept). */
+export function clampSae(sae: string, feature: number, value: number): Intervention {
+  return Intervention.fromPartial({ operation: { $case: "saeClamp", value: { sae, feature, value } } });
 }
 
 export interface NodeAttributionOptions {
@@ -201,7 +262,7 @@ export class Client {
     const request = DecodeRequest.fromPartial({
       model: o.model ?? this.model, input: input(prompt), lens: o.lens ?? "",
       layers: o.layers ?? [], positions: o.positions ?? [], topK: o.topK,
-      statistics: o.statistics ?? [],
+      statistics: o.statistics ?? [], interventions: o.interventions ?? [],
     });
     return new DecodeResult(await this.unary("Decode", this.lens.decode.bind(this.lens), request, o.timeoutMs));
   }
@@ -211,8 +272,28 @@ export class Client {
     const request = GenerateRequest.fromPartial({
       model: o.model ?? this.model, input: input(prompt), lens: o.lens ?? "", layer: o.layer,
       maxNewTokens: o.maxNewTokens, greedy: o.greedy ?? false, seed: o.seed ?? 0,
+      interventions: o.interventions ?? [], alsoUnedited: o.alsoUnedited ?? false,
     });
     return this.stream("Generate", () => this.lens.generate(request, this.metadata(), this.options(o.timeoutMs)));
+  }
+
+  /** Activation patching sweeps on the server (TransformerLens's patching module): the grids. */
+  async activationPatching(clean: string | number[], corrupted: string | number[],
+    o: PatchingOptions = {}): Promise<ActivationPatchingResult> {
+    const request = ActivationPatchingRequest.fromPartial({
+      model: o.model ?? this.model, clean: input(clean), corrupted: input(corrupted),
+      metric: o.metric, sweeps: o.sweeps ?? [{}], layers: o.layers ?? [],
+      positions: o.positions ?? [],
+      direction: o.noising ? PatchingDirection.PATCHING_DIRECTION_NOISING
+        : PatchingDirection.PATCHING_DIRECTION_DENOISING,
+    });
+    const messages = this.stream<ActivationPatchingResponse>("ActivationPatching",
+      () => this.lens.activationPatching(request, this.metadata(), this.options(o.timeoutMs)));
+    for await (const m of messages) {
+      if (m.kind?.$case === "progress") o.progress?.(m.kind.value.done, m.kind.value.total);
+      if (m.kind?.$case === "result") return m.kind.value;
+    }
+    throw new LensdError("ActivationPatching", grpc.status.INTERNAL, "the stream ended without a result");
   }
 
   /** Sparse feature activations of the SAEs (default every loaded one) per position. */

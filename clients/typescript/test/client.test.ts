@@ -6,7 +6,8 @@ import * as assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
-import { Client, LensdError } from "../src";
+import { ablateHeads, Client, LensdError, steer } from "../src";
+import { PatchingSite } from "../src/generated/lensd/v1/patching";
 import { SignConvention } from "../src/generated/lensd/v1/attribution";
 import { repo, TestServer } from "./server";
 
@@ -94,4 +95,27 @@ test("the README example runs", () => {
   assert.equal(lines.length, 8, out);
   assert.ok(lines[6].startsWith("output"), out);
   assert.ok(lines[7].startsWith(prompt), out);
+});
+
+test("steering changes the output; a bad head is refused; patching returns its grid", async () => {
+  const c = client("read");
+  const plain = await c.decode(prompt, { layers: [0], topK: 1 });
+  const vector = Array.from({ length: 128 }, (_, i) => (i % 7) - 3);
+  const steered = await c.decode(prompt, {
+    layers: [0], topK: 1, interventions: [steer("blocks.2.hook_resid_pre", vector, 8)],
+  });
+  const before = plain.response.rows[1].cells.map((cell) => cell.top[0].prob);
+  const after = steered.response.rows[1].cells.map((cell) => cell.top[0].prob);
+  assert.ok(before.some((p, j) => Math.abs(p - after[j]) > 1e-3), "steering changed nothing");
+  await assert.rejects(c.decode(prompt, { interventions: [ablateHeads(0, [9])] }),
+    (e: LensdError) => e.code === grpc.status.INVALID_ARGUMENT && e.details.includes("interventions[0].heads"));
+  let progress = 0;
+  const result = await c.activationPatching(prompt, prompt, {
+    sweeps: [{ site: PatchingSite.PATCHING_SITE_Z, allPositions: true }], progress: () => { progress++; },
+  });
+  c.close();
+  assert.equal(result.grids[0].name, "z_all_pos");
+  assert.deepEqual(result.grids[0].shape, [6, 4]);
+  assert.ok(progress > 0);
+  for (const m of result.grids[0].metric) assert.ok(Math.abs(m - result.cleanMetric) < 1e-4);
 });
