@@ -101,6 +101,7 @@ struct NodeAttributionSpec {
   int64_t top_n = 0;          // keep the n largest |effect|; 0: all
   double min_abs_effect = 0;  // keep |effect| > this
   std::vector<int64_t> excluded_positions;
+  std::vector<InterventionSpec> interventions;  // edits every pass runs with
 };
 
 struct AttributionNode {

@@ -52,10 +52,11 @@ absl::StatusOr<std::vector<SaeEncoding>> EncodeSaes(const CausalLm& model,
 // INVALID_ARGUMENT for a bad metric, baseline (patch of another length, no reference), or an
 // exact patching run over the node limit. `keep_going` (optional) is polled before each
 // integrated-gradients site and exact-patching chunk; its error (CANCELLED, DEADLINE_EXCEEDED)
-// stops the run.
+// stops the run. `edits` (optional: spec.interventions, prepared) apply in every pass.
 absl::StatusOr<NodeAttributionOutput> AttributeNodes(
     const CausalLm& model, const std::vector<SaeSite>& sites, const NodeAttributionSpec& spec,
-    const std::function<absl::Status()>& keep_going = nullptr);
+    const std::function<absl::Status()>& keep_going = nullptr,
+    const Interventions* edits = nullptr);
 
 // Direct logit attribution (terms + bias sum to the logit; optionally per attention head) or
 // the logit lens per layer.

@@ -157,7 +157,7 @@ AttributionNode Row(const Site& st, const Host& h, const Candidate& c, double ef
 
 absl::StatusOr<NodeAttributionOutput> AttributeNodes(
     const CausalLm& model, const std::vector<SaeSite>& sae_sites, const NodeAttributionSpec& spec,
-    const std::function<absl::Status()>& keep_going) {
+    const std::function<absl::Status()>& keep_going, const Interventions* edits) {
   const auto go_on = [&keep_going]() { return keep_going ? keep_going() : absl::OkStatus(); };
   LENSD_RETURN_IF_ERROR(ValidateSpec(spec, model.config().vocab_size));
   LENSD_ASSIGN_OR_RETURN(ResolvedMetric metric,
@@ -171,6 +171,7 @@ absl::StatusOr<NodeAttributionOutput> AttributeNodes(
     NodeAttributionOutput out;
     {
       Hooks hooks(model.config().num_layers);
+      if (edits != nullptr) edits->Install(hooks);
       for (const SaeSite& s : sae_sites) {
         hooks.Capture(s.point);
         hooks.CaptureGrad(s.point);
@@ -198,11 +199,13 @@ absl::StatusOr<NodeAttributionOutput> AttributeNodes(
                      ? (metric.labels.size() == 1 ? metric.labels[0] : -1)
                      : metric.target;
     c10::NoGradGuard no_grad;
-    LENSD_RETURN_IF_ERROR(SetBaselines(model, sites, spec, keep));
+    LENSD_RETURN_IF_ERROR(SetBaselines(model, sites, spec, keep, edits));
     if (spec.baseline == AttributionBaseline::kPatch) {
       c10::InferenceMode inference;
+      Hooks hooks(model.config().num_layers);
+      if (edits != nullptr) edits->Install(hooks);
       LENSD_ASSIGN_OR_RETURN(const ForwardResult patched,
-                             model.Forward(Batch(spec.patch_tokens, 1)));
+                             model.Forward(Batch(spec.patch_tokens, 1), &hooks));
       out.patched_metric = MetricValues(patched.logits, metric)[0].item<double>();
       out.total_effect = out.patched_metric - out.metric;
     }
@@ -210,7 +213,8 @@ absl::StatusOr<NodeAttributionOutput> AttributeNodes(
       for (Site& s : sites) {
         c10::AutoGradMode grad(true);
         LENSD_RETURN_IF_ERROR(go_on());
-        LENSD_RETURN_IF_ERROR(IntegratedGradients(model, s, spec.tokens, metric, spec.ig_steps));
+        LENSD_RETURN_IF_ERROR(
+            IntegratedGradients(model, s, spec.tokens, metric, spec.ig_steps, edits));
       }
     }
     // Every node whose baseline differs from its clean value, as segments of one flat list:
@@ -255,7 +259,7 @@ absl::StatusOr<NodeAttributionOutput> AttributeNodes(
       }
       LENSD_ASSIGN_OR_RETURN(
           const std::vector<double> exact,
-          ExactEffects(model, sites, nodes, spec.tokens, metric, out.metric, go_on));
+          ExactEffects(model, sites, nodes, spec.tokens, metric, out.metric, go_on, edits));
       ie_all.index_put_({flat}, at::tensor(exact, at::kDouble));
     }
     const double sign = spec.sign == SignConvention::kPatchEffect ? 1.0 : -1.0;

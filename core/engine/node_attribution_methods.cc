@@ -13,11 +13,12 @@ namespace {
 // Activations at every site for a sequence (no gradients).
 absl::StatusOr<std::vector<at::Tensor>> Capture(const CausalLm& model,
                                                 const std::vector<Site>& sites,
-                                                const std::vector<int64_t>& tokens) {
+                                                const std::vector<int64_t>& tokens,
+                                                const Interventions* edits) {
   std::vector<HookPoint> points;
   points.reserve(sites.size());
   for (const Site& s : sites) points.push_back(s.site->point);
-  return CaptureHookPoints(model, points, Batch(tokens, 1).tokens);
+  return CaptureHookPoints(model, points, Batch(tokens, 1).tokens, edits);
 }
 
 }  // namespace
@@ -41,7 +42,8 @@ void EncodeAt(Site& s, const at::Tensor& activation, const at::Tensor& keep) {
 }
 
 absl::Status SetBaselines(const CausalLm& model, std::vector<Site>& sites,
-                          const NodeAttributionSpec& spec, const at::Tensor& keep) {
+                          const NodeAttributionSpec& spec, const at::Tensor& keep,
+                          const Interventions* edits) {
   if (spec.baseline == AttributionBaseline::kZero) {
     for (Site& s : sites) {
       s.f0 = at::zeros_like(s.code.features);
@@ -51,7 +53,7 @@ absl::Status SetBaselines(const CausalLm& model, std::vector<Site>& sites,
   }
   if (spec.baseline == AttributionBaseline::kPatch) {
     LENSD_ASSIGN_OR_RETURN(const std::vector<at::Tensor> acts,
-                           Capture(model, sites, spec.patch_tokens));
+                           Capture(model, sites, spec.patch_tokens, edits));
     for (size_t i = 0; i < sites.size(); ++i) {
       Site patched = sites[i];
       EncodeAt(patched, acts[i], keep);
@@ -67,7 +69,7 @@ absl::Status SetBaselines(const CausalLm& model, std::vector<Site>& sites,
   std::vector<at::Tensor> e_sum(sites.size());
   int64_t count = 0;
   for (const std::vector<int64_t>& seq : spec.reference) {
-    LENSD_ASSIGN_OR_RETURN(const std::vector<at::Tensor> acts, Capture(model, sites, seq));
+    LENSD_ASSIGN_OR_RETURN(const std::vector<at::Tensor> acts, Capture(model, sites, seq, edits));
     const at::Tensor all = at::ones({static_cast<int64_t>(seq.size())}, at::kBool);
     for (size_t i = 0; i < sites.size(); ++i) {
       Site ref = sites[i];
@@ -87,7 +89,8 @@ absl::Status SetBaselines(const CausalLm& model, std::vector<Site>& sites,
 }
 
 absl::Status IntegratedGradients(const CausalLm& model, Site& s, const std::vector<int64_t>& tokens,
-                                 const ResolvedMetric& metric, int64_t steps) {
+                                 const ResolvedMetric& metric, int64_t steps,
+                                 const Interventions* edits) {
   const Sae& sae = *s.site->sae;
   const at::Tensor alpha =
       (at::arange(steps, s.a.options().dtype(at::kFloat)) / static_cast<double>(steps))
@@ -98,6 +101,7 @@ absl::Status IntegratedGradients(const CausalLm& model, Site& s, const std::vect
   std::vector<int64_t> shape = s.shape;
   shape[0] = steps;
   Hooks hooks(model.config().num_layers);
+  if (edits != nullptr) edits->Install(hooks);
   hooks.Edit(s.site->point, [&](const at::Tensor& x) {
     return (sae.Decode(f, s.code) + e).view(shape).to(x.scalar_type());
   });
@@ -109,12 +113,10 @@ absl::Status IntegratedGradients(const CausalLm& model, Site& s, const std::vect
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<double>> ExactEffects(const CausalLm& model,
-                                                 const std::vector<Site>& sites,
-                                                 const std::vector<Candidate>& nodes,
-                                                 const std::vector<int64_t>& tokens,
-                                                 const ResolvedMetric& metric, double clean,
-                                                 const std::function<absl::Status()>& keep_going) {
+absl::StatusOr<std::vector<double>> ExactEffects(
+    const CausalLm& model, const std::vector<Site>& sites, const std::vector<Candidate>& nodes,
+    const std::vector<int64_t>& tokens, const ResolvedMetric& metric, double clean,
+    const std::function<absl::Status()>& keep_going, const Interventions* edits) {
   constexpr int64_t kChunk = 16;
   std::vector<double> out;
   out.reserve(nodes.size());
@@ -150,6 +152,7 @@ absl::StatusOr<std::vector<double>> ExactEffects(const CausalLm& model,
       shape[0] = n;
       const at::Tensor patched = (s.site->sae->Decode(f, s.code) + e).view(shape);
       Hooks hooks(model.config().num_layers);
+      if (edits != nullptr) edits->Install(hooks);
       hooks.Overwrite(s.site->point, patched);
       LENSD_ASSIGN_OR_RETURN(const ForwardResult result, model.Forward(Batch(tokens, n), &hooks));
       const at::Tensor m = MetricValues(result.logits, metric).to(at::kDouble).cpu();

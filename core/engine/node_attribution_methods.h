@@ -49,19 +49,19 @@ void EncodeAt(Site& s, const at::Tensor& activation, const at::Tensor& keep);
 
 // Sets each site's f0 and e0: zero, the mean over the reference sequences, or the patch's values.
 absl::Status SetBaselines(const CausalLm& model, std::vector<Site>& sites,
-                          const NodeAttributionSpec& spec, const at::Tensor& keep);
+                          const NodeAttributionSpec& spec, const at::Tensor& keep,
+                          const Interventions* edits);
 // Integrated gradients at one site: the site's output replaced by D(f_a) + e_a for N values of a
 // in one batched forward; sets the averaged gradients.
 absl::Status IntegratedGradients(const CausalLm& model, Site& s, const std::vector<int64_t>& tokens,
-                                 const ResolvedMetric& metric, int64_t steps);
+                                 const ResolvedMetric& metric, int64_t steps,
+                                 const Interventions* edits);
 // Exact patching: m with each node set to its baseline, minus m(clean), batched; `keep_going` is
 // polled before each batch.
-absl::StatusOr<std::vector<double>> ExactEffects(const CausalLm& model,
-                                                 const std::vector<Site>& sites,
-                                                 const std::vector<Candidate>& nodes,
-                                                 const std::vector<int64_t>& tokens,
-                                                 const ResolvedMetric& metric, double clean,
-                                                 const std::function<absl::Status()>& keep_going);
+absl::StatusOr<std::vector<double>> ExactEffects(
+    const CausalLm& model, const std::vector<Site>& sites, const std::vector<Candidate>& nodes,
+    const std::vector<int64_t>& tokens, const ResolvedMetric& metric, double clean,
+    const std::function<absl::Status()>& keep_going, const Interventions* edits);
 
 }  // namespace lensd::engine::attribution_internal
 

@@ -166,7 +166,12 @@ absl::StatusOr<std::vector<SaeEncoding>> ServedSaes::Encode(const EncodeSaeSpec&
 absl::StatusOr<NodeAttributionOutput> ServedSaes::Attribute(const NodeAttributionSpec& spec,
                                                             const KeepGoing& keep_going) const {
   LENSD_ASSIGN_OR_RETURN(const std::vector<Entry> entries, Find(spec.saes, "saes"));
-  return AttributeNodes(model_, Sites(entries), spec, keep_going);
+  if (spec.interventions.empty()) return AttributeNodes(model_, Sites(entries), spec, keep_going);
+  LENSD_ASSIGN_OR_RETURN(
+      const Interventions edits,
+      Interventions::Prepare(model_, spec.interventions,
+                             {static_cast<int64_t>(spec.tokens.size()), false}, Lookup()));
+  return AttributeNodes(model_, Sites(entries), spec, keep_going, &edits);
 }
 
 absl::Status ActivationsWithGradients(

@@ -262,25 +262,29 @@ class Client:
 
     def node_attribution(self, prompt: Prompt, saes: Sequence[str] = (),
                          model: Optional[str] = None, sign: str = "patch_effect",
-                         timeout: Optional[float] = None,
+                         interventions: Sequence = (), timeout: Optional[float] = None,
                          **options) -> attribution.NodeAttributionResult:
         """Effects of every SAE feature and error node on a metric, largest first;
         .to_dataframe() has token-trace's columns. Options as lensd.attribution.node_attribution
         (metric_kind, positions, target, foil, baseline, patch, reference, method, ig_steps,
-        per_dimension_errors, top_n, min_abs_effect, exclude_special_tokens)."""
+        per_dimension_errors, top_n, min_abs_effect, exclude_special_tokens); interventions:
+        edits every pass runs with (lensd.interventions)."""
         request = attribution.node_attribution(model or self.model, prompt, saes, sign=sign,
                                                 **options)
+        request.interventions.extend(interventions)
         return attribution.NodeAttributionResult(
             self._unary(self._attribution.NodeAttribution, request, "NodeAttribution", timeout),
             sign)
 
     def layer_attribution(self, prompt: Prompt, model: Optional[str] = None,
-                          timeout: Optional[float] = None,
+                          interventions: Sequence = (), timeout: Optional[float] = None,
                           **options) -> attribution.LayerAttributionResult:
         """Direct logit attribution per component (mode="direct_logit": values + bias = logit)
         or the logit lens of the target per layer. Options: position, target, foil, mode,
-        per_head (attention outputs split into heads and the output bias)."""
+        per_head (attention outputs split into heads and the output bias); interventions: edits
+        the passes run with."""
         request = attribution.layer_attribution(model or self.model, prompt, **options)
+        request.interventions.extend(interventions)
         return attribution.LayerAttributionResult(
             self._unary(self._lens.LayerAttribution, request, "LayerAttribution", timeout))
 

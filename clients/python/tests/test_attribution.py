@@ -144,3 +144,28 @@ def test_asyncio_client_gives_the_same_nodes(server, client, loaded):
     assert "0_attn_head3" in heads.labels and "0_attn_bias" in heads.labels
     whole = client.layer_attribution(PROMPT)
     assert abs(heads.values.sum() + heads.bias - whole.logit) < 1e-4 * max(1, abs(whole.logit))
+
+
+def test_attribution_explains_the_edited_model(client, loaded, hf_model):
+    """NodeAttribution's metric and LayerAttribution's logit are those of the steered model: the
+    steered decode's loss, and transformers' logit with the same vector added by a hook."""
+    vector = np.random.default_rng(3).standard_normal(128).astype(np.float32)
+    steer = [lensd.steer("blocks.2.hook_resid_pre", vector, 3.0)]
+    ids = client.decode(PROMPT, layers=[0], top_k=1).input_ids.tolist()
+    decoded = client.decode(PROMPT, layers=[0], top_k=1, statistics=["cross_entropy"],
+                            interventions=steer)
+    nodes = client.node_attribution(PROMPT, [SAE], top_n=5, interventions=steer)
+    assert nodes.metric == pytest.approx(float(decoded.cross_entropy[-1, -2]), abs=1e-4)
+    plain = client.node_attribution(PROMPT, [SAE], top_n=5)
+    assert abs(plain.metric - nodes.metric) > 1e-3
+
+    def pre_hook(module, args, kwargs):
+        return (args[0] + 3.0 * torch.from_numpy(vector),) + args[1:], kwargs
+    handle = hf_model.transformer.h[2].register_forward_pre_hook(pre_hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            logits = hf_model(torch.tensor([ids])).logits[0, -1]
+    finally:
+        handle.remove()
+    layers = client.layer_attribution(PROMPT, interventions=steer)
+    assert layers.logit == pytest.approx(float(logits[layers.target[0]]), abs=1e-4)
