@@ -12,6 +12,7 @@
 #include "server/intervention_convert.h"
 #include "server/lens_work.h"
 #include "server/patching.h"
+#include "server/patching_convert.h"
 #include "server/request_cost.h"
 #include "server/rpc_handlers.h"
 

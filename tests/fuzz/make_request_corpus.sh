@@ -10,7 +10,8 @@ seed() {  # <type byte> <file name> <message> <text format>
   {
     printf "\\x$(printf %02x "$1")"
     printf '%s' "$4" | protoc --proto_path="$root/proto" --encode="lensd.v1.$3" \
-      lensd/v1/lens.proto lensd/v1/attribution.proto lensd/v1/models.proto lensd/v1/training.proto
+      lensd/v1/lens.proto lensd/v1/attribution.proto lensd/v1/models.proto lensd/v1/training.proto \
+      lensd/v1/patching.proto lensd/v1/interventions.proto
   } >"$out/$2"
 }
 seed 0 decode DecodeRequest 'model: "kjv-gpt2" input { text: "And God said" } layers: 2 positions: 1 top_k: 5 statistics: STATISTIC_ENTROPY'
@@ -21,8 +22,10 @@ seed 3 encode_sae EncodeSaeRequest 'model: "kjv-gpt2" input { text: "The LORD is
 seed 4 node_attribution NodeAttributionRequest 'model: "kjv-gpt2" input { text: "And God said" } saes: "res3-topk" metric { kind: METRIC_KIND_LOSS } baseline: BASELINE_MEAN reference { text: "In the beginning" } ig_steps: 4 top_n: 10'
 seed 5 layer_attribution LayerAttributionRequest 'model: "kjv-gpt2" input { text: "And God said" } position: 2 target: 17 per_head: true'
 seed 6 tokenize TokenizeRequest 'model: "kjv-gpt2" text: "And God said, Let there be light" add_special_tokens: true'
-seed 7 submit_job SubmitJobRequest 'model: "kjv-gpt2" train_lens { lens_name: "tuned" }'
-seed 8 load_model LoadModelRequest 'model: "kjv-gpt2"'
-seed 9 load_sae LoadSaeRequest 'model: "kjv-gpt2" sae: "res3-topk"'
-seed 10 watch_job WatchJobRequest 'id: "job-1"'
+seed 0 decode_edited DecodeRequest 'model: "kjv-gpt2" input { text: "And God said" } interventions { hook_point: "blocks.1.hook_resid_pre" positions: 1 add { vector { dtype: "float32" shape: 2 data: "\\000\\000\\200?\\000\\000\\000@" } coefficient: 2 } } interventions { hook_point: "blocks.0.attn.hook_z" heads: 1 zero: true } interventions { hook_point: "blocks.2.hook_mlp_out" patch { text: "And Moses said" } } interventions { sae_clamp { sae: "res3-topk" feature: 3 value: 1.5 } }'
+seed 7 activation_patching ActivationPatchingRequest 'model: "kjv-gpt2" clean { text: "Let there be light" } corrupted { text: "Let there be darkness" } metric { kind: METRIC_KIND_LOGIT_DIFF target: 5 foil: 7 } sweeps { site: PATCHING_SITE_Z all_positions: true } sweeps { site: PATCHING_SITE_RESID_PRE } layers: 1 positions: 2'
+seed 8 submit_job SubmitJobRequest 'model: "kjv-gpt2" train_lens { lens_name: "tuned" }'
+seed 9 load_model LoadModelRequest 'model: "kjv-gpt2"'
+seed 10 load_sae LoadSaeRequest 'model: "kjv-gpt2" sae: "res3-topk"'
+seed 11 watch_job WatchJobRequest 'id: "job-1"'
 echo "wrote $(ls "$out" | wc -l) seeds into $out"

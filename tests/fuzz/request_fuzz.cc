@@ -1,5 +1,6 @@
 // libFuzzer target: request bytes of every lensd RPC through the server's parse, conversion and
-// admission layer (wire_parse, convert, attribution_convert, request_cost), the demo model's
+// admission layer (wire_parse, convert, attribution_convert, intervention_convert,
+// patching_convert, request_cost), the demo model's
 // tokenizer included: any bytes get a Status, never a crash, a hang or an out-of-bounds read
 // (run under AddressSanitizer and UndefinedBehaviorSanitizer). The first byte picks the request
 // type; corpus_requests/ holds a valid message of each (make_request_corpus.sh), which the fuzzer
@@ -16,9 +17,12 @@
 #include "lensd/v1/attribution.pb.h"
 #include "lensd/v1/lens.pb.h"
 #include "lensd/v1/models.pb.h"
+#include "lensd/v1/patching.pb.h"
 #include "lensd/v1/training.pb.h"
 #include "server/attribution_convert.h"
 #include "server/convert.h"
+#include "server/intervention_convert.h"
+#include "server/patching_convert.h"
 #include "server/request_cost.h"
 #include "server/wire_parse.h"
 
@@ -64,6 +68,10 @@ void Decode(absl::string_view bytes) {
   if (!Parse(bytes, &r)) return;
   absl::StatusOr<DecodeSpec> spec = ToDecodeSpec(r, Tokens(r.input()));
   if (!spec.ok() || !CheckDistinct("positions", spec->positions).ok()) return;
+  int64_t source_tokens = 0;
+  absl::StatusOr<std::vector<InterventionSpec>> edits =
+      ToInterventions(r.interventions(), Model(), Limits{}, &source_tokens);
+  if (edits.ok()) spec->interventions = *std::move(edits);
   (void)CheckRequestCost(DecodeCost(*spec, Model().model->info(), false), Limits{});
   (void)CheckRequestCost(DecodeCost(*spec, Model().model->info(), true), Limits{});
 }
@@ -116,6 +124,13 @@ void LayerAttribution(absl::string_view bytes) {
   if (Parse(bytes, &r)) (void)ToLayerAttributionSpec(r, Tokens(r.input()));
 }
 
+void ActivationPatching(absl::string_view bytes) {
+  v1::ActivationPatchingRequest r;
+  if (!Parse(bytes, &r)) return;
+  (void)ToPatchingSpec(r, Tokens(r.clean()), Tokens(r.corrupted()), Model().model->info(),
+                       Limits{});
+}
+
 void Tokenize(absl::string_view bytes) {
   v1::TokenizeRequest r;
   if (Parse(bytes, &r) && Model().tokenizer != nullptr) {
@@ -139,7 +154,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const absl::string_view bytes(reinterpret_cast<const char*>(data) + 1, size - 1);
   namespace s = lensd::server;
-  switch (data[0] % 12) {
+  switch (data[0] % 13) {
     case 0:
       s::Decode(bytes);
       break;
@@ -161,8 +176,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 6:
       s::Tokenize(bytes);
       break;
+    case 7:
+      s::ActivationPatching(bytes);
+      break;
     default:
-      s::ParseOnly(bytes, data[0] % 12 - 7);
+      s::ParseOnly(bytes, data[0] % 13 - 8);
   }
   return 0;
 }
