@@ -15,22 +15,6 @@
 #include "server/rpc_handlers.h"
 
 namespace lensd::server {
-namespace {
-
-// The token ids of an optional extra input (patch, reference), with the field named in errors.
-absl::StatusOr<std::vector<int64_t>> ExtraInput(const ServerEnv& env, const LoadedModel& model,
-                                                const v1::Input& input, const std::string& field) {
-  int64_t bytes = 0;
-  absl::StatusOr<std::vector<int64_t>> tokens = ResolveInput(input, model, env.limits, &bytes);
-  if (!tokens.ok()) {
-    return absl::Status(tokens.status().code(),
-                        absl::StrCat(field, ": ", tokens.status().message()));
-  }
-  return tokens;
-}
-
-}  // namespace
-
 AttributionService::AttributionService(const ServerEnv& env) : env_(env) {
   MarkMethodRawCallback(MethodIndex(v1::Attribution::service_full_name(), "EncodeSae"),
                         UnaryHandler(env, "EncodeSae", this, &AttributionService::EncodeSae));
@@ -71,14 +55,14 @@ absl::StatusOr<NodeAttributionSpec> NodeAttributionSpecFor(
   const LoadedModel& model = *a.context.model;
   std::vector<int64_t> patch;
   if (request.has_patch()) {
-    LENSD_ASSIGN_OR_RETURN(patch, ExtraInput(env, model, request.patch(), "patch"));
+    LENSD_ASSIGN_OR_RETURN(patch, ResolveOtherInput(request.patch(), model, env.limits, "patch"));
   }
   std::vector<std::vector<int64_t>> reference;
   int64_t total = static_cast<int64_t>(a.tokens.size() + patch.size());
   for (int i = 0; i < request.reference_size(); ++i) {
-    LENSD_ASSIGN_OR_RETURN(
-        reference.emplace_back(),
-        ExtraInput(env, model, request.reference(i), absl::StrCat("reference[", i, "]")));
+    LENSD_ASSIGN_OR_RETURN(reference.emplace_back(),
+                           ResolveOtherInput(request.reference(i), model, env.limits,
+                                             absl::StrCat("reference[", i, "]")));
     total += static_cast<int64_t>(reference.back().size());
   }
   if (total > env.limits.max_tokens_per_request * 16) {

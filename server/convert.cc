@@ -102,6 +102,16 @@ absl::Status RenameInputField(const absl::Status& status, absl::string_view fiel
   return absl::Status(status.code(), absl::StrCat(field, message));
 }
 
+absl::StatusOr<std::vector<int64_t>> ResolveOtherInput(const v1::Input& input,
+                                                       const LoadedModel& model,
+                                                       const Limits& limits,
+                                                       absl::string_view field) {
+  int64_t bytes = 0;
+  absl::StatusOr<std::vector<int64_t>> tokens = ResolveInput(input, model, limits, &bytes);
+  if (!tokens.ok()) return RenameInputField(tokens.status(), field);
+  return tokens;
+}
+
 absl::StatusOr<DecodeSpec> ToDecodeSpec(const v1::DecodeRequest& r, std::vector<int64_t> tokens) {
   DecodeSpec spec;
   spec.tokens = std::move(tokens);

@@ -27,6 +27,13 @@ absl::StatusOr<std::vector<int64_t>> ResolveInput(const v1::Input& input, const 
 // other inputs ("corrupted", "interventions[2].patch"); other statuses as they are.
 absl::Status RenameInputField(const absl::Status& status, absl::string_view field);
 
+// The token ids of a request's other input (`field`: "corrupted", "patch", "reference[1]"):
+// ResolveInput with its errors naming `field`; the input's text bytes are not counted.
+absl::StatusOr<std::vector<int64_t>> ResolveOtherInput(const v1::Input& input,
+                                                       const LoadedModel& model,
+                                                       const Limits& limits,
+                                                       absl::string_view field);
+
 absl::StatusOr<DecodeSpec> ToDecodeSpec(const v1::DecodeRequest& request,
                                         std::vector<int64_t> tokens);
 // `bits_per_byte`: multiply entropies and divergences by `nats_to_bpb` and say so.

@@ -112,11 +112,10 @@ absl::StatusOr<std::vector<InterventionSpec>> ToInterventions(
         return Invalid(where, absl::StrCat("more than ", kMaxInterventionInputs,
                                            " patch sources and mean references in one request"));
       }
-      int64_t bytes = 0;
-      absl::StatusOr<std::vector<int64_t>> tokens = ResolveInput(input, model, limits, &bytes);
-      if (!tokens.ok()) return RenameInputField(tokens.status(), where);
-      *source_tokens += static_cast<int64_t>(tokens->size());
-      spec.inputs.push_back(*std::move(tokens));
+      LENSD_ASSIGN_OR_RETURN(std::vector<int64_t> tokens,
+                             ResolveOtherInput(input, model, limits, where));
+      *source_tokens += static_cast<int64_t>(tokens.size());
+      spec.inputs.push_back(std::move(tokens));
       return absl::OkStatus();
     };
     LENSD_RETURN_IF_ERROR(ToOperation(in, field, add_input, &spec));

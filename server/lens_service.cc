@@ -111,13 +111,16 @@ absl::StatusOr<ActivationsSpec> ActivationsSpecFor(const v1::GetActivationsReque
 // The sweep spec of an admitted ActivationPatching request (its clean input admitted).
 absl::StatusOr<ActivationPatchingSpec> PatchingSpecFor(const v1::ActivationPatchingRequest& request,
                                                        const Admitted& a, CallInfo& info) {
-  int64_t bytes = 0;
-  absl::StatusOr<std::vector<int64_t>> corrupted =
-      ResolveInput(request.corrupted(), *a.context.model, info.env().limits, &bytes);
-  if (!corrupted.ok()) return RenameInputField(corrupted.status(), "corrupted");
-  info.add_tokens(static_cast<int64_t>(corrupted->size()));
-  return ToPatchingSpec(request, a.tokens, *std::move(corrupted), a.context.model->model->info(),
-                        info.env().limits);
+  LENSD_ASSIGN_OR_RETURN(
+      std::vector<int64_t> corrupted,
+      ResolveOtherInput(request.corrupted(), *a.context.model, info.env().limits, "corrupted"));
+  info.add_tokens(static_cast<int64_t>(corrupted.size()));
+  const ServedModelInfo& model = a.context.model->model->info();
+  LENSD_ASSIGN_OR_RETURN(
+      ActivationPatchingSpec spec,
+      ToPatchingSpec(request, a.tokens, std::move(corrupted), model, info.env().limits));
+  LENSD_RETURN_IF_ERROR(info.Charge(PatchingCost(spec, model, PatchingCellsFor(spec, model))));
+  return spec;
 }
 
 }  // namespace
@@ -214,6 +217,8 @@ void LensService::LayerAttribution(UnaryCall* call, const v1::LayerAttributionRe
                                       ToLayerAttributionSpec(*request, a.tokens));
                LENSD_ASSIGN_OR_RETURN(spec.interventions,
                                       InterventionsFor(request->interventions(), a, call->info()));
+               LENSD_RETURN_IF_ERROR(
+                   call->info().Charge(LayerAttributionCost(spec, a.context.model->model->info())));
                return
                    [spec = std::move(spec), model = a.context.model, response](const KeepGoing&) {
                      LENSD_ASSIGN_OR_RETURN(const LayerAttributionOutput out,

@@ -63,13 +63,17 @@ absl::StatusOr<ActivationPatchingSpec> ToPatchingSpec(const v1::ActivationPatchi
   }
   spec.layers.assign(r.layers().begin(), r.layers().end());
   spec.positions.assign(r.positions().begin(), r.positions().end());
-  const int64_t cells = PatchingCells(spec, info.num_layers, info.num_heads, KvHeads(info));
+  const int64_t cells = PatchingCellsFor(spec, info);
   if (cells > limits.max_patching_cells) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "sweeps: ", cells, " patched runs exceed the server's --max_patching_cells of ",
         limits.max_patching_cells, "; sweep fewer layers, positions or sites"));
   }
   return spec;
+}
+
+int64_t PatchingCellsFor(const ActivationPatchingSpec& spec, const ServedModelInfo& info) {
+  return PatchingCells(spec, info.num_layers, info.num_heads, KvHeads(info));
 }
 
 void FillPatchingResult(const ActivationPatchingOutput& out, const LoadedModel& model,

@@ -23,6 +23,9 @@ absl::StatusOr<ActivationPatchingSpec> ToPatchingSpec(const v1::ActivationPatchi
                                                       const ServedModelInfo& info,
                                                       const Limits& limits);
 
+// The patched runs of `spec`'s sweeps on a model described by `info`.
+int64_t PatchingCellsFor(const ActivationPatchingSpec& spec, const ServedModelInfo& info);
+
 void FillPatchingResult(const ActivationPatchingOutput& out, const LoadedModel& model,
                         const ActivationPatchingSpec& spec, v1::ActivationPatchingResult* result);
 

@@ -151,6 +151,52 @@ RequestCost NodeAttributionCost(const NodeAttributionSpec& spec, const ServedMod
   return cost;
 }
 
+RequestCost LayerAttributionCost(const LayerAttributionSpec& spec, const ServedModelInfo& info) {
+  const auto tokens = static_cast<double>(spec.tokens.size());
+  const auto layers = static_cast<double>(info.num_layers);
+  const auto heads = static_cast<double>(info.num_heads);
+  const auto d = static_cast<double>(info.d_model);
+  const auto vocab = static_cast<double>(info.vocab_size);
+  const bool direct = spec.mode == LayerAttributionMode::kDirectLogit;
+  const double parts = direct ? 2 + 2 * layers : layers + 1;  // embeddings counted as two
+  const double components = parts + (direct && spec.per_head ? layers * heads : 0);
+  double work = parts * tokens * d * 4 + tokens * vocab * 4 + components * vocab * 4;
+  if (direct && spec.per_head) {
+    // H + 1 rows through a layer: its streams and every head's attention scores.
+    work += (heads + 1) * (4 * tokens * d + heads * tokens * tokens) * 4;
+  }
+  RequestCost cost;
+  cost.answer_bytes = Saturate(components * kNodeBytes / 2 + tokens * kTokenBytes);
+  cost.message_bytes = cost.answer_bytes;
+  cost.work_bytes = Saturate(work);
+  cost.what = absl::StrCat(static_cast<int64_t>(components), " components x ", spec.tokens.size(),
+                           " positions", spec.per_head ? " per head" : "");
+  return cost;
+}
+
+RequestCost PatchingCost(const ActivationPatchingSpec& spec, const ServedModelInfo& info,
+                         int64_t cells) {
+  const auto tokens = static_cast<double>(spec.clean.size());
+  const auto layers = static_cast<double>(info.num_layers);
+  const auto heads = static_cast<double>(info.num_heads);
+  const auto d = static_cast<double>(info.d_model);
+  double captured = layers * tokens * d * 4;  // the stream entering each layer
+  for (const PatchingSweep& sweep : spec.sweeps) {
+    const bool pattern = sweep.site == PatchingSite::kHeadPattern;
+    captured += layers * tokens * (pattern ? heads * tokens : d) * 4;
+  }
+  const double rows = std::max(1.0, std::floor(4096 / std::max(1.0, tokens)));
+  const double pass = rows * (4 * tokens * d + heads * tokens * tokens) * 4 +
+                      rows * static_cast<double>(info.vocab_size) * 4;
+  RequestCost cost;
+  cost.answer_bytes = Saturate(static_cast<double>(cells) * 8 + tokens * kTokenBytes);
+  cost.message_bytes = cost.answer_bytes;
+  cost.work_bytes = Saturate(captured + pass);
+  cost.what = absl::StrCat(cells, " patched runs over ", spec.clean.size(), " positions, ",
+                           spec.sweeps.size(), " sweeps");
+  return cost;
+}
+
 absl::Status CheckRequestCost(const RequestCost& cost, const Limits& limits) {
   const auto refuse = [&](const char* estimate, int64_t bytes, int64_t bound, const char* flag) {
     return absl::ResourceExhaustedError(absl::StrCat(

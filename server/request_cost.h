@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "core/attribution_types.h"
 #include "core/lens_types.h"
+#include "core/patching_types.h"
 #include "core/served_model.h"
 #include "server/server_env.h"
 
@@ -36,6 +37,13 @@ RequestCost ActivationsCost(const ActivationsSpec& spec, const ServedModelInfo& 
 RequestCost EncodeSaeCost(const EncodeSaeSpec& spec, const std::vector<SaeDescription>& saes);
 RequestCost NodeAttributionCost(const NodeAttributionSpec& spec, const ServedModelInfo& info,
                                 const std::vector<SaeDescription>& saes);
+// The full forward's captured components and logits, the components through the unembedding,
+// and with per_head a batch of H + 1 rows to each layer (attention scores included).
+RequestCost LayerAttributionCost(const LayerAttributionSpec& spec, const ServedModelInfo& info);
+// `cells`: the sweep's patched runs (PatchingCells). The stream entering each layer kept, the
+// patched values captured from the source run, and one batched pass of patched rows.
+RequestCost PatchingCost(const ActivationPatchingSpec& spec, const ServedModelInfo& info,
+                         int64_t cells);
 
 // RESOURCE_EXHAUSTED naming the estimate and the bound it passes (--max_message_bytes for one
 // message, --max_request_bytes for the whole answer or the work).

@@ -126,6 +126,47 @@ TEST(RequestCostTest, AttributionNodesAreCountedAndTopNBoundsTheAnswer) {
   EXPECT_TRUE(CheckRequestCost(NodeAttributionCost(spec, Gpt2Small(), {sae, sae}), Limits{}).ok());
 }
 
+TEST(RequestCostTest, PerHeadLayerAttributionOverALongPromptIsRefusedForItsAttentionScores) {
+  LayerAttributionSpec spec;
+  spec.tokens.assign(1024, 1);
+  EXPECT_TRUE(CheckRequestCost(LayerAttributionCost(spec, Gpt2Small()), Limits{}).ok());
+  spec.per_head = true;
+  spec.tokens.assign(256, 1);
+  const RequestCost short_cost = LayerAttributionCost(spec, Gpt2Small());
+  EXPECT_TRUE(CheckRequestCost(short_cost, Limits{}).ok());
+  EXPECT_EQ(short_cost.what, "170 components x 256 positions per head");  // 26 + 12 x 12
+  // 13 rows of 12 heads' [4096, 4096] scores: 10.5 GB over the default 4 GiB.
+  spec.tokens.assign(4096, 1);
+  const RequestCost cost = LayerAttributionCost(spec, Gpt2Small());
+  EXPECT_GT(cost.work_bytes, int64_t{10000000000});
+  const absl::Status s = CheckRequestCost(cost, Limits{});
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(s.message().find("the work's tensors; 170 components x 4096 positions per head"),
+            std::string::npos)
+      << s;
+  spec.per_head = false;
+  spec.mode = LayerAttributionMode::kLogitLens;  // 13 residual streams, no per-head pass
+  EXPECT_TRUE(CheckRequestCost(LayerAttributionCost(spec, Gpt2Small()), Limits{}).ok());
+}
+
+TEST(RequestCostTest, PatchingAttentionPatternsOfALongPromptIsRefused) {
+  ActivationPatchingSpec spec;
+  spec.clean.assign(64, 1);
+  spec.corrupted.assign(64, 2);
+  spec.sweeps = {{PatchingSite::kResidPre, false}, {PatchingSite::kHeadPattern, true}};
+  EXPECT_TRUE(CheckRequestCost(PatchingCost(spec, Gpt2Small(), 912), Limits{}).ok());
+  // The source run's patterns of every layer: 12 x 12 x 4096 x 4096 floats, 9.7 GB.
+  spec.clean.assign(4096, 1);
+  spec.corrupted.assign(4096, 2);
+  spec.sweeps = {{PatchingSite::kHeadPattern, true}};
+  const absl::Status s = CheckRequestCost(PatchingCost(spec, Gpt2Small(), 144), Limits{});
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(s.message().find("144 patched runs over 4096 positions, 1 sweeps"), std::string::npos)
+      << s;
+  spec.sweeps = {{PatchingSite::kResidPre, true}};  // residual streams only: 1.5 GB
+  EXPECT_TRUE(CheckRequestCost(PatchingCost(spec, Gpt2Small(), 12), Limits{}).ok());
+}
+
 TEST(RequestCostTest, RepeatedEntriesAreNamed) {
   const absl::Status s = CheckDistinct("positions", std::vector<int64_t>{0, 3, 0});
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
