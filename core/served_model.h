@@ -101,6 +101,12 @@ class ServedModel {
       const = 0;
   // INVALID_ARGUMENT naming the hook point that this model lacks.
   virtual absl::Status ValidateHookPoints(const std::vector<std::string>& names) const = 0;
+  // Checks a request's interventions against the model without running anything, for a sequence
+  // of `length` tokens (`generating`: Generate, whose positions go past it): INVALID_ARGUMENT
+  // "interventions[i].<field>: ..." saying what would fit; NOT_FOUND for a clamp on an SAE not
+  // loaded.
+  virtual absl::Status ValidateInterventions(const std::vector<InterventionSpec>& specs,
+                                             int64_t length, bool generating) const = 0;
 
   // Trains a tuned lens of this model on the caller's thread (a job's work) and writes it to
   // run.output_dir. A warm-start lens (run.spec.warm_start) must be loaded: FAILED_PRECONDITION

@@ -77,6 +77,8 @@ absl::StatusOr<NodeAttributionSpec> NodeAttributionSpecFor(
   int64_t source_tokens = 0;
   LENSD_ASSIGN_OR_RETURN(spec.interventions, ToInterventions(request.interventions(), model,
                                                              env.limits, &source_tokens));
+  LENSD_RETURN_IF_ERROR(model.model->ValidateInterventions(
+      spec.interventions, static_cast<int64_t>(a.tokens.size()), /*generating=*/false));
   call->info().add_tokens(source_tokens);
   LENSD_RETURN_IF_ERROR(CheckDistinct("saes", spec.saes));
   LENSD_RETURN_IF_ERROR(call->info().Charge(

@@ -19,15 +19,18 @@
 namespace lensd::server {
 namespace {
 
-// The request's interventions; their patch sources and mean references are counted as tokens of
+// The request's interventions, checked against the model before the call is queued
+// (`generating`: Generate's); their patch sources and mean references are counted as tokens of
 // the call (each is one more forward pass).
 absl::StatusOr<std::vector<InterventionSpec>> InterventionsFor(
     const google::protobuf::RepeatedPtrField<v1::Intervention>& list, const Admitted& a,
-    CallInfo& info) {
+    CallInfo& info, bool generating = false) {
   int64_t source_tokens = 0;
   LENSD_ASSIGN_OR_RETURN(
       std::vector<InterventionSpec> specs,
       ToInterventions(list, *a.context.model, info.env().limits, &source_tokens));
+  LENSD_RETURN_IF_ERROR(a.context.model->model->ValidateInterventions(
+      specs, static_cast<int64_t>(a.tokens.size()), generating));
   info.add_tokens(source_tokens);
   return specs;
 }
@@ -63,7 +66,8 @@ absl::StatusOr<GenerateSpec> GenerateSpecFor(const v1::GenerateRequest& request,
         absl::StrCat("layer: ", spec.layer, " out of range: the model has lens layers 0..",
                      model.num_layers - 1, " and ", model.num_layers, " for its own output"));
   }
-  LENSD_ASSIGN_OR_RETURN(spec.interventions, InterventionsFor(request.interventions(), a, info));
+  LENSD_ASSIGN_OR_RETURN(spec.interventions,
+                         InterventionsFor(request.interventions(), a, info, /*generating=*/true));
   spec.also_unedited = request.also_unedited();
   LENSD_RETURN_IF_ERROR(info.Charge(GenerateCost(spec, model)));
   return spec;

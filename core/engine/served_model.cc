@@ -119,10 +119,14 @@ class ServedModelImpl : public ServedModel {
     if (!spec.compare_lens.empty())
       LENSD_RETURN_IF_ERROR(FindLens(spec.compare_lens, "compare_lens").status());
     LENSD_RETURN_IF_ERROR(ValidateDecodeSpec(model_->config(), spec));
-    if (spec.interventions.empty()) return absl::OkStatus();
-    return Interventions::Validate(*model_, spec.interventions,
-                                   {static_cast<int64_t>(spec.tokens.size()), false},
-                                   saes_.Lookup());
+    return ValidateInterventions(spec.interventions, static_cast<int64_t>(spec.tokens.size()),
+                                 /*generating=*/false);
+  }
+
+  absl::Status ValidateInterventions(const std::vector<InterventionSpec>& specs, int64_t length,
+                                     bool generating) const override {
+    if (specs.empty()) return absl::OkStatus();
+    return Interventions::Validate(*model_, specs, {length, generating}, saes_.Lookup());
   }
 
   absl::StatusOr<std::vector<DecodeOutput>> Decode(absl::Span<const DecodeSpec* const> batch,

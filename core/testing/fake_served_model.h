@@ -51,6 +51,10 @@ class FakeServedModel : public ServedModel {
   absl::Status ValidateHookPoints(const std::vector<std::string>&) const override {
     return absl::OkStatus();
   }
+  absl::Status ValidateInterventions(const std::vector<InterventionSpec>&, int64_t,
+                                     bool) const override {
+    return absl::OkStatus();
+  }
   absl::StatusOr<TrainLensResult> TrainLens(const TrainLensRun&) const override {
     return Unimplemented("TrainLens");
   }

@@ -102,3 +102,22 @@ def test_bad_interventions_name_the_index_and_field(client):
     with pytest.raises(lensd.LensdError) as e:
         client.decode(PROMPT, interventions=[iv.clamp_sae("missing", 0, 1.0)])
     assert e.value.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_every_rpc_refuses_bad_interventions_before_running(client):
+    """Generate, GetActivations, LayerAttribution and NodeAttribution check the edits at
+    admission, naming the field, as Decode does."""
+    bad = [iv.scale("blocks.0.hook_resid_pre", 2.0), iv.ablate_heads(0, [9])]
+    calls = {
+        "Generate": lambda: list(client.generate(PROMPT, max_new_tokens=2, greedy=True,
+                                                 interventions=bad)),
+        "GetActivations": lambda: client.activations(PROMPT, ["blocks.0.hook_resid_post"],
+                                                     interventions=bad),
+        "LayerAttribution": lambda: client.layer_attribution(PROMPT, interventions=bad),
+        "NodeAttribution": lambda: client.node_attribution(PROMPT, interventions=bad),
+    }
+    for name, call in calls.items():
+        with pytest.raises(lensd.LensdError) as e:
+            call()
+        assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT, (name, e.value)
+        assert "interventions[1].heads" in str(e.value), (name, e.value)
