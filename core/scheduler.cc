@@ -9,13 +9,23 @@
 
 namespace lensd {
 
+absl::Status StoppedByClient(absl::Time deadline, absl::string_view what) {
+  // A deadline header is relative: the server's deadline trails the client's by the time the
+  // call took to arrive and be read.
+  constexpr absl::Duration kDeadlineSkew = absl::Milliseconds(500);
+  if (absl::Now() + kDeadlineSkew >= deadline) {
+    return absl::DeadlineExceededError("the request's deadline passed");
+  }
+  return absl::CancelledError(absl::StrCat("the client cancelled the ", what));
+}
+
 absl::Status Work::KeepGoing() const {
   // The deadline first: gRPC also cancels a call whose deadline passed.
   if (absl::Now() >= deadline) {
     return absl::DeadlineExceededError("the request's deadline passed");
   }
   if (cancellation != nullptr && cancellation->cancelled()) {
-    return absl::CancelledError("the client cancelled the request");
+    return StoppedByClient(deadline, "request");
   }
   return absl::OkStatus();
 }

@@ -23,6 +23,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
@@ -38,6 +39,12 @@ class Cancellation {
  private:
   std::atomic<bool> cancelled_{false};
 };
+
+// Why a call stopped once its client cancelled it: DEADLINE_EXCEEDED when that came within a
+// moment of the call's deadline (the client's clock reaches the deadline first and its gRPC
+// cancels the stream; the server's copy of the deadline, relative to when the call arrived, ends
+// a little later, by more on a loaded machine), CANCELLED otherwise.
+absl::Status StoppedByClient(absl::Time deadline, absl::string_view what);
 
 // One request's work. Subclasses hold the request and finish it (exactly once) from Run or
 // Reject.

@@ -129,12 +129,7 @@ class StreamCall : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     grpc::ByteBuffer buffer;
     if (absl::Status s = Serialize(message, &buffer); !s.ok()) return s;
     absl::MutexLock lock(&mu_);
-    if (broken_ || cancellation_->cancelled()) {
-      if (absl::Now() >= info_.deadline()) {
-        return absl::DeadlineExceededError("the request's deadline passed");
-      }
-      return absl::CancelledError("the client cancelled the stream");
-    }
+    if (broken_ || cancellation_->cancelled()) return StoppedByClient(info_.deadline(), "stream");
     const auto size = static_cast<int64_t>(buffer.Length());
     const int64_t bound = info_.env().limits.max_stream_buffer_bytes;
     if (queued_bytes_ > 0 && queued_bytes_ + size > bound) {
