@@ -143,6 +143,9 @@ class ServedModel {
   // Activation patching sweeps (core/patching_types.h); `progress` after each batched pass.
   virtual absl::StatusOr<ActivationPatchingOutput> PatchActivations(
       const ActivationPatchingSpec& spec, const PatchingProgress& progress) const = 0;
+  // PatchActivations's INVALID_ARGUMENT errors (lengths, token ids, layers, positions, sites,
+  // metric) without running anything.
+  virtual absl::Status ValidatePatching(const ActivationPatchingSpec& spec) const = 0;
 
  protected:
   ServedModel() = default;

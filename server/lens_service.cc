@@ -123,6 +123,7 @@ absl::StatusOr<ActivationPatchingSpec> PatchingSpecFor(const v1::ActivationPatch
   LENSD_ASSIGN_OR_RETURN(
       ActivationPatchingSpec spec,
       ToPatchingSpec(request, a.tokens, std::move(corrupted), model, info.env().limits));
+  LENSD_RETURN_IF_ERROR(a.context.model->model->ValidatePatching(spec));
   LENSD_RETURN_IF_ERROR(info.Charge(PatchingCost(spec, model, PatchingCellsFor(spec, model))));
   return spec;
 }

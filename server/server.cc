@@ -114,7 +114,8 @@ absl::StatusOr<std::unique_ptr<LensdServer>> LensdServer::Start(ServerOptions op
   }
   LENSD_ASSIGN_OR_RETURN(s->job_store_,
                          JobStore::Open((std::filesystem::path(o.state_dir) / "jobs.db").string()));
-  s->job_runner_ = std::make_unique<TrainingRunner>(s->registry_.get(), o.repository, o.data_root);
+  s->job_runner_ =
+      std::make_unique<TrainingRunner>(s->registry_.get(), o.repository, o.data_root, o.limits);
   JobManagerOptions jobs;
   jobs.devices = {"cpu"};
   for (const auto& [device, bytes] : o.budgets) {

@@ -10,6 +10,7 @@
 #include "core/log_status.h"
 #include "core/status_macros.h"
 #include "nlohmann/json.hpp"
+#include "server/patching_job.h"
 
 namespace lensd::server {
 namespace {
@@ -51,6 +52,11 @@ absl::StatusOr<ChunkedData> TrainingRunner::LoadData(const DataSpec& data, int64
 absl::StatusOr<std::string> TrainingRunner::Run(const JobRecord& job, JobContext& context) {
   if (job.kind == "train") return Train(job, context);
   if (job.kind == "eval") return Evaluate(job, context);
+  if (job.kind == "patch") {
+    LENSD_ASSIGN_OR_RETURN(const std::shared_ptr<const LoadedModel> model,
+                           registry_->Get(job.model));
+    return RunPatchingJob(job.spec, *model, limits_, context);
+  }
   return absl::UnimplementedError(absl::StrCat("job kind \"", job.kind, "\" is not run here"));
 }
 

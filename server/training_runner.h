@@ -4,7 +4,7 @@
 // <repository>/<model>/lenses/<name>/ and loads it, so that Decode and Generate can use it the
 // moment the job succeeds. "eval" evaluates loaded lenses (ServedModel::EvaluateLenses) with
 // progress per batch; its result holds tuned-lens's aggregate_metrics.json in bits per byte and
-// the same in nats.
+// the same in nats. "patch" runs an activation patching sweep (server/patching_job.h).
 // Thread-safe (one Run per job thread).
 #ifndef LENSD_SERVER_TRAINING_RUNNER_H_
 #define LENSD_SERVER_TRAINING_RUNNER_H_
@@ -16,13 +16,18 @@
 #include "core/model_registry.h"
 #include "core/training_data.h"
 #include "core/training_spec.h"
+#include "server/server_env.h"
 
 namespace lensd::server {
 
 class TrainingRunner : public JobRunner {
  public:
-  TrainingRunner(ModelRegistry* registry, std::string repository, std::string data_root)
-      : registry_(registry), repository_(std::move(repository)), data_root_(std::move(data_root)) {}
+  TrainingRunner(ModelRegistry* registry, std::string repository, std::string data_root,
+                 const Limits& limits)
+      : registry_(registry),
+        repository_(std::move(repository)),
+        data_root_(std::move(data_root)),
+        limits_(limits) {}
 
   absl::StatusOr<std::string> Run(const JobRecord& job, JobContext& context) override;
 
@@ -38,6 +43,7 @@ class TrainingRunner : public JobRunner {
   ModelRegistry* registry_;
   std::string repository_;
   std::string data_root_;
+  Limits limits_;
 };
 
 }  // namespace lensd::server

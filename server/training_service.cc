@@ -15,6 +15,7 @@
 #include "nlohmann/json.hpp"
 #include "server/call.h"
 #include "server/job_watches.h"
+#include "server/patching_job.h"
 #include "server/rpc_handlers.h"
 
 namespace lensd::server {
@@ -135,7 +136,15 @@ absl::StatusOr<JobRecord> NewJob(const ServerEnv& env, const CallInfo& info,
     job.spec = spec.ToJson();
     return job;
   }
-  return absl::InvalidArgumentError("kind: give train_lens or eval_lens");
+  if (request.has_activation_patching()) {
+    LENSD_ASSIGN_OR_RETURN(const PatchingJobPlan plan,
+                           PlanPatchingJob(request.activation_patching(), *model, env.limits));
+    job.kind = "patch";
+    job.spec = plan.spec_json;
+    job.num_steps = plan.cells;
+    return job;
+  }
+  return absl::InvalidArgumentError("kind: give train_lens, eval_lens or activation_patching");
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include "clients/cli/commands.h"
 #include "clients/cli/output.h"
 #include "lensd/v1/lens.grpc.pb.h"
+#include "lensd/v1/training.grpc.pb.h"
 #include "nlohmann/json.hpp"
 
 namespace lensctl {
@@ -88,6 +89,22 @@ bool AddAblate(absl::string_view item, v1::Intervention* edit, std::string* erro
   return !parts[0].empty() || (*error = "--ablate: give HOOK[:HEADS]", false);
 }
 
+// The sweep as a durable job (train role): prints its id; `lensctl watch` follows it and
+// `lensctl job` prints its grids.
+int SubmitPatchingJob(const Connection& c, v1::ActivationPatchingRequest sweep) {
+  v1::SubmitJobRequest q;
+  q.set_model(sweep.model());
+  sweep.clear_model();
+  *q.mutable_activation_patching() = std::move(sweep);
+  v1::Job job;
+  const grpc::Status s = v1::Training::NewStub(c.channel)->SubmitJob(c.Context().get(), q, &job);
+  if (!s.ok()) return Fail(s);
+  std::cout << "submitted " << job.id() << " (" << job.num_steps()
+            << " patched runs); lensctl watch " << job.id() << " follows it, lensctl job "
+            << job.id() << " prints its grids\n";
+  return 0;
+}
+
 int Patch(const Connection& c, const Parsed& p) {
   v1::ActivationPatchingRequest q;
   q.set_model(p.Get("model"));
@@ -123,6 +140,7 @@ int Patch(const Connection& c, const Parsed& p) {
     sweep->set_site(it->second);
     sweep->set_all_positions(all);
   }
+  if (p.Flag("job")) return SubmitPatchingJob(c, q);
   auto context = c.Context();
   auto reader = v1::Lens::NewStub(c.channel)->ActivationPatching(context.get(), q);
   v1::ActivationPatchingResponse message;
@@ -183,6 +201,7 @@ std::vector<CommandEntry> InterventionCommands() {
               "z, q, k, v, pattern (by position), <site>_all_pos",
               "resid_pre"},
              {"noising", "patch corrupted values into the clean run", "false", true},
+             {"job", "run it as a durable job (train role) and print its id", "false", true},
              {"json", "print the result as JSON", "false", true}}},
            Patch}};
 }

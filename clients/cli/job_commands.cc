@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "clients/cli/commands.h"
+#include "clients/cli/output.h"
 #include "google/protobuf/util/json_util.h"
 #include "lensd/v1/training.grpc.pb.h"
 #include "nlohmann/json.hpp"
@@ -54,10 +55,12 @@ std::string Bar(const v1::Job& j) {
       j.layer_losses_size() > 0
           ? absl::StrFormat("  last-layer loss %.4f", j.layer_losses(j.layer_losses_size() - 1))
           : "";
+  const std::string rate =
+      j.tokens_per_second() > 0 ? absl::StrFormat("  %.0f tok/s", j.tokens_per_second()) : "";
   const int eta = static_cast<int>(j.eta_seconds());
-  return absl::StrFormat("%s %d/%d steps%s  %.0f tok/s  ETA %dm%02ds  %s", bar, j.step(),
-                         j.num_steps(), loss, j.tokens_per_second(), eta / 60, eta % 60,
-                         StateName(j.state()));
+  return absl::StrFormat("%s %d/%d %s%s%s  ETA %dm%02ds  %s", bar, j.step(), j.num_steps(),
+                         j.kind() == "patch" ? "patched runs" : "steps", loss, rate, eta / 60,
+                         eta % 60, StateName(j.state()));
 }
 
 int PrintJob(const v1::Job& job, bool json) {
@@ -70,7 +73,13 @@ int PrintJob(const v1::Job& job, bool json) {
     return 0;
   }
   std::cout << Line(job) << "\n";
-  if (!job.result_json().empty()) std::cout << "result: " << job.result_json() << "\n";
+  v1::ActivationPatchingResult grids;
+  if (job.kind() == "patch" && !job.result_json().empty() &&
+      google::protobuf::util::JsonStringToMessage(job.result_json(), &grids).ok()) {
+    std::cout << PatchingTables(grids);
+  } else if (!job.result_json().empty()) {
+    std::cout << "result: " << job.result_json() << "\n";
+  }
   return 0;
 }
 
@@ -312,7 +321,7 @@ std::vector<CommandEntry> JobCommands() {
          {"output", "with --watch: write aggregate_metrics.json here", ""}}},
        Eval},
       {{"jobs",
-        "list training and evaluation jobs, newest first",
+        "list training, evaluation and patching jobs, newest first",
         "",
         {{"all", "every tenant's (admin)", "false", true}}},
        Jobs},

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"strconv"
 
 	"github.com/lensd/lensd/clients/go/lensdpb"
+	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // Float32s is a [len] float32 tensor for interventions (a steering vector, a value to set).
@@ -61,9 +63,7 @@ type PatchingOptions struct {
 	Progress func(done, total int64)
 }
 
-// ActivationPatching runs patching sweeps (TransformerLens's patching module) on the server and
-// returns the grids.
-func (c *Client) ActivationPatching(ctx context.Context, clean, corrupted *lensdpb.Input, o PatchingOptions) (*lensdpb.ActivationPatchingResult, error) {
+func (c *Client) patchingRequest(clean, corrupted *lensdpb.Input, o PatchingOptions) *lensdpb.ActivationPatchingRequest {
 	request := &lensdpb.ActivationPatchingRequest{
 		Model: c.or(o.Model), Clean: clean, Corrupted: corrupted, Metric: o.Metric,
 		Sweeps: o.Sweeps, Layers: o.Layers, Positions: o.Positions,
@@ -71,6 +71,41 @@ func (c *Client) ActivationPatching(ctx context.Context, clean, corrupted *lensd
 	if o.Noising {
 		request.Direction = lensdpb.PatchingDirection_PATCHING_DIRECTION_NOISING
 	}
+	return request
+}
+
+// SubmitPatching queues the sweeps as a durable job (train role): it outlives the connection
+// and a server restart (it starts over); its steps count patched runs. Follow it with WatchJob
+// and read its grids with PatchingResultOf. Progress in o is not used.
+func (c *Client) SubmitPatching(ctx context.Context, clean, corrupted *lensdpb.Input, o PatchingOptions) (*lensdpb.Job, error) {
+	sweep := c.patchingRequest(clean, corrupted, o)
+	model := sweep.Model
+	sweep.Model = ""
+	job, err := c.Training.SubmitJob(ctx, &lensdpb.SubmitJobRequest{
+		Model: model, Kind: &lensdpb.SubmitJobRequest_ActivationPatching{ActivationPatching: sweep},
+	})
+	return job, wrap("SubmitJob", err)
+}
+
+// PatchingResultOf reads the grids of a finished patching job.
+func PatchingResultOf(job *lensdpb.Job) (*lensdpb.ActivationPatchingResult, error) {
+	if job.Kind != "patch" {
+		return nil, fmt.Errorf("job %s is a %q job, not a patching one", job.Id, job.Kind)
+	}
+	if job.ResultJson == "" {
+		return nil, fmt.Errorf("job %s has no result yet (%s: %s)", job.Id, job.State, job.Reason)
+	}
+	result := &lensdpb.ActivationPatchingResult{}
+	if err := protojson.Unmarshal([]byte(job.ResultJson), result); err != nil {
+		return nil, fmt.Errorf("job %s: its result_json: %w", job.Id, err)
+	}
+	return result, nil
+}
+
+// ActivationPatching runs patching sweeps (TransformerLens's patching module) on the server and
+// returns the grids.
+func (c *Client) ActivationPatching(ctx context.Context, clean, corrupted *lensdpb.Input, o PatchingOptions) (*lensdpb.ActivationPatchingResult, error) {
+	request := c.patchingRequest(clean, corrupted, o)
 	for message, err := range stream("ActivationPatching", func() (lensdpb.Lens_ActivationPatchingClient, error) {
 		return c.Lens.ActivationPatching(ctx, request)
 	}) {

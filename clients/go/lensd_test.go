@@ -259,7 +259,7 @@ func TestInterventionsAndActivationPatching(t *testing.T) {
 	}
 	var progress int
 	result, err := client.ActivationPatching(ctx, lensd.Text(prompt), lensd.Text(prompt), lensd.PatchingOptions{
-		Sweeps: []*lensdpb.PatchingSweep{{Site: lensdpb.PatchingSite_PATCHING_SITE_Z, AllPositions: true}},
+		Sweeps:   []*lensdpb.PatchingSweep{{Site: lensdpb.PatchingSite_PATCHING_SITE_Z, AllPositions: true}},
 		Progress: func(done, total int64) { progress++ },
 	})
 	if err != nil {
@@ -274,5 +274,46 @@ func TestInterventionsAndActivationPatching(t *testing.T) {
 		if abs(m-float32(result.CleanMetric)) > 1e-4 {
 			t.Fatalf("patching a run with itself moved the metric to %v (clean %v)", m, result.CleanMetric)
 		}
+	}
+}
+
+func TestPatchingJobGivesTheGridsOfTheCall(t *testing.T) {
+	ctx := context.Background()
+	corrupted := strings.Replace(prompt, "God", "Moses", 1)
+	options := lensd.PatchingOptions{
+		Sweeps: []*lensdpb.PatchingSweep{{Site: lensdpb.PatchingSite_PATCHING_SITE_RESID_PRE}}}
+	streamed, err := dial(t, "read").ActivationPatching(ctx, lensd.Text(prompt), lensd.Text(corrupted), options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := dial(t, "admin")
+	job, err := client.SubmitPatching(ctx, lensd.Text(prompt), lensd.Text(corrupted), options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for update, err := range client.WatchJob(ctx, job.Id) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		job = update
+	}
+	if job.State != lensdpb.JobState_JOB_STATE_SUCCEEDED || job.Step != streamed.PatchedRuns {
+		t.Fatalf("job %s ended %s at %d/%d: %s", job.Id, job.State, job.Step, job.NumSteps, job.Reason)
+	}
+	result, err := lensd.PatchingResultOf(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, got := streamed.Grids[0].Metric, result.Grids[0].Metric
+	if len(got) != len(want) {
+		t.Fatalf("%d cells from the job, %d from the call", len(got), len(want))
+	}
+	for i := range want {
+		if abs(got[i]-want[i]) > 1e-6 {
+			t.Fatalf("cell %d: %v from the job, %v from the call", i, got[i], want[i])
+		}
+	}
+	if _, err := lensd.PatchingResultOf(&lensdpb.Job{Id: "x", Kind: "train"}); err == nil {
+		t.Fatal("a training job read as a patching one")
 	}
 }

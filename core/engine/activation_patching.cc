@@ -207,6 +207,11 @@ absl::StatusOr<at::Tensor> FullPass(const CausalLm& model, const std::vector<int
 
 }  // namespace
 
+absl::Status ValidatePatching(const CausalLm& model, const ActivationPatchingSpec& spec) {
+  LENSD_RETURN_IF_ERROR(Validate(model.config(), spec));
+  return ResolveMetric(spec.metric, spec.clean, model.config().vocab_size).status();
+}
+
 absl::StatusOr<ActivationPatchingOutput> PatchActivations(const CausalLm& model,
                                                           const ActivationPatchingSpec& spec,
                                                           const PatchingProgress& progress) {

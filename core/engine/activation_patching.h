@@ -16,9 +16,12 @@ namespace lensd::engine {
 // Token rows per batched pass (rows x tokens); a sweep's layer runs in ceil(cells / rows) passes.
 inline constexpr int64_t kPatchingTokensPerPass = 4096;
 
-// INVALID_ARGUMENT naming the field: inputs of different lengths or with ids out of range, a
-// layer or position out of range or given twice, no sweep, resid_mid on a parallel-residual
-// model, a bad metric ("metric.<field>"). `progress` (optional) is called after each pass.
+// INVALID_ARGUMENT naming the field: inputs of different lengths, a layer or position out of
+// range or given twice, no sweep, resid_mid on a parallel-residual model, a bad metric
+// ("metric.<field>"). Runs nothing.
+absl::Status ValidatePatching(const CausalLm& model, const ActivationPatchingSpec& spec);
+
+// ValidatePatching's errors, then the sweeps. `progress` (optional) is called after each pass.
 absl::StatusOr<ActivationPatchingOutput> PatchActivations(const CausalLm& model,
                                                           const ActivationPatchingSpec& spec,
                                                           const PatchingProgress& progress);

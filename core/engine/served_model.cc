@@ -289,6 +289,12 @@ class ServedModelImpl : public ServedModel {
     return engine::PatchActivations(*model_, spec, progress);
   }
 
+  absl::Status ValidatePatching(const ActivationPatchingSpec& spec) const override {
+    LENSD_RETURN_IF_ERROR(ValidateTokens(spec.clean, "clean"));
+    LENSD_RETURN_IF_ERROR(ValidateTokens(spec.corrupted, "corrupted"));
+    return engine::ValidatePatching(*model_, spec);
+  }
+
   absl::Status ValidateHookPoints(const std::vector<std::string>& names) const override {
     for (const std::string& name : names) {
       LENSD_RETURN_IF_ERROR(ParseHookName(name, model_->config()).status());

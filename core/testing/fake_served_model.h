@@ -88,6 +88,9 @@ class FakeServedModel : public ServedModel {
       const ActivationPatchingSpec&, const PatchingProgress&) const override {
     return Unimplemented("PatchActivations");
   }
+  absl::Status ValidatePatching(const ActivationPatchingSpec&) const override {
+    return absl::OkStatus();
+  }
 
  private:
   static absl::Status Unimplemented(const char* what) {

@@ -268,6 +268,22 @@ TEST_F(LensctlTest, SteerAblateAndPatch) {
       "patch --json --clean 'And God said' --corrupted 'And Moses said' --sweeps mlp_out_all_pos");
   ASSERT_EQ(rc5, 0) << json;
   EXPECT_THAT(json, HasSubstr("\"name\":\"mlp_out_all_pos\""));
+  // The same sweep as a job: submitted, followed to its end, its grids printed as the call's.
+  auto [submitted, rc6] = Lensctl(
+      "patch --job --clean 'And God said, Let there be light' --corrupted 'And God said, Let "
+      "there be darkness' --sweeps resid_pre,z_all_pos",
+      server_->admin_token());
+  ASSERT_EQ(rc6, 0) << submitted;
+  ASSERT_THAT(submitted, HasSubstr("submitted job-"));
+  const std::string id = submitted.substr(submitted.find("job-"), 20);
+  auto [watched, rc7] = Lensctl("watch " + id, server_->admin_token());
+  ASSERT_EQ(rc7, 0) << watched;
+  EXPECT_THAT(watched, HasSubstr("patched runs"));
+  EXPECT_THAT(watched, HasSubstr("succeeded"));
+  auto [shown, rc8] = Lensctl("job " + id, server_->admin_token());
+  ASSERT_EQ(rc8, 0) << shown;
+  EXPECT_EQ(shown.substr(shown.find("resid_pre (normalized effect)")),
+            grid.substr(grid.find("resid_pre (normalized effect)")));
 }
 
 TEST_F(LensctlTest, ErrorsPrintTheCodeAndExitWithOne) {

@@ -25,6 +25,7 @@ seed 6 tokenize TokenizeRequest 'model: "kjv-gpt2" text: "And God said, Let ther
 seed 0 decode_edited DecodeRequest 'model: "kjv-gpt2" input { text: "And God said" } interventions { hook_point: "blocks.1.hook_resid_pre" positions: 1 add { vector { dtype: "float32" shape: 2 data: "\\000\\000\\200?\\000\\000\\000@" } coefficient: 2 } } interventions { hook_point: "blocks.0.attn.hook_z" heads: 1 zero: true } interventions { hook_point: "blocks.2.hook_mlp_out" patch { text: "And Moses said" } } interventions { sae_clamp { sae: "res3-topk" feature: 3 value: 1.5 } }'
 seed 7 activation_patching ActivationPatchingRequest 'model: "kjv-gpt2" clean { text: "Let there be light" } corrupted { text: "Let there be darkness" } metric { kind: METRIC_KIND_LOGIT_DIFF target: 5 foil: 7 } sweeps { site: PATCHING_SITE_Z all_positions: true } sweeps { site: PATCHING_SITE_RESID_PRE } layers: 1 positions: 2'
 seed 8 submit_job SubmitJobRequest 'model: "kjv-gpt2" train_lens { lens_name: "tuned" }'
+seed 8 submit_patching SubmitJobRequest 'model: "kjv-gpt2" activation_patching { clean { text: "Let there be light" } corrupted { tokens { ids: 1 ids: 2 ids: 3 ids: 4 } } sweeps { site: PATCHING_SITE_PATTERN } positions: 3 }'
 seed 9 load_model LoadModelRequest 'model: "kjv-gpt2"'
 seed 10 load_sae LoadSaeRequest 'model: "kjv-gpt2" sae: "res3-topk"'
 seed 11 watch_job WatchJobRequest 'id: "job-1"'

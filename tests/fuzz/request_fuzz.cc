@@ -23,6 +23,7 @@
 #include "server/convert.h"
 #include "server/intervention_convert.h"
 #include "server/patching_convert.h"
+#include "server/patching_job.h"
 #include "server/request_cost.h"
 #include "server/wire_parse.h"
 
@@ -144,7 +145,10 @@ void ParseOnly(absl::string_view bytes, int which) {
   v1::LoadSaeRequest sae;
   v1::WatchJobRequest watch;
   google::protobuf::Message* messages[] = {&submit, &load, &sae, &watch};
-  (void)ParseRequest(bytes, messages[which % 4]);
+  if (!ParseRequest(bytes, messages[which % 4]).ok()) return;
+  if (which % 4 == 0 && submit.has_activation_patching()) {
+    (void)PlanPatchingJob(submit.activation_patching(), Model(), Limits{});
+  }
 }
 
 }  // namespace

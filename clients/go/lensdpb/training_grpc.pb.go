@@ -1,5 +1,6 @@
-// The Training service: tuned lenses trained and evaluated by the server as durable jobs (they
-// survive a restart; training resumes from its last checkpoint, evaluation starts over).
+// The Training service: durable jobs run by the server (they survive a restart; training resumes
+// from its last checkpoint, evaluation and patching start over): tuned lenses trained and
+// evaluated, and activation patching sweeps too long to hold a stream open for.
 // Submitting and cancelling need the train role;
 // reading jobs needs read (a tenant sees its own jobs; admins see every tenant's).
 
@@ -37,7 +38,8 @@ const (
 type TrainingClient interface {
 	// Queues a job. INVALID_ARGUMENT naming the field; FAILED_PRECONDITION for a model that is not
 	// loaded; ALREADY_EXISTS for a lens name in use; NOT_FOUND for a lens to evaluate that is not
-	// loaded; RESOURCE_EXHAUSTED when the tenant has too many unfinished jobs.
+	// loaded; RESOURCE_EXHAUSTED when the tenant has too many unfinished jobs, or for a patching
+	// sweep over --max_patching_cells or whose result would pass --max_message_bytes.
 	SubmitJob(ctx context.Context, in *SubmitJobRequest, opts ...grpc.CallOption) (*Job, error)
 	// One job. NOT_FOUND for an unknown id (or another tenant's).
 	GetJob(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (*Job, error)
@@ -123,7 +125,8 @@ type Training_WatchJobClient = grpc.ServerStreamingClient[Job]
 type TrainingServer interface {
 	// Queues a job. INVALID_ARGUMENT naming the field; FAILED_PRECONDITION for a model that is not
 	// loaded; ALREADY_EXISTS for a lens name in use; NOT_FOUND for a lens to evaluate that is not
-	// loaded; RESOURCE_EXHAUSTED when the tenant has too many unfinished jobs.
+	// loaded; RESOURCE_EXHAUSTED when the tenant has too many unfinished jobs, or for a patching
+	// sweep over --max_patching_cells or whose result would pass --max_message_bytes.
 	SubmitJob(context.Context, *SubmitJobRequest) (*Job, error)
 	// One job. NOT_FOUND for an unknown id (or another tenant's).
 	GetJob(context.Context, *GetJobRequest) (*Job, error)

@@ -237,6 +237,23 @@ class Client:
                 return patching.PatchingResult(m.result)
         raise RuntimeError("ActivationPatching ended without a result")
 
+    def submit_patching(self, clean: Prompt, corrupted: Prompt,
+                        metric: Optional[types_pb2.Metric] = None,
+                        sweeps: Sequence[str] = ("resid_pre",), direction: str = "denoising",
+                        layers: Sequence[int] = (), positions: Sequence[int] = (),
+                        model: Optional[str] = None, watch: bool = False,
+                        progress: bool = True) -> training_pb2.Job:
+        """activation_patching as a durable job (train role): it survives the client going away
+        and a server restart (it starts over); its step counts patched runs. With watch=True waits
+        for the end and returns the final job; lensd.patching.from_job(job) reads its grids."""
+        request = training_pb2.SubmitJobRequest(
+            model=model or self.model,
+            activation_patching=patching.request("", clean, corrupted,
+                                                 metric or types_pb2.Metric(), sweeps, direction,
+                                                 layers, positions))
+        submitted = self._unary(self._training.SubmitJob, request, "SubmitJob")
+        return self.watch(submitted.id, progress) if watch else submitted
+
     # -- SAEs and attribution --------------------------------------------------------------------
 
     def load_sae(self, sae: str, model: Optional[str] = None, hook_point: str = "",

@@ -6,12 +6,19 @@ draw them with imshow).
         "logit_diff", target=mary, foil=john), sweeps=["resid_pre", "attn_out", "z_all_pos"])
     result["resid_pre"].normalized      # [layers, positions]: 1 where the patch restores clean
     result.heatmap("resid_pre")         # plotly Figure
+
+A sweep too long to hold a stream open for runs as a durable job instead:
+
+    job = client.submit_patching(clean, corrupted, metric, sweeps=["z"], watch=True)
+    result = lensd.patching.from_job(job)   # the same PatchingResult
 """
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from lensd.messages import Prompt, make_input
+from google.protobuf import json_format
+
 from lensd.v1 import patching_pb2, types_pb2
 
 SITES = {
@@ -160,3 +167,15 @@ class PatchingResult:
     def __repr__(self):
         return (f"PatchingResult(grids={list(self.grids)}, clean_metric={self.clean_metric:.4f},"
                 f" corrupted_metric={self.corrupted_metric:.4f}, runs={self.patched_runs})")
+
+
+def from_job(job) -> PatchingResult:
+    """The grids of a finished patching job (Training.SubmitJob activation_patching): its
+    result_json read back as the ActivationPatchingResult it is."""
+    if job.kind != "patch":
+        raise ValueError(f"job {job.id} is a {job.kind!r} job, not a patching one")
+    if not job.result_json:
+        raise ValueError(f"job {job.id} has no result yet (state {job.state}: {job.reason})")
+    message = patching_pb2.ActivationPatchingResult()
+    json_format.Parse(job.result_json, message)
+    return PatchingResult(message)

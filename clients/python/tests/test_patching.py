@@ -10,6 +10,7 @@ import torch
 import transformers
 
 import lensd
+from lensd.v1 import training_pb2
 from conftest import REPO, Server
 
 sys.path.insert(0, str(REPO / "tests" / "parity"))
@@ -88,3 +89,43 @@ def test_a_sweep_above_the_bound_is_refused_with_its_size():
             assert "--max_patching_cells of 50" in str(e.value)
     finally:
         server.stop()
+
+
+def test_a_patching_job_gives_the_rpcs_grids(client):
+    clean = client.decode(CLEAN, layers=[0], top_k=1).input_ids.tolist()
+    corrupted = list(clean)
+    corrupted[3] = (corrupted[3] + 11) % 4096
+    metric = lensd.attribution.metric("logit_diff", target=clean[-1], foil=corrupted[3])
+    sweeps = ["resid_pre", "z_all_pos", "pattern"]
+    streamed = client.activation_patching(clean, corrupted, metric, sweeps=sweeps)
+    job = client.submit_patching(CLEAN, corrupted, metric, sweeps=sweeps, watch=True,
+                                 progress=False)
+    assert job.kind == "patch" and job.state == training_pb2.JOB_STATE_SUCCEEDED, job
+    result = lensd.patching.from_job(job)
+    assert job.step == job.num_steps == result.patched_runs == streamed.patched_runs
+    assert [t.id for t in result.message.clean_tokens] == clean
+    assert result.clean_metric == pytest.approx(streamed.clean_metric, abs=1e-6)
+    for name in ["resid_pre", "z_all_pos", "pattern"]:
+        assert result[name].dims == streamed[name].dims
+        np.testing.assert_allclose(result[name].metric, streamed[name].metric, atol=1e-6,
+                                   err_msg=name)
+        np.testing.assert_allclose(result[name].normalized, streamed[name].normalized,
+                                   atol=1e-6, err_msg=name)
+    assert '"ids"' in job.spec_json  # the text was tokenized at submission
+
+
+def test_a_bad_patching_job_is_refused_at_submission(client):
+    cases = [
+        (dict(corrupted=CLEAN + " light"), "activation_patching.corrupted: "),
+        (dict(layers=[9]), "activation_patching.layers: layer 9 out of range"),
+        (dict(sweeps=["resid_pre", "resid_pre"]), "activation_patching.sweeps[1]: given twice"),
+        (dict(positions=[99]), "activation_patching.positions: position 99"),
+    ]
+    before = len(client.jobs())
+    for options, message in cases:
+        options.setdefault("corrupted", CLEAN)
+        with pytest.raises(lensd.LensdError) as e:
+            client.submit_patching(CLEAN, **options)
+        assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT, e.value
+        assert message in str(e.value), e.value
+    assert len(client.jobs()) == before  # nothing was queued

@@ -91,6 +91,13 @@ export interface PatchingOptions {
   timeoutMs?: number;
 }
 
+/** The grids of a finished patching job (its resultJson, proto3's JSON mapping). */
+export function patchingResultOf(job: Job): ActivationPatchingResult {
+  if (job.kind !== "patch") throw new Error(`job ${job.id} is a "${job.kind}" job, not a patching one`);
+  if (!job.resultJson) throw new Error(`job ${job.id} has no result yet (state ${job.state}: ${job.reason})`);
+  return ActivationPatchingResult.fromJSON(JSON.parse(job.resultJson));
+}
+
 /** A [len] float32 tensor (a steering vector, a value to set). */
 export function float32s(values: number[]) {
   const data = Buffer.from(new Float32Array(values).buffer);
@@ -277,16 +284,33 @@ export class Client {
     return this.stream("Generate", () => this.lens.generate(request, this.metadata(), this.options(o.timeoutMs)));
   }
 
-  /** Activation patching sweeps on the server (TransformerLens's patching module): the grids. */
-  async activationPatching(clean: string | number[], corrupted: string | number[],
-    o: PatchingOptions = {}): Promise<ActivationPatchingResult> {
-    const request = ActivationPatchingRequest.fromPartial({
+  private patchingRequest(clean: string | number[], corrupted: string | number[],
+    o: PatchingOptions): ActivationPatchingRequest {
+    return ActivationPatchingRequest.fromPartial({
       model: o.model ?? this.model, clean: input(clean), corrupted: input(corrupted),
       metric: o.metric, sweeps: o.sweeps ?? [{}], layers: o.layers ?? [],
       positions: o.positions ?? [],
       direction: o.noising ? PatchingDirection.PATCHING_DIRECTION_NOISING
         : PatchingDirection.PATCHING_DIRECTION_DENOISING,
     });
+  }
+
+  /** The sweeps as a durable job (train role): it outlives the connection and a server restart
+   * (it starts over); its steps count patched runs. Follow it with watchJob and read its grids
+   * with patchingResultOf. */
+  submitPatching(clean: string | number[], corrupted: string | number[],
+    o: PatchingOptions = {}): Promise<Job> {
+    const sweep = this.patchingRequest(clean, corrupted, o);
+    const request = SubmitJobRequest.fromPartial({
+      model: sweep.model, kind: { $case: "activationPatching", value: { ...sweep, model: "" } },
+    });
+    return this.submitJob(request);
+  }
+
+  /** Activation patching sweeps on the server (TransformerLens's patching module): the grids. */
+  async activationPatching(clean: string | number[], corrupted: string | number[],
+    o: PatchingOptions = {}): Promise<ActivationPatchingResult> {
+    const request = this.patchingRequest(clean, corrupted, o);
     const messages = this.stream<ActivationPatchingResponse>("ActivationPatching",
       () => this.lens.activationPatching(request, this.metadata(), this.options(o.timeoutMs)));
     for await (const m of messages) {

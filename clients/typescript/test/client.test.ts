@@ -6,9 +6,10 @@ import * as assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
-import { ablateHeads, Client, LensdError, steer } from "../src";
+import { ablateHeads, Client, LensdError, patchingResultOf, steer } from "../src";
 import { PatchingSite } from "../src/generated/lensd/v1/patching";
 import { SignConvention } from "../src/generated/lensd/v1/attribution";
+import { JobState } from "../src/generated/lensd/v1/training";
 import { repo, TestServer } from "./server";
 
 const prompt = "And God said, Let there be light: and there was";
@@ -118,4 +119,21 @@ test("steering changes the output; a bad head is refused; patching returns its g
   assert.deepEqual(result.grids[0].shape, [6, 4]);
   assert.ok(progress > 0);
   for (const m of result.grids[0].metric) assert.ok(Math.abs(m - result.cleanMetric) < 1e-4);
+});
+
+test("a patching job gives the grids of the call", async () => {
+  const corrupted = prompt.replace("God", "Moses");
+  const options = { sweeps: [{ site: PatchingSite.PATCHING_SITE_RESID_PRE, allPositions: false }] };
+  const reader = client("read");
+  const streamed = await reader.activationPatching(prompt, corrupted, options);
+  reader.close();
+  const c = client("admin");
+  let job = await c.submitPatching(prompt, corrupted, options);
+  for await (const update of c.watchJob(job.id)) job = update;
+  c.close();
+  assert.equal(job.state, JobState.JOB_STATE_SUCCEEDED, job.reason);
+  assert.equal(job.step, streamed.patchedRuns);
+  const result = patchingResultOf(job);
+  assert.deepEqual(result.grids[0].shape, streamed.grids[0].shape);
+  result.grids[0].metric.forEach((m, i) => assert.ok(Math.abs(m - streamed.grids[0].metric[i]) < 1e-6, `cell ${i}`));
 });
