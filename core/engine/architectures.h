@@ -33,6 +33,7 @@ Architecture GptNeoxArchitecture();
 Architecture LlamaArchitecture();
 Architecture MistralArchitecture();
 Architecture Qwen2Architecture();
+Architecture Qwen3Architecture();
 Architecture GemmaArchitecture();
 
 // nullptr when model_type is not supported.

@@ -1,6 +1,7 @@
 // Llama 2 and 3 (model_type "llama", including "llama3" rope scaling and grouped-query
-// attention), with Mistral (sliding window) and Qwen2 (q/k/v biases, windowed upper layers) as
-// variants of the same decoder.
+// attention), with Mistral (sliding window), Qwen2 (q/k/v biases, windowed upper layers) and Qwen3
+// (per-head q/k RMSNorm after hook_q/hook_k and before the rotary, as TransformerLens places it;
+// no biases by default) as variants of the same decoder.
 #include "core/engine/llama.h"
 
 #include <ATen/ATen.h>
@@ -20,11 +21,19 @@ namespace {
 
 struct LlamaLayer {
   NormWeights ln1, ln2;
-  at::Tensor qkv_w, qkv_b;  // q | k | v stacked: [(heads + 2 kv_heads) * head_dim, d]
+  at::Tensor q_norm, k_norm;  // [head_dim], with config.qk_norm
+  at::Tensor qkv_w, qkv_b;    // q | k | v stacked: [(heads + 2 kv_heads) * head_dim, d]
   at::Tensor o_w, o_b;
   at::Tensor gate_up_w, gate_up_b;  // gate | up stacked: [2 d_mlp, d]
   at::Tensor down_w, down_b;
 };
+
+// Qwen3's q/k norm: RMS over each head's dimensions in float32, cast back, times the weight.
+at::Tensor HeadNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  if (!weight.defined()) return x;
+  const at::Tensor xf = x.to(at::kFloat);
+  return weight * (xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps)).to(x.scalar_type());
+}
 
 class LlamaStyle : public CausalLm {
  public:
@@ -61,9 +70,11 @@ class LlamaStyle : public CausalLm {
         ctx.Hook(HookKind::kAttnV, i, qkv[2].view({b, t, c.num_kv_heads, c.head_dim}));
     const auto& rotary = ctx.Rotary();
     const at::Tensor rq =
-        ctx.Hook(HookKind::kAttnRotQ, i, ApplyRotary(q, rotary, c.rope.rotary_dim));
+        ctx.Hook(HookKind::kAttnRotQ, i,
+                 ApplyRotary(HeadNorm(q, l.q_norm, c.norm_eps), rotary, c.rope.rotary_dim));
     const at::Tensor rk =
-        ctx.Hook(HookKind::kAttnRotK, i, ApplyRotary(k, rotary, c.rope.rotary_dim));
+        ctx.Hook(HookKind::kAttnRotK, i,
+                 ApplyRotary(HeadNorm(k, l.k_norm, c.norm_eps), rotary, c.rope.rotary_dim));
     const int64_t window = c.SlidingAt(i) ? c.sliding_window : 0;
     const at::Tensor z = Attend(rq, rk, v, i, {c.attention_scale, window, true}, ctx);
     const at::Tensor attn_out = ctx.Hook(
@@ -97,21 +108,36 @@ absl::StatusOr<ModelConfig> ParseMistral(const nlohmann::json& j) {
   return c;
 }
 
+// Qwen2's and Qwen3's windows, as transformers 5.x: no window unless use_sliding_window; then
+// the layers that layer_types names "sliding_attention", or without that list, the layers from
+// max_window_layers on.
+absl::Status ParseQwenWindows(const nlohmann::json& j, ModelConfig* c) {
+  LENSD_ASSIGN_OR_RETURN(const bool windowed,
+                         json_fields::Bool(j, "use_sliding_window", false, ""));
+  if (!windowed) return absl::OkStatus();
+  LENSD_ASSIGN_OR_RETURN(c->sliding_window, json_fields::Int(j, "sliding_window", 0, ""));
+  if (json_fields::Has(j, "layer_types")) {
+    LENSD_ASSIGN_OR_RETURN(c->sliding_layers, ParseLayerTypes(j, c->num_layers));
+    return absl::OkStatus();
+  }
+  LENSD_ASSIGN_OR_RETURN(const int64_t first, json_fields::Int(j, "max_window_layers", 28, ""));
+  for (int64_t i = 0; i < c->num_layers; ++i) c->sliding_layers.push_back(i >= first);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ModelConfig> ParseQwen2(const nlohmann::json& j) {
   LENSD_ASSIGN_OR_RETURN(ModelConfig c, ParseLlamaStyleConfig(j, "qwen2", false, 1e-6));
   c.qkv_bias = true;
-  // As transformers 5.x: no window unless use_sliding_window; then the layers that layer_types
-  // names "sliding_attention", or without that list, the layers from max_window_layers on.
-  LENSD_ASSIGN_OR_RETURN(const bool windowed,
-                         json_fields::Bool(j, "use_sliding_window", false, ""));
-  if (!windowed) return c;
-  LENSD_ASSIGN_OR_RETURN(c.sliding_window, json_fields::Int(j, "sliding_window", 0, ""));
-  if (json_fields::Has(j, "layer_types")) {
-    LENSD_ASSIGN_OR_RETURN(c.sliding_layers, ParseLayerTypes(j, c.num_layers));
-    return c;
-  }
-  LENSD_ASSIGN_OR_RETURN(const int64_t first, json_fields::Int(j, "max_window_layers", 28, ""));
-  for (int64_t i = 0; i < c.num_layers; ++i) c.sliding_layers.push_back(i >= first);
+  LENSD_RETURN_IF_ERROR(ParseQwenWindows(j, &c));
+  return c;
+}
+
+absl::StatusOr<ModelConfig> ParseQwen3(const nlohmann::json& j) {
+  LENSD_ASSIGN_OR_RETURN(ModelConfig c, ParseLlamaStyleConfig(j, "qwen3", false, 1e-6));
+  LENSD_ASSIGN_OR_RETURN(c.qkv_bias, json_fields::Bool(j, "attention_bias", false, ""));
+  c.attn_out_bias = c.qkv_bias;
+  c.qk_norm = true;
+  LENSD_RETURN_IF_ERROR(ParseQwenWindows(j, &c));
   return c;
 }
 
@@ -171,6 +197,10 @@ absl::StatusOr<std::unique_ptr<CausalLm>> LoadLlamaStyle(const ModelConfig& c, W
     LENSD_ASSIGN_OR_RETURN(l.qkv_b,
                            optional_bias({a + "q_proj.bias", a + "k_proj.bias", a + "v_proj.bias"},
                                          {q, kv, kv}, c.qkv_bias));
+    if (c.qk_norm) {
+      LENSD_ASSIGN_OR_RETURN(l.q_norm, w->Get(a + "q_norm.weight", {c.head_dim}));
+      LENSD_ASSIGN_OR_RETURN(l.k_norm, w->Get(a + "k_norm.weight", {c.head_dim}));
+    }
     LENSD_ASSIGN_OR_RETURN(l.o_w, w->Get(a + "o_proj.weight", {d, q}));
     LENSD_ASSIGN_OR_RETURN(l.o_b, optional_bias({a + "o_proj.bias"}, {d}, c.attn_out_bias));
     LENSD_ASSIGN_OR_RETURN(l.gate_up_w,
@@ -197,5 +227,6 @@ Architecture MistralArchitecture() {
   return {"mistral", {"model.", ""}, ParseMistral, LoadLlamaStyle};
 }
 Architecture Qwen2Architecture() { return {"qwen2", {"model.", ""}, ParseQwen2, LoadLlamaStyle}; }
+Architecture Qwen3Architecture() { return {"qwen3", {"model.", ""}, ParseQwen3, LoadLlamaStyle}; }
 
 }  // namespace lensd::engine

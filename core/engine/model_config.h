@@ -49,6 +49,7 @@ struct ModelConfig {
   bool qkv_bias = false;
   bool attn_out_bias = false;
   bool mlp_bias = false;
+  bool qk_norm = false;  // Qwen3: RMSNorm of each head's q and k (over head_dim) before the rotary
   bool absolute_positions = false;  // learned position embedding added to the tokens' (GPT-2)
   bool rotary = false;
   RopeConfig rope;

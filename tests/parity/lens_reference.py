@@ -38,15 +38,17 @@ from tuned_lens.plotting import PredictionTrajectory
 from transformers.models.gemma.modeling_gemma import GemmaModel
 from transformers.models.mistral.modeling_mistral import MistralModel
 from transformers.models.qwen2.modeling_qwen2 import Qwen2Model
+from transformers.models.qwen3.modeling_qwen3 import Qwen3Model
 
 # tuned-lens 0.2.0 (the newest release) finds the final norm of GPT-2, GPT-NeoX and Llama only.
 # Its main branch adds Mistral and Gemma (model_surgery.get_final_norm returns base_model.norm,
-# tuned-lens.md section 6) and an open pull request adds Qwen2 the same way; do what they do.
+# tuned-lens.md section 6) and an open pull request adds Qwen2 the same way; do what they do, and
+# the same for Qwen3 (its final norm is base_model.norm too).
 _released_get_final_norm = model_surgery.get_final_norm
 
 
 def _get_final_norm(model):
-    if isinstance(model.base_model, (MistralModel, Qwen2Model, GemmaModel)):
+    if isinstance(model.base_model, (MistralModel, Qwen2Model, Qwen3Model, GemmaModel)):
         return model.base_model.norm
     return _released_get_final_norm(model)
 

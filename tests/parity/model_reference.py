@@ -2,7 +2,8 @@
 """Reference checkpoints and outputs for the engine parity test, made with transformers.
 
 For each small config below (one or more per architecture, covering grouped-query attention,
-untied embeddings, qkv bias, rope scaling, sliding windows, parallel residual, partial rotary),
+untied embeddings, qkv bias, rope scaling, sliding windows, parallel residual, partial rotary,
+q/k norm),
 writes a random-init model with save_pretrained into <out>/<name>/ and, in <out>/<name>/
 reference.safetensors, from a forward of the same weights on a right-padded batch of prompts of
 different lengths (eager attention):
@@ -27,7 +28,7 @@ import alone
 import torch
 from safetensors.torch import save_file
 from transformers import (GemmaConfig, GPT2Config, GPTNeoXConfig, LlamaConfig, MistralConfig,
-                          Qwen2Config, AutoModelForCausalLM)
+                          Qwen2Config, Qwen3Config, AutoModelForCausalLM)
 
 LENGTHS = [12, 7, 3]
 VOCAB = 320
@@ -72,6 +73,12 @@ def configs():
             max_window_layers=1,
             layer_types=["sliding_attention", "full_attention", "sliding_attention"]),
         "gemma_legacy_gelu": GemmaConfig(**small, num_key_value_heads=2),
+        # Qwen3: per-head q/k RMSNorm (weights perturbed below), head_dim apart from d / heads;
+        # with q/k/v/o biases and windowed upper layers.
+        "qwen3": Qwen3Config(**small, num_key_value_heads=2, head_dim=24),
+        "qwen3_window_bias": Qwen3Config(**small, num_key_value_heads=1, attention_bias=True,
+                                         use_sliding_window=True, sliding_window=4,
+                                         max_window_layers=1),
     }
 
 
