@@ -35,6 +35,8 @@ Architecture MistralArchitecture();
 Architecture Qwen2Architecture();
 Architecture Qwen3Architecture();
 Architecture GemmaArchitecture();
+Architecture OptArchitecture();
+Architecture GptNeoArchitecture();
 
 // nullptr when model_type is not supported.
 const Architecture* FindArchitecture(absl::string_view model_type);

@@ -38,6 +38,7 @@ struct ModelConfig {
   int64_t num_kv_heads = 0;
   int64_t head_dim = 0;
   int64_t d_mlp = 0;
+  int64_t embed_proj_dim = 0;  // OPT's word_embed_proj_dim: the embeddings' width (0: d_model)
   int64_t vocab_size = 0;
   int64_t max_positions = 0;
   NormKind norm = NormKind::kLayerNorm;

@@ -105,6 +105,10 @@ def main():
         name, folder = entry["name"], entry["dir"]
         model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager").eval()
         cfg = model.config
+        if getattr(cfg, "word_embed_proj_dim", cfg.hidden_size) != cfg.hidden_size:
+            # tuned-lens 0.2.0's Unembed applies the OPT head to the final norm's output without
+            # the decoder's project_out, which fails on a narrower head: no reference to hold.
+            continue
         L, V = cfg.num_hidden_layers, cfg.vocab_size
         out_dir = os.path.join(args.out, name)
         os.makedirs(out_dir, exist_ok=True)

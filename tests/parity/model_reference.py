@@ -28,7 +28,7 @@ import alone
 import torch
 from safetensors.torch import save_file
 from transformers import (GemmaConfig, GPT2Config, GPTNeoXConfig, LlamaConfig, MistralConfig,
-                          Qwen2Config, Qwen3Config, AutoModelForCausalLM)
+                          GPTNeoConfig, OPTConfig, Qwen2Config, Qwen3Config, AutoModelForCausalLM)
 
 LENGTHS = [12, 7, 3]
 VOCAB = 320
@@ -79,6 +79,22 @@ def configs():
         "qwen3_window_bias": Qwen3Config(**small, num_key_value_heads=1, attention_bias=True,
                                          use_sliding_window=True, sliding_window=4,
                                          max_window_layers=1),
+        # OPT: positions stored with an offset of 2, ReLU; the second with embeddings narrower
+        # than the stream (project_in / project_out), an untied head, GELU and no biases.
+        "opt": OPTConfig(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=3,
+                         num_attention_heads=4, ffn_dim=96, max_position_embeddings=64,
+                         init_std=0.1, dropout=0.0, attention_dropout=0.0),
+        "opt_projected_untied": OPTConfig(
+            vocab_size=VOCAB, hidden_size=64, word_embed_proj_dim=40, num_hidden_layers=2,
+            num_attention_heads=2, ffn_dim=80, max_position_embeddings=64, init_std=0.1,
+            dropout=0.0, attention_dropout=0.0, activation_function="gelu", enable_bias=False,
+            tie_word_embeddings=False),
+        # GPT-Neo: unscaled float32 attention, global and local (window 4) layers.
+        "gpt_neo": GPTNeoConfig(vocab_size=VOCAB, hidden_size=64, num_layers=3, num_heads=4,
+                                intermediate_size=96, max_position_embeddings=64, window_size=4,
+                                attention_types=[[["global", "local", "local"], 1]],
+                                initializer_range=0.1, embed_dropout=0.0, attention_dropout=0.0,
+                                resid_dropout=0.0),
     }
 
 
