@@ -1,5 +1,5 @@
-// GPT-2 (model_type "gpt2"): learned absolute positions, pre-LayerNorm blocks, fused q|k|v
-// projection stored as Conv1D [in, out], tanh GELU, tied unembedding by default.
+// GPT-2 (model_type "gpt2"): learned absolute positions, pre-LayerNorm blocks (pre_norm_block.h),
+// fused q|k|v projection stored as Conv1D [in, out], tanh GELU, tied unembedding by default.
 #include <ATen/ATen.h>
 
 #include <cmath>
@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/engine/architectures.h"
 #include "core/engine/ops.h"
+#include "core/engine/pre_norm_block.h"
 #include "core/json_fields.h"
 #include "core/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -15,15 +16,10 @@
 namespace lensd::engine {
 namespace {
 
-struct Gpt2Layer {
-  NormWeights ln1, ln2;
-  at::Tensor qkv_w, qkv_b, proj_w, proj_b, fc_w, fc_b, out_w, out_b;  // [out, in]
-};
-
 class Gpt2 : public CausalLm {
  public:
   Gpt2(const ModelConfig& config, int64_t bytes, at::Tensor wte, at::Tensor wpe,
-       std::vector<Gpt2Layer> layers, NormWeights ln_f, at::Tensor unembed)
+       std::vector<PreNormLayer> layers, NormWeights ln_f, at::Tensor unembed)
       : CausalLm(config, bytes, std::move(ln_f), std::move(unembed)),
         wte_(std::move(wte)),
         wpe_(std::move(wpe)),
@@ -38,29 +34,14 @@ class Gpt2 : public CausalLm {
 
   at::Tensor Block(int64_t i, const at::Tensor& x, ForwardContext& ctx) const override {
     const ModelConfig& c = config();
-    const Gpt2Layer& l = layers_[static_cast<size_t>(i)];
-    const int64_t b = x.size(0), t = x.size(1);
-    const at::Tensor h = Norm(x, l.ln1, HookKind::kLn1Scale, HookKind::kLn1Normalized, i, ctx);
-    const std::vector<at::Tensor> qkv = Linear(h, l.qkv_w, l.qkv_b).split(c.d_model, -1);
-    const auto heads = [&](const at::Tensor& y) { return y.view({b, t, c.num_heads, c.head_dim}); };
-    const at::Tensor q = ctx.Hook(HookKind::kAttnQ, i, heads(qkv[0]));
-    const at::Tensor k = ctx.Hook(HookKind::kAttnK, i, heads(qkv[1]));
-    const at::Tensor v = ctx.Hook(HookKind::kAttnV, i, heads(qkv[2]));
     double scale = c.attention_scale;
     if (c.scale_attn_by_inverse_layer_idx) scale /= static_cast<double>(i + 1);
-    const at::Tensor z = Attend(q, k, v, i, {scale, 0, false}, ctx);
-    const at::Tensor attn_out =
-        ctx.Hook(HookKind::kAttnOut, i, Linear(z.reshape({b, t, c.d_model}), l.proj_w, l.proj_b));
-    const at::Tensor mid = ctx.Hook(HookKind::kResidMid, i, x + attn_out);
-    const at::Tensor h2 = Norm(mid, l.ln2, HookKind::kLn2Scale, HookKind::kLn2Normalized, i, ctx);
-    const at::Tensor pre = ctx.Hook(HookKind::kMlpPre, i, Linear(h2, l.fc_w, l.fc_b));
-    const at::Tensor post = ctx.Hook(HookKind::kMlpPost, i, Activation(c.activation, pre));
-    return mid + ctx.Hook(HookKind::kMlpOut, i, Linear(post, l.out_w, l.out_b));
+    return PreNormBlock(i, x, layers_[static_cast<size_t>(i)], {scale, 0, false}, ctx);
   }
 
  private:
   at::Tensor wte_, wpe_;
-  std::vector<Gpt2Layer> layers_;
+  std::vector<PreNormLayer> layers_;
 };
 
 absl::StatusOr<ModelConfig> ParseConfig(const nlohmann::json& j) {
@@ -101,26 +82,21 @@ absl::StatusOr<std::unique_ptr<CausalLm>> Load(const ModelConfig& c, WeightLoade
   const auto conv = [&](const std::string& name, int64_t in, int64_t out) {
     return w->GetTransposed(name, in, out);
   };
-  const auto norm = [&](const std::string& name) -> absl::StatusOr<NormWeights> {
-    NormWeights n;
-    LENSD_ASSIGN_OR_RETURN(n.weight, w->Get(name + ".weight", {d}));
-    LENSD_ASSIGN_OR_RETURN(n.bias, w->Get(name + ".bias", {d}));
-    return n;
-  };
+  const auto norm = [&](const std::string& name) { return LoadLayerNorm(w, name, d); };
   LENSD_ASSIGN_OR_RETURN(at::Tensor wte, w->Get("wte.weight", {c.vocab_size, d}));
   LENSD_ASSIGN_OR_RETURN(at::Tensor wpe, w->Get("wpe.weight", {c.max_positions, d}));
-  std::vector<Gpt2Layer> layers(static_cast<size_t>(c.num_layers));
+  std::vector<PreNormLayer> layers(static_cast<size_t>(c.num_layers));
   for (int64_t i = 0; i < c.num_layers; ++i) {
     const std::string p = absl::StrCat("h.", i, ".");
-    Gpt2Layer& l = layers[static_cast<size_t>(i)];
+    PreNormLayer& l = layers[static_cast<size_t>(i)];
     LENSD_ASSIGN_OR_RETURN(l.ln1, norm(p + "ln_1"));
     LENSD_ASSIGN_OR_RETURN(l.qkv_w, conv(p + "attn.c_attn.weight", d, 3 * d));
     LENSD_ASSIGN_OR_RETURN(l.qkv_b, w->Get(p + "attn.c_attn.bias", {3 * d}));
-    LENSD_ASSIGN_OR_RETURN(l.proj_w, conv(p + "attn.c_proj.weight", d, d));
-    LENSD_ASSIGN_OR_RETURN(l.proj_b, w->Get(p + "attn.c_proj.bias", {d}));
+    LENSD_ASSIGN_OR_RETURN(l.o_w, conv(p + "attn.c_proj.weight", d, d));
+    LENSD_ASSIGN_OR_RETURN(l.o_b, w->Get(p + "attn.c_proj.bias", {d}));
     LENSD_ASSIGN_OR_RETURN(l.ln2, norm(p + "ln_2"));
-    LENSD_ASSIGN_OR_RETURN(l.fc_w, conv(p + "mlp.c_fc.weight", d, c.d_mlp));
-    LENSD_ASSIGN_OR_RETURN(l.fc_b, w->Get(p + "mlp.c_fc.bias", {c.d_mlp}));
+    LENSD_ASSIGN_OR_RETURN(l.in_w, conv(p + "mlp.c_fc.weight", d, c.d_mlp));
+    LENSD_ASSIGN_OR_RETURN(l.in_b, w->Get(p + "mlp.c_fc.bias", {c.d_mlp}));
     LENSD_ASSIGN_OR_RETURN(l.out_w, conv(p + "mlp.c_proj.weight", c.d_mlp, d));
     LENSD_ASSIGN_OR_RETURN(l.out_b, w->Get(p + "mlp.c_proj.bias", {d}));
   }

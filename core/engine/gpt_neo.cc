@@ -1,13 +1,14 @@
-// GPT-Neo (model_type "gpt_neo"): GPT-2's learned positions and pre-LayerNorm blocks with
-// separate bias-free q, k, v projections, unscaled attention computed in float32, and layers that
-// alternate global and local attention (attention_types; a local layer sees the window_size
-// latest positions, itself included).
+// GPT-Neo (model_type "gpt_neo"): GPT-2's learned positions and pre-LayerNorm blocks
+// (pre_norm_block.h) with separate bias-free q, k, v projections, unscaled attention computed in
+// float32, and layers that alternate global and local attention (attention_types; a local layer
+// sees the window_size latest positions, itself included).
 #include <ATen/ATen.h>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "core/engine/architectures.h"
 #include "core/engine/ops.h"
+#include "core/engine/pre_norm_block.h"
 #include "core/json_fields.h"
 #include "core/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -15,16 +16,10 @@
 namespace lensd::engine {
 namespace {
 
-struct GptNeoLayer {
-  NormWeights ln1, ln2;
-  at::Tensor qkv_w;  // q | k | v stacked: [3 d, d], no biases
-  at::Tensor o_w, o_b, fc_w, fc_b, proj_w, proj_b;
-};
-
 class GptNeo : public CausalLm {
  public:
   GptNeo(const ModelConfig& config, int64_t bytes, at::Tensor wte, at::Tensor wpe,
-         std::vector<GptNeoLayer> layers, NormWeights ln_f, at::Tensor unembed)
+         std::vector<PreNormLayer> layers, NormWeights ln_f, at::Tensor unembed)
       : CausalLm(config, bytes, std::move(ln_f), std::move(unembed)),
         wte_(std::move(wte)),
         wpe_(std::move(wpe)),
@@ -39,28 +34,13 @@ class GptNeo : public CausalLm {
 
   at::Tensor Block(int64_t i, const at::Tensor& x, ForwardContext& ctx) const override {
     const ModelConfig& c = config();
-    const GptNeoLayer& l = layers_[static_cast<size_t>(i)];
-    const int64_t b = x.size(0), t = x.size(1);
-    const at::Tensor h = Norm(x, l.ln1, HookKind::kLn1Scale, HookKind::kLn1Normalized, i, ctx);
-    const std::vector<at::Tensor> qkv = at::linear(h, l.qkv_w).split(c.d_model, -1);
-    const auto heads = [&](const at::Tensor& y) { return y.view({b, t, c.num_heads, c.head_dim}); };
-    const at::Tensor q = ctx.Hook(HookKind::kAttnQ, i, heads(qkv[0]));
-    const at::Tensor k = ctx.Hook(HookKind::kAttnK, i, heads(qkv[1]));
-    const at::Tensor v = ctx.Hook(HookKind::kAttnV, i, heads(qkv[2]));
     const int64_t window = c.SlidingAt(i) ? c.sliding_window : 0;
-    const at::Tensor z = Attend(q, k, v, i, {1.0, window, true}, ctx);
-    const at::Tensor attn_out =
-        ctx.Hook(HookKind::kAttnOut, i, Linear(z.reshape({b, t, c.d_model}), l.o_w, l.o_b));
-    const at::Tensor mid = ctx.Hook(HookKind::kResidMid, i, x + attn_out);
-    const at::Tensor h2 = Norm(mid, l.ln2, HookKind::kLn2Scale, HookKind::kLn2Normalized, i, ctx);
-    const at::Tensor pre = ctx.Hook(HookKind::kMlpPre, i, Linear(h2, l.fc_w, l.fc_b));
-    const at::Tensor post = ctx.Hook(HookKind::kMlpPost, i, Activation(c.activation, pre));
-    return mid + ctx.Hook(HookKind::kMlpOut, i, Linear(post, l.proj_w, l.proj_b));
+    return PreNormBlock(i, x, layers_[static_cast<size_t>(i)], {1.0, window, true}, ctx);
   }
 
  private:
   at::Tensor wte_, wpe_;
-  std::vector<GptNeoLayer> layers_;
+  std::vector<PreNormLayer> layers_;
 };
 
 // attention_types, e.g. [[["global", "local"], 12]], as whether each layer is local.
@@ -128,19 +108,14 @@ absl::StatusOr<ModelConfig> ParseConfig(const nlohmann::json& j) {
 
 absl::StatusOr<std::unique_ptr<CausalLm>> Load(const ModelConfig& c, WeightLoader* w) {
   const int64_t d = c.d_model;
-  const auto norm = [&](const std::string& name) -> absl::StatusOr<NormWeights> {
-    NormWeights n;
-    LENSD_ASSIGN_OR_RETURN(n.weight, w->Get(name + ".weight", {d}));
-    LENSD_ASSIGN_OR_RETURN(n.bias, w->Get(name + ".bias", {d}));
-    return n;
-  };
+  const auto norm = [&](const std::string& name) { return LoadLayerNorm(w, name, d); };
   LENSD_ASSIGN_OR_RETURN(at::Tensor wte, w->Get("wte.weight", {c.vocab_size, d}));
   LENSD_ASSIGN_OR_RETURN(at::Tensor wpe, w->Get("wpe.weight", {c.max_positions, d}));
-  std::vector<GptNeoLayer> layers(static_cast<size_t>(c.num_layers));
+  std::vector<PreNormLayer> layers(static_cast<size_t>(c.num_layers));
   for (int64_t i = 0; i < c.num_layers; ++i) {
     const std::string p = absl::StrCat("h.", i, ".");
     const std::string a = p + "attn.attention.";
-    GptNeoLayer& l = layers[static_cast<size_t>(i)];
+    PreNormLayer& l = layers[static_cast<size_t>(i)];
     LENSD_ASSIGN_OR_RETURN(l.ln1, norm(p + "ln_1"));
     LENSD_ASSIGN_OR_RETURN(
         l.qkv_w, w->GetStacked({a + "q_proj.weight", a + "k_proj.weight", a + "v_proj.weight"},
@@ -148,10 +123,10 @@ absl::StatusOr<std::unique_ptr<CausalLm>> Load(const ModelConfig& c, WeightLoade
     LENSD_ASSIGN_OR_RETURN(l.o_w, w->Get(a + "out_proj.weight", {d, d}));
     LENSD_ASSIGN_OR_RETURN(l.o_b, w->Get(a + "out_proj.bias", {d}));
     LENSD_ASSIGN_OR_RETURN(l.ln2, norm(p + "ln_2"));
-    LENSD_ASSIGN_OR_RETURN(l.fc_w, w->Get(p + "mlp.c_fc.weight", {c.d_mlp, d}));
-    LENSD_ASSIGN_OR_RETURN(l.fc_b, w->Get(p + "mlp.c_fc.bias", {c.d_mlp}));
-    LENSD_ASSIGN_OR_RETURN(l.proj_w, w->Get(p + "mlp.c_proj.weight", {d, c.d_mlp}));
-    LENSD_ASSIGN_OR_RETURN(l.proj_b, w->Get(p + "mlp.c_proj.bias", {d}));
+    LENSD_ASSIGN_OR_RETURN(l.in_w, w->Get(p + "mlp.c_fc.weight", {c.d_mlp, d}));
+    LENSD_ASSIGN_OR_RETURN(l.in_b, w->Get(p + "mlp.c_fc.bias", {c.d_mlp}));
+    LENSD_ASSIGN_OR_RETURN(l.out_w, w->Get(p + "mlp.c_proj.weight", {d, c.d_mlp}));
+    LENSD_ASSIGN_OR_RETURN(l.out_b, w->Get(p + "mlp.c_proj.bias", {d}));
   }
   LENSD_ASSIGN_OR_RETURN(NormWeights ln_f, norm("ln_f"));
   at::Tensor unembed = wte;

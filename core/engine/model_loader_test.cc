@@ -127,6 +127,32 @@ TEST(ModelLoader, ConfigErrorsNameTheField) {
   EXPECT_THAT(LoadStatus(dir).message(), AllOf(HasSubstr("config.json"), HasSubstr("JSON")));
 }
 
+TEST(ModelLoader, UnimplementedOptionsOfServedFamiliesAreRefusedByName) {
+  const std::string dir = TempDir("options");
+  WriteTinyGpt2(dir, at::kFloat);
+  const nlohmann::json opt = {
+      {"model_type", "opt"},          {"vocab_size", 16},         {"hidden_size", 8},
+      {"num_hidden_layers", 2},       {"num_attention_heads", 2}, {"ffn_dim", 16},
+      {"do_layer_norm_before", false}};
+  WriteText(dir + "/config.json", opt.dump());
+  EXPECT_THAT(LoadStatus(dir).message(),
+              AllOf(HasSubstr("do_layer_norm_before: false (post-norm blocks) is not implemented"),
+                    HasSubstr("config.json")));
+  nlohmann::json neo = {{"model_type", "gpt_neo"},
+                        {"vocab_size", 16},
+                        {"hidden_size", 8},
+                        {"num_layers", 3},
+                        {"num_heads", 2}};
+  neo["attention_types"] = nlohmann::json::parse(R"([[["global", "local"], 1]])");
+  WriteText(dir + "/config.json", neo.dump());
+  EXPECT_THAT(LoadStatus(dir).message(),
+              HasSubstr("attention_types: 2 layers where num_layers is 3"));
+  neo["attention_types"] = nlohmann::json::parse(R"([[["global", "sparse", "local"], 1]])");
+  WriteText(dir + "/config.json", neo.dump());
+  EXPECT_THAT(LoadStatus(dir).message(),
+              HasSubstr("\"sparse\" is neither \"global\" nor \"local\""));
+}
+
 TEST(ModelLoader, DtypeAndDeviceOptionsAreChecked) {
   const std::string dir = TempDir("options");
   WriteTinyGpt2(dir, at::kFloat);

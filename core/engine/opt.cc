@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/engine/architectures.h"
 #include "core/engine/ops.h"
+#include "core/engine/pre_norm_block.h"
 #include "core/json_fields.h"
 #include "core/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -22,16 +23,10 @@ namespace {
 
 constexpr int64_t kPositionOffset = 2;
 
-struct OptLayer {
-  NormWeights ln1, ln2;
-  at::Tensor qkv_w, qkv_b;  // q | k | v stacked: [3 d, d]
-  at::Tensor o_w, o_b, fc1_w, fc1_b, fc2_w, fc2_b;
-};
-
 class Opt : public CausalLm {
  public:
   Opt(const ModelConfig& config, int64_t bytes, at::Tensor embed, at::Tensor project_in,
-      at::Tensor positions, std::vector<OptLayer> layers, NormWeights final_norm,
+      at::Tensor positions, std::vector<PreNormLayer> layers, NormWeights final_norm,
       at::Tensor unembed)
       : CausalLm(config, bytes, std::move(final_norm), std::move(unembed)),
         embed_(std::move(embed)),
@@ -50,28 +45,13 @@ class Opt : public CausalLm {
   }
 
   at::Tensor Block(int64_t i, const at::Tensor& x, ForwardContext& ctx) const override {
-    const ModelConfig& c = config();
-    const OptLayer& l = layers_[static_cast<size_t>(i)];
-    const int64_t b = x.size(0), t = x.size(1);
-    const at::Tensor h = Norm(x, l.ln1, HookKind::kLn1Scale, HookKind::kLn1Normalized, i, ctx);
-    const std::vector<at::Tensor> qkv = Linear(h, l.qkv_w, l.qkv_b).split(c.d_model, -1);
-    const auto heads = [&](const at::Tensor& y) { return y.view({b, t, c.num_heads, c.head_dim}); };
-    const at::Tensor q = ctx.Hook(HookKind::kAttnQ, i, heads(qkv[0]));
-    const at::Tensor k = ctx.Hook(HookKind::kAttnK, i, heads(qkv[1]));
-    const at::Tensor v = ctx.Hook(HookKind::kAttnV, i, heads(qkv[2]));
-    const at::Tensor z = Attend(q, k, v, i, {c.attention_scale, 0, true}, ctx);
-    const at::Tensor attn_out =
-        ctx.Hook(HookKind::kAttnOut, i, Linear(z.reshape({b, t, c.d_model}), l.o_w, l.o_b));
-    const at::Tensor mid = ctx.Hook(HookKind::kResidMid, i, x + attn_out);
-    const at::Tensor h2 = Norm(mid, l.ln2, HookKind::kLn2Scale, HookKind::kLn2Normalized, i, ctx);
-    const at::Tensor pre = ctx.Hook(HookKind::kMlpPre, i, Linear(h2, l.fc1_w, l.fc1_b));
-    const at::Tensor post = ctx.Hook(HookKind::kMlpPost, i, Activation(c.activation, pre));
-    return mid + ctx.Hook(HookKind::kMlpOut, i, Linear(post, l.fc2_w, l.fc2_b));
+    return PreNormBlock(i, x, layers_[static_cast<size_t>(i)], {config().attention_scale, 0, true},
+                        ctx);
   }
 
  private:
   at::Tensor embed_, project_in_, positions_;
-  std::vector<OptLayer> layers_;
+  std::vector<PreNormLayer> layers_;
 };
 
 // A boolean option of OPT's config that lensd serves only at `served`.
@@ -122,14 +102,10 @@ absl::StatusOr<ModelConfig> ParseConfig(const nlohmann::json& j) {
 
 absl::StatusOr<std::unique_ptr<CausalLm>> Load(const ModelConfig& c, WeightLoader* w) {
   const int64_t d = c.d_model, e = c.embed_proj_dim;
-  const auto norm = [&](const std::string& name) -> absl::StatusOr<NormWeights> {
-    NormWeights n;
-    LENSD_ASSIGN_OR_RETURN(n.weight, w->Get(name + ".weight", {d}));
-    LENSD_ASSIGN_OR_RETURN(n.bias, w->Get(name + ".bias", {d}));
-    return n;
-  };
-  const auto bias = [&](const std::vector<std::string>& names,
-                        std::vector<std::vector<int64_t>> shapes) -> absl::StatusOr<at::Tensor> {
+  const auto norm = [&](const std::string& name) { return LoadLayerNorm(w, name, d); };
+  const auto bias =
+      [&](const std::vector<std::string>& names,
+          const std::vector<std::vector<int64_t>>& shapes) -> absl::StatusOr<at::Tensor> {
     if (!c.qkv_bias) return at::Tensor();
     return w->GetStacked(names, shapes);
   };
@@ -142,11 +118,11 @@ absl::StatusOr<std::unique_ptr<CausalLm>> Load(const ModelConfig& c, WeightLoade
   }
   LENSD_ASSIGN_OR_RETURN(at::Tensor positions, w->Get("decoder.embed_positions.weight",
                                                       {c.max_positions + kPositionOffset, d}));
-  std::vector<OptLayer> layers(static_cast<size_t>(c.num_layers));
+  std::vector<PreNormLayer> layers(static_cast<size_t>(c.num_layers));
   for (int64_t i = 0; i < c.num_layers; ++i) {
     const std::string p = absl::StrCat("decoder.layers.", i, ".");
     const std::string a = p + "self_attn.";
-    OptLayer& l = layers[static_cast<size_t>(i)];
+    PreNormLayer& l = layers[static_cast<size_t>(i)];
     LENSD_ASSIGN_OR_RETURN(l.ln1, norm(p + "self_attn_layer_norm"));
     LENSD_ASSIGN_OR_RETURN(
         l.qkv_w, w->GetStacked({a + "q_proj.weight", a + "k_proj.weight", a + "v_proj.weight"},
@@ -156,10 +132,10 @@ absl::StatusOr<std::unique_ptr<CausalLm>> Load(const ModelConfig& c, WeightLoade
     LENSD_ASSIGN_OR_RETURN(l.o_w, w->Get(a + "out_proj.weight", {d, d}));
     LENSD_ASSIGN_OR_RETURN(l.o_b, bias({a + "out_proj.bias"}, {{d}}));
     LENSD_ASSIGN_OR_RETURN(l.ln2, norm(p + "final_layer_norm"));
-    LENSD_ASSIGN_OR_RETURN(l.fc1_w, w->Get(p + "fc1.weight", {c.d_mlp, d}));
-    LENSD_ASSIGN_OR_RETURN(l.fc1_b, bias({p + "fc1.bias"}, {{c.d_mlp}}));
-    LENSD_ASSIGN_OR_RETURN(l.fc2_w, w->Get(p + "fc2.weight", {d, c.d_mlp}));
-    LENSD_ASSIGN_OR_RETURN(l.fc2_b, bias({p + "fc2.bias"}, {{d}}));
+    LENSD_ASSIGN_OR_RETURN(l.in_w, w->Get(p + "fc1.weight", {c.d_mlp, d}));
+    LENSD_ASSIGN_OR_RETURN(l.in_b, bias({p + "fc1.bias"}, {{c.d_mlp}}));
+    LENSD_ASSIGN_OR_RETURN(l.out_w, w->Get(p + "fc2.weight", {d, c.d_mlp}));
+    LENSD_ASSIGN_OR_RETURN(l.out_b, bias({p + "fc2.bias"}, {{d}}));
   }
   LENSD_ASSIGN_OR_RETURN(NormWeights final_norm, norm("decoder.final_layer_norm"));
   at::Tensor unembed = embed;

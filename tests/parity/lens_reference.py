@@ -68,11 +68,20 @@ def randomize(lens, seed):
 
 def mid_streams(model, ids, mask):
     """resid_mid of every block: the input of the norm before each MLP."""
-    blocks = model.base_model.h if hasattr(model.base_model, "h") else model.base_model.layers
+    base = model.base_model
+    if hasattr(base, "h"):
+        blocks = base.h
+    else:
+        blocks = base.decoder.layers if hasattr(base, "decoder") else base.layers
     captured, handles = [], []
     for block in blocks:
-        norm = block.ln_2 if hasattr(block, "ln_2") else block.post_attention_layernorm
-        handles.append(norm.register_forward_hook(lambda m, args, out: captured.append(args[0])))
+        for name in ("ln_2", "post_attention_layernorm", "final_layer_norm"):  # OPT: the last
+            if hasattr(block, name):
+                norm = getattr(block, name)
+                break
+        # OPT's MLP runs on the stream flattened to [batch * t, d].
+        handles.append(norm.register_forward_hook(
+            lambda m, args, out: captured.append(args[0].reshape(*ids.shape, -1))))
     with torch.no_grad():
         model(input_ids=ids, attention_mask=mask)
     for h in handles:

@@ -140,13 +140,31 @@ def reference(model, ids, mask, num_layers, d_model):
     return out
 
 
+def blocks_of(model):
+    base = model.base_model
+    if hasattr(base, "h"):
+        return base.h
+    return base.decoder.layers if hasattr(base, "decoder") else base.layers
+
+
 def tensors_of(model, ids, mask, num_layers, layer, vector, targets):
     out = {}
+    # OPT's last hidden state is after project_out; the stream after the final norm is lensd's.
+    decoder = getattr(model.base_model, "decoder", None)
+    final_norm = []
+    handle = None
+    if decoder is not None and decoder.project_out is not None:
+        handle = decoder.final_layer_norm.register_forward_hook(
+            lambda module, args, output: final_norm.append(output))
     with torch.no_grad():
         res = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    if handle is not None:
+        handle.remove()
     out["logits_fp32"] = res.logits.float()
     for i, h in enumerate(res.hidden_states):
         out[f"hidden_{i}_fp32"] = h.float()
+    if final_norm:
+        out[f"hidden_{num_layers}_fp32"] = final_norm[0].float()
 
     # Gradients of sum_row log p(target_row | last real token of row) w.r.t. each hidden state.
     embeds = model.get_input_embeddings()(ids).detach().requires_grad_(True)
@@ -160,7 +178,7 @@ def tensors_of(model, ids, mask, num_layers, layer, vector, targets):
         out[f"grad_{i}"] = res.hidden_states[i].grad.float()
 
     # Steering: add a vector to the input of one block.
-    blocks = model.base_model.h if hasattr(model.base_model, "h") else model.base_model.layers
+    blocks = blocks_of(model)
     # Every architecture here passes hidden_states to its blocks positionally.
     handle = blocks[layer].register_forward_pre_hook(
         lambda module, args: (args[0] + vector,) + tuple(args[1:]))
