@@ -9,9 +9,9 @@ namespace {
 
 const std::vector<Architecture>& Registry() {
   static const auto* registry = new std::vector<Architecture>{
-      Gpt2Architecture(),    GptNeoxArchitecture(), LlamaArchitecture(),
-      MistralArchitecture(), Qwen2Architecture(),   Qwen3Architecture(),
-      GemmaArchitecture(),   OptArchitecture(),     GptNeoArchitecture(),
+      Gpt2Architecture(),   GptNeoxArchitecture(), LlamaArchitecture(), MistralArchitecture(),
+      Qwen2Architecture(),  Qwen3Architecture(),   GemmaArchitecture(), OptArchitecture(),
+      GptNeoArchitecture(), GptjArchitecture(),    BloomArchitecture(),
   };
   return *registry;
 }

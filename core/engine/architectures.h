@@ -37,6 +37,8 @@ Architecture Qwen3Architecture();
 Architecture GemmaArchitecture();
 Architecture OptArchitecture();
 Architecture GptNeoArchitecture();
+Architecture GptjArchitecture();
+Architecture BloomArchitecture();
 
 // nullptr when model_type is not supported.
 const Architecture* FindArchitecture(absl::string_view model_type);

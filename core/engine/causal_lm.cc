@@ -16,11 +16,12 @@
 namespace lensd::engine {
 
 CausalLm::CausalLm(ModelConfig config, int64_t parameter_bytes, NormWeights final_norm,
-                   at::Tensor unembed)
+                   at::Tensor unembed, at::Tensor unembed_bias)
     : config_(std::move(config)),
       parameter_bytes_(parameter_bytes),
       final_norm_(std::move(final_norm)),
-      unembed_(std::move(unembed)) {}
+      unembed_(std::move(unembed)),
+      unembed_bias_(std::move(unembed_bias)) {}
 
 at::Tensor CausalLm::FinalNorm(const at::Tensor& x, ForwardContext& ctx) const {
   return Norm(x, final_norm_, HookKind::kLnFinalScale, HookKind::kLnFinalNormalized, -1, ctx);
@@ -132,7 +133,7 @@ ForwardResult CausalLm::Run(const ForwardRequest& request, Hooks* hooks, KvCache
   }
   at::Tensor normed = FinalNorm(x, ctx);
   normed = ctx.Hook(HookKind::kUnembedIn, -1, normed);
-  result.logits = at::linear(normed, unembed_);
+  result.logits = Unembed(normed);
   if (request.logits == LogitsMode::kLast) result.logits = result.logits.squeeze(1);
   return result;
 }
@@ -159,7 +160,7 @@ absl::StatusOr<at::Tensor> CausalLm::FinalNormAndUnembed(const at::Tensor& resid
               absl::StrCat("residual vectors must have d_model = ", config_.d_model, " entries"));
         }
         ForwardContext ctx(config_, nullptr, nullptr, at::Tensor(), at::Tensor(), dtype());
-        return at::linear(FinalNorm(residual.to(device(), dtype()), ctx), unembed_);
+        return Unembed(FinalNorm(residual.to(device(), dtype()), ctx));
       });
 }
 
@@ -174,7 +175,7 @@ absl::StatusOr<at::Tensor> CausalLm::FrozenFinalNormAndUnembed(
         Hooks hooks(config_.num_layers);
         hooks.Overwrite({HookKind::kLnFinalScale, -1}, frozen_scale);
         ForwardContext ctx(config_, &hooks, nullptr, at::Tensor(), at::Tensor(), dtype());
-        return at::linear(FinalNorm(residual.to(device(), dtype()), ctx), unembed_);
+        return Unembed(FinalNorm(residual.to(device(), dtype()), ctx));
       });
 }
 

@@ -75,9 +75,11 @@ class CausalLm {
                                                        const at::Tensor& frozen_scale) const;
 
  protected:
-  // `final_norm` and `unembed` ([vocab, d_model], no bias) are the model's last norm and output
-  // embedding; the model's dtype and device are the unembedding's.
-  CausalLm(ModelConfig config, int64_t parameter_bytes, NormWeights final_norm, at::Tensor unembed);
+  // `final_norm` and `unembed` ([vocab, d_model]) are the model's last norm and output
+  // embedding, `unembed_bias` ([vocab], GPT-J's) its bias or undefined; the model's dtype and
+  // device are the unembedding's.
+  CausalLm(ModelConfig config, int64_t parameter_bytes, NormWeights final_norm, at::Tensor unembed,
+           at::Tensor unembed_bias = at::Tensor());
 
   // The stream entering block 0 (embeddings, positions); runs hook_embed and hook_pos_embed.
   virtual at::Tensor Embed(const at::Tensor& tokens, ForwardContext& ctx) const = 0;
@@ -89,11 +91,15 @@ class CausalLm {
   absl::Status Validate(const ForwardRequest& request, const KvCache* cache) const;
   ForwardResult Run(const ForwardRequest& request, Hooks* hooks, KvCache* cache) const;
   at::Tensor FinalNorm(const at::Tensor& x, ForwardContext& ctx) const;
+  at::Tensor Unembed(const at::Tensor& normed) const {
+    return Linear(normed, unembed_, unembed_bias_);
+  }
 
   ModelConfig config_;
   int64_t parameter_bytes_;
   NormWeights final_norm_;
   at::Tensor unembed_;
+  at::Tensor unembed_bias_;
 };
 
 // The values at `points` of one forward of `tokens` [batch, t] under inference mode, in the order

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -53,6 +54,25 @@ at::Tensor InverseFrequencies(const ModelConfig& config, const at::Tensor& seq_l
   return inv_freq;
 }
 
+// ALiBi's slope per head [heads] in float32: powers of 2^(-8 / n) for the largest power of two
+// n <= heads, then odd powers of 2^(-4 / n) for the rest.
+at::Tensor AlibiSlopes(int64_t heads, at::Device device) {
+  const auto options = at::TensorOptions().device(device);
+  const auto closest = static_cast<int64_t>(1) << static_cast<int>(std::floor(std::log2(heads)));
+  const auto base_of = [&](int64_t n) {
+    return at::full({}, std::pow(2.0, -std::pow(2.0, -(std::log2(static_cast<double>(n)) - 3))),
+                    options.dtype(at::kFloat));
+  };
+  at::Tensor slopes =
+      at::pow(base_of(closest), at::arange(1, 1 + closest, options.dtype(at::kInt)));
+  if (closest != heads) {
+    const int64_t remaining = std::min(closest, heads - closest);
+    slopes = at::cat({slopes, at::pow(base_of(2 * closest), at::arange(1, 1 + 2 * remaining, 2,
+                                                                       options.dtype(at::kInt)))});
+  }
+  return slopes;
+}
+
 }  // namespace
 
 ForwardContext::ForwardContext(const ModelConfig& config, Hooks* hooks, KvCache* cache,
@@ -88,6 +108,16 @@ const at::Tensor& ForwardContext::Mask(int64_t window) {
   return masks_.emplace(window, mask.unsqueeze(1)).first->second;
 }
 
+const at::Tensor& ForwardContext::AlibiMask(int64_t window) {
+  auto it = alibi_masks_.find(window);
+  if (it != alibi_masks_.end()) return it->second;
+  const at::Tensor key_positions = cache_ != nullptr ? cache_->key_positions() : positions_;
+  const at::Tensor biases =
+      AlibiSlopes(config_.num_heads, key_positions.device()).view({1, -1, 1, 1}) *
+      key_positions.to(at::kFloat).unsqueeze(1).unsqueeze(1);  // [b, heads, 1, keys]
+  return alibi_masks_.emplace(window, Mask(window) + biases.to(dtype_)).first->second;
+}
+
 const std::pair<at::Tensor, at::Tensor>& ForwardContext::Rotary() {
   if (rotary_.first.defined()) return rotary_;
   // Each row's own length: its largest real position + 1 (padding does not count).
@@ -97,7 +127,9 @@ const std::pair<at::Tensor, at::Tensor>& ForwardContext::Rotary() {
   const at::Tensor inv_freq = InverseFrequencies(config_, seq_lens);  // [b, dim/2]
   const at::Tensor freqs =
       positions_.to(at::kFloat).unsqueeze(-1) * inv_freq.unsqueeze(1);  // [b, t, dim/2]
-  const at::Tensor angles = at::cat({freqs, freqs}, -1).unsqueeze(2);   // [b, t, 1, dim]
+  const at::Tensor angles =                                             // [b, t, 1, dim]
+      (config_.rope.interleaved ? freqs.repeat_interleave(2, -1) : at::cat({freqs, freqs}, -1))
+          .unsqueeze(2);
   rotary_ = {angles.cos().to(dtype_), angles.sin().to(dtype_)};
   return rotary_;
 }

@@ -39,6 +39,10 @@ class ForwardContext {
   // (a real key, not after the query, within `window` positions if window > 0), else the dtype's
   // lowest value.
   const at::Tensor& Mask(int64_t window);
+  // Mask(window) plus ALiBi's biases, [batch, heads, t, keys]: head h adds slope_h * the key's
+  // position (BLOOM's form: a per-query constant away from -slope_h * distance, which softmax
+  // ignores), the slopes as transformers' _get_alibi_slopes computes them in float32.
+  const at::Tensor& AlibiMask(int64_t window);
   // cos and sin [batch, t, 1, rotary_dim] for this call's positions, in the compute dtype.
   const std::pair<at::Tensor, at::Tensor>& Rotary();
 
@@ -50,6 +54,7 @@ class ForwardContext {
   at::Tensor positions_;
   at::ScalarType dtype_;
   std::map<int64_t, at::Tensor> masks_;
+  std::map<int64_t, at::Tensor> alibi_masks_;
   std::pair<at::Tensor, at::Tensor> rotary_;
 };
 

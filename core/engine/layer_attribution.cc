@@ -58,6 +58,14 @@ absl::StatusOr<LayerAttributionOutput> AttributeLayers(const CausalLm& model,
                                                        const Interventions* edits) {
   const ModelConfig& config = model.config();
   LENSD_RETURN_IF_ERROR(Validate(spec, config.vocab_size));
+  if (config.residual_after_norm && spec.mode == LayerAttributionMode::kDirectLogit) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "mode: direct logit attribution needs a residual stream that is the sum of the embedding "
+        "and the blocks' outputs; this ",
+        config.model_type,
+        " model takes each residual after its norm (apply_residual_connection_post_layernorm), so "
+        "use the logit-lens modes"));
+  }
   return CatchTorch("layer attribution", [&]() -> absl::StatusOr<LayerAttributionOutput> {
     c10::InferenceMode inference;
     const int64_t layers = config.num_layers;

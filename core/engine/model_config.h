@@ -28,6 +28,9 @@ struct RopeConfig {
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
   int64_t original_max_positions = 0;
+  // GPT-J's layout: dimensions 2i and 2i + 1 rotate together ("rotate_every_two"); otherwise i
+  // pairs with i + rotary_dim / 2 ("rotate_half").
+  bool interleaved = false;
 };
 
 struct ModelConfig {
@@ -46,6 +49,9 @@ struct ModelConfig {
   std::string activation;          // Hugging Face ACT2FN name, e.g. "gelu_new", "silu"
   bool gated_mlp = false;          // down(act(gate(x)) * up(x))
   bool parallel_residual = false;  // x + attn(ln1(x)) + mlp(ln2(x))
+  // BLOOM's apply_residual_connection_post_layernorm: each residual is taken after the norm,
+  // ln1(x) + attn(ln1(x)), then ln2(mid) + mlp(ln2(mid)).
+  bool residual_after_norm = false;
   bool tied_embeddings = false;
   bool qkv_bias = false;
   bool attn_out_bias = false;
@@ -54,8 +60,9 @@ struct ModelConfig {
   bool absolute_positions = false;  // learned position embedding added to the tokens' (GPT-2)
   bool rotary = false;
   RopeConfig rope;
-  double embedding_scale = 1.0;                  // Gemma multiplies embeddings by sqrt(d_model)
-  double attention_scale = 0.0;                  // multiplies q.k; 0 means 1/sqrt(head_dim)
+  bool alibi = false;            // BLOOM: per-head linear biases on the keys' positions, no rotary
+  double embedding_scale = 1.0;  // Gemma multiplies embeddings by sqrt(d_model)
+  double attention_scale = 0.0;  // multiplies q.k; 0 means 1/sqrt(head_dim)
   bool scale_attn_by_inverse_layer_idx = false;  // GPT-2 option: also divide by layer + 1
   int64_t sliding_window = 0;  // 0: full attention; else keys with q_pos - k_pos < window
   // Per layer, whether it attends through the window (config.json's layer_types, or derived from

@@ -47,6 +47,17 @@ absl::StatusOr<ParsedConfig> Parse(const std::string& model_dir) {
                             "model_type \"", *model_type, "\" is not supported; lensd serves ",
                             SupportedModelTypes())));
   }
+  // Options that change what the weights mean, which no family implements.
+  for (const char* option : {"quantization_config", "compression_config"}) {
+    const auto it = json->find(option);
+    if (it != json->end() && !it->is_null()) {
+      return InFile(path, absl::InvalidArgumentError(absl::StrCat(
+                              option,
+                              ": quantized or compressed checkpoints are not supported; "
+                              "give lensd the unquantized float16, bfloat16 or float32 "
+                              "weights")));
+    }
+  }
   auto config = architecture->parse_config(*json);
   if (!config.ok()) return InFile(path, config.status());
   auto dtype = json_fields::OptionalString(*json, "torch_dtype", "");

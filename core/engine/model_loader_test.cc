@@ -151,6 +151,21 @@ TEST(ModelLoader, UnimplementedOptionsOfServedFamiliesAreRefusedByName) {
   WriteText(dir + "/config.json", neo.dump());
   EXPECT_THAT(LoadStatus(dir).message(),
               HasSubstr("\"sparse\" is neither \"global\" nor \"local\""));
+  nlohmann::json gptj = {{"model_type", "gptj"}, {"vocab_size", 16}, {"n_embd", 8},
+                         {"n_layer", 1},         {"n_head", 2},      {"rotary_dim", nullptr}};
+  WriteText(dir + "/config.json", gptj.dump());
+  EXPECT_THAT(LoadStatus(dir).message(), HasSubstr("rotary_dim: null"));
+  gptj["rotary_dim"] = 6;  // past the head's 4 dimensions
+  WriteText(dir + "/config.json", gptj.dump());
+  EXPECT_THAT(LoadStatus(dir).message(), HasSubstr("rotary_dim: 6 must be even and in 2..4"));
+  // Quantized checkpoints are refused by the option's name whatever the family.
+  gptj["rotary_dim"] = 4;
+  gptj["quantization_config"] = {{"quant_method", "bitsandbytes"}, {"load_in_4bit", true}};
+  WriteText(dir + "/config.json", gptj.dump());
+  EXPECT_THAT(LoadStatus(dir).message(),
+              AllOf(HasSubstr("quantization_config: quantized or compressed checkpoints are not "
+                              "supported"),
+                    HasSubstr("config.json")));
 }
 
 TEST(ModelLoader, DtypeAndDeviceOptionsAreChecked) {

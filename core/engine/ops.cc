@@ -4,6 +4,7 @@
 #include <torch/version.h>
 
 #include <cmath>
+#include <vector>
 
 namespace lensd::engine {
 
@@ -70,6 +71,21 @@ at::Tensor ApplyRotary(const at::Tensor& x, const std::pair<at::Tensor, at::Tens
   return at::cat({out, x.narrow(-1, rotary_dim, head_dim - rotary_dim)}, -1);
 }
 
+at::Tensor ApplyInterleavedRotary(const at::Tensor& x,
+                                  const std::pair<at::Tensor, at::Tensor>& cos_sin,
+                                  int64_t rotary_dim) {
+  const int64_t head_dim = x.size(-1);
+  const at::Tensor rot = rotary_dim == head_dim ? x : x.narrow(-1, 0, rotary_dim);
+  std::vector<int64_t> pairs = rot.sizes().vec();
+  pairs.back() = rotary_dim / 2;
+  pairs.push_back(2);
+  const at::Tensor split = rot.reshape(pairs);
+  const at::Tensor rotated = at::stack({-split.select(-1, 1), split.select(-1, 0)}, -1).flatten(-2);
+  at::Tensor out = rot * cos_sin.first + rotated * cos_sin.second;
+  if (rotary_dim == head_dim) return out;
+  return at::cat({out, x.narrow(-1, rotary_dim, head_dim - rotary_dim)}, -1);
+}
+
 at::Tensor Attend(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
                   int64_t layer, const AttentionOptions& options, ForwardContext& ctx) {
   const at::Tensor q = q_in.transpose(1, 2);  // [b, heads, t, d_head]
@@ -81,7 +97,7 @@ at::Tensor Attend(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tens
     k = k.repeat_interleave(groups, 1);
     v = v.repeat_interleave(groups, 1);
   }
-  const at::Tensor& mask = ctx.Mask(options.window);
+  const at::Tensor& mask = options.alibi ? ctx.AlibiMask(options.window) : ctx.Mask(options.window);
   const bool observed =
       ctx.Wants(HookKind::kAttnScores, layer) || ctx.Wants(HookKind::kAttnPattern, layer);
   if (!observed) {

@@ -37,10 +37,17 @@ at::Tensor Norm(const at::Tensor& x, const NormWeights& w, HookKind scale, HookK
 at::Tensor ApplyRotary(const at::Tensor& x, const std::pair<at::Tensor, at::Tensor>& cos_sin,
                        int64_t rotary_dim);
 
+// The same for RopeConfig::interleaved (GPT-J: 2i pairs with 2i + 1), given cos and sin laid
+// out to match (ForwardContext::Rotary does).
+at::Tensor ApplyInterleavedRotary(const at::Tensor& x,
+                                  const std::pair<at::Tensor, at::Tensor>& cos_sin,
+                                  int64_t rotary_dim);
+
 struct AttentionOptions {
   double scale;             // multiplies q.k
   int64_t window = 0;       // sliding window in positions, 0 for full attention
   bool softmax_in_float32;  // Llama family upcasts; GPT-2 and NeoX stay in the model dtype
+  bool alibi = false;       // add ForwardContext::Alibi() to the scores (BLOOM)
 };
 
 // Causal attention of this call's q [b, t, heads, d_head] over the cached and new k, v

@@ -143,7 +143,8 @@ def main():
                                         output_hidden_states=True).hidden_states))
             t["tuned_layer_logits"] = torch.stack([lens.forward(hidden[i], i) for i in range(L)])
             t["logit_layer_logits"] = torch.stack([logit.forward(hidden[i], i) for i in range(L)])
-            if not getattr(cfg, "use_parallel_residual", False):
+            # GPT-J's attention and MLP read the same norm: no resid_mid.
+            if not getattr(cfg, "use_parallel_residual", cfg.model_type == "gptj"):
                 mids = alone.per_request(model, batch_ids, batch_mask,
                                          lambda i, m: mid_streams(model, i, m))
                 t["mid_layer_logits"] = torch.stack([lens.forward(mids[i], i) for i in range(L)])

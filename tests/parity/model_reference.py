@@ -27,8 +27,9 @@ import os
 import alone
 import torch
 from safetensors.torch import save_file
-from transformers import (GemmaConfig, GPT2Config, GPTNeoXConfig, LlamaConfig, MistralConfig,
-                          GPTNeoConfig, OPTConfig, Qwen2Config, Qwen3Config, AutoModelForCausalLM)
+from transformers import (BloomConfig, GemmaConfig, GPT2Config, GPTJConfig, GPTNeoXConfig,
+                          LlamaConfig, MistralConfig, GPTNeoConfig, OPTConfig, Qwen2Config,
+                          Qwen3Config, AutoModelForCausalLM)
 
 LENGTHS = [12, 7, 3]
 VOCAB = 320
@@ -95,6 +96,22 @@ def configs():
                                 attention_types=[[["global", "local", "local"], 1]],
                                 initializer_range=0.1, embed_dropout=0.0, attention_dropout=0.0,
                                 resid_dropout=0.0),
+        # GPT-J: interleaved rotary on 8 of each head's 16 dimensions, parallel attention and MLP
+        # from one norm, lm_head with a bias; then the rotary over whole heads, a tied head.
+        "gptj": GPTJConfig(vocab_size=VOCAB, n_embd=64, n_layer=3, n_head=4, rotary_dim=8,
+                           n_inner=96, n_positions=64, initializer_range=0.1, resid_pdrop=0,
+                           embd_pdrop=0, attn_pdrop=0),
+        "gptj_full_rotary_tied": GPTJConfig(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=2,
+                                            rotary_dim=16, n_positions=64, initializer_range=0.1,
+                                            tie_word_embeddings=True, activation_function="gelu",
+                                            resid_pdrop=0, embd_pdrop=0, attn_pdrop=0),
+        # BLOOM: ALiBi with 6 heads (slopes past the largest power of two), the embedding
+        # LayerNorm; then residuals taken after each norm and an untied head.
+        "bloom": BloomConfig(vocab_size=VOCAB, hidden_size=48, n_layer=3, n_head=6,
+                             initializer_range=0.1),
+        "bloom_residual_after_norm": BloomConfig(
+            vocab_size=VOCAB, hidden_size=32, n_layer=2, n_head=4, initializer_range=0.1,
+            apply_residual_connection_post_layernorm=True, tie_word_embeddings=False),
     }
 
 

@@ -10,7 +10,9 @@
 #include <map>
 #include <string>
 
+#include "core/engine/model_loader.h"
 #include "core/engine/sae.h"
+#include "core/engine/served_saes.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -87,6 +89,43 @@ std::string EditedCopy(const std::string& from, const std::string& to,
   edit(cfg);
   std::ofstream(dir + "/cfg.json") << cfg.dump();
   return dir;
+}
+
+// SAEs attached to models of the newer families (BLOOM, GPT-J): the served model's EncodeSae of
+// the case's tokens gives, at every position, the features SAELens's encode gives for the
+// activation transformers computes at the SAE's hook point.
+TEST(SaeOnModel, EncodeThroughTheModelMatchesTheLibraryOnItsActivations) {
+  int cases = 0;
+  for (const auto& entry : Entries()) {
+    if (!entry.contains("model")) continue;
+    ++cases;
+    const std::string name = entry["name"];
+    auto model = LoadModel(entry["model"].get<std::string>(), {"float32", "cpu"});
+    ASSERT_TRUE(model.ok()) << name << ": " << model.status();
+    ServedSaes saes(**model);
+    auto loaded = saes.Load(name, CaseDir(name), {});
+    ASSERT_TRUE(loaded.ok()) << name << ": " << loaded.status();
+    EncodeSaeSpec spec;
+    spec.tokens = entry["tokens"].get<std::vector<int64_t>>();
+    spec.top_k = 0;  // every active feature
+    auto encodings = saes.Encode(spec);
+    ASSERT_TRUE(encodings.ok()) << name << ": " << encodings.status();
+    ASSERT_EQ(encodings->size(), 1u);
+    const SaeEncoding& e = (*encodings)[0];
+    const at::Tensor expected =
+        lensd::testing::ReadReference(CaseDir(name) + "/reference.safetensors")
+            .at("features")[0];  // [t, d_sae]
+    at::Tensor got = at::zeros_like(expected);
+    for (int64_t p = 0; p + 1 < static_cast<int64_t>(e.offsets.size()); ++p) {
+      for (int64_t i = e.offsets[p]; i < e.offsets[p + 1]; ++i) {
+        got[p][e.indices[i]] = e.values[i];
+      }
+    }
+    EXPECT_EQ(static_cast<int64_t>(e.offsets.size()), expected.size(0) + 1) << name;
+    EXPECT_LT((got - expected).abs().max().item<double>(), kTolerance) << name;
+    EXPECT_TRUE(got.ne(0).equal(expected.ne(0))) << name;
+  }
+  EXPECT_EQ(cases, 2) << "sae_reference.py writes a BLOOM and a GPT-J case";
 }
 
 TEST(SaeLoad, UnknownArchitectureNamesTheFileAndTheChoices) {

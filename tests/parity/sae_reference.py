@@ -21,6 +21,7 @@ from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
 from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
 from sparsify.config import SparseCoderConfig
 from sparsify.sparse_coder import SparseCoder
+from transformers import AutoModelForCausalLM, BloomConfig, GPTJConfig
 
 D_IN, D_SAE = 16, 64
 
@@ -108,6 +109,43 @@ def demo_case(out, source, seed):
             "active": int((features != 0).sum())}
 
 
+def model_case(out, name, config, hook_name, capture, seed):
+    """An SAE on a small random model that transformers writes (families added after GPT-2):
+    reference features are SAELens's encode of the activation at hook_name, captured from
+    transformers' own forward by `capture(model, ids)`; the C++ test reads them through the
+    served model (ServedSaes::Encode)."""
+    folder = os.path.join(out, name)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
+    model.save_pretrained(os.path.join(folder, "model"))
+    sae = StandardSAE(StandardSAEConfig(d_in=D_IN, d_sae=D_SAE))
+    randomize(sae, seed)
+    sae.cfg.metadata.hook_name = hook_name
+    sae.save_model(folder)
+    loaded = SAE.load_from_disk(folder)
+    assert loaded.cfg.metadata.hook_name == hook_name
+    g = torch.Generator().manual_seed(seed + 1)
+    ids = torch.randint(0, config.vocab_size, (1, 9), generator=g)
+    with torch.no_grad():
+        x = capture(model, ids)
+        features = loaded.encode(x)
+        reconstruction = loaded.decode(features)
+    write_reference(folder, x, features, reconstruction)
+    return {"name": name, "dir": folder, "format": "saelens", "model": os.path.join(folder, "model"),
+            "tokens": ids[0].tolist(), "active": int((features != 0).sum())}
+
+
+def mlp_output(block):
+    def capture(model, ids):
+        seen = []
+        handle = model.base_model.h[block].mlp.register_forward_hook(
+            lambda m, args, output: seen.append(output))
+        model(input_ids=ids)
+        handle.remove()
+        return seen[0]
+    return capture
+
+
 def pre_6_cfg(cfg):
     """The flat keys SAELens wrote before 6.0 (jbloom's GPT-2 SAEs look like this)."""
     return {"d_in": cfg["d_in"], "d_sae": cfg["d_sae"], "hook_point": "blocks.1.hook_resid_pre",
@@ -146,6 +184,15 @@ def main():
         sparsify_case(args.out, "sparsify_skip", SparseCoderConfig(
             num_latents=D_SAE, k=6, skip_connection=True), 120),
         demo_case(args.out, args.demo_sae, 130),
+        # On BLOOM's stream entering block 1 (hidden_states[1]) and GPT-J's MLP output of block 1.
+        model_case(args.out, "bloom_resid_pre1", BloomConfig(
+            vocab_size=64, hidden_size=D_IN, n_layer=2, n_head=4, initializer_range=0.2),
+            "blocks.1.hook_resid_pre",
+            lambda model, ids: model(input_ids=ids, output_hidden_states=True).hidden_states[1],
+            140),
+        model_case(args.out, "gptj_mlp_out1", GPTJConfig(
+            vocab_size=64, n_embd=D_IN, n_layer=2, n_head=2, rotary_dim=4, n_positions=32,
+            initializer_range=0.2), "blocks.1.hook_mlp_out", mlp_output(1), 150),
     ]
     with open(os.path.join(args.out, "manifest.json"), "w") as f:
         json.dump(cases, f, indent=1)

@@ -70,7 +70,7 @@ TEST_P(TokenizerParity, MatchesTokenizersLibrary) {
 
 INSTANTIATE_TEST_SUITE_P(Families, TokenizerParity,
                          testing::Values("gpt2", "neox", "llama3", "qwen2", "llama2", "mistral",
-                                         "gemma", "kjv_gpt2"),
+                                         "gemma", "opt", "bloom", "kjv_gpt2"),
                          [](const testing::TestParamInfo<std::string>& info) {
                            return info.param;
                          });
