@@ -44,6 +44,12 @@ bool Has(const nlohmann::json& object, absl::string_view key) {
   return Find(object, key) != nullptr;
 }
 
+bool IsNull(const nlohmann::json& object, absl::string_view key) {
+  if (!object.is_object()) return false;
+  const auto it = object.find(std::string(key));
+  return it != object.end() && it->is_null();
+}
+
 absl::StatusOr<std::string> String(const nlohmann::json& object, absl::string_view key,
                                    absl::string_view where) {
   const nlohmann::json* value = Find(object, key);

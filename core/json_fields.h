@@ -20,6 +20,8 @@ absl::StatusOr<nlohmann::json> Parse(absl::string_view text);
 
 // True when `key` is present and not null.
 bool Has(const nlohmann::json& object, absl::string_view key);
+// True when `key` is present with the value null (configs that say "none" this way).
+bool IsNull(const nlohmann::json& object, absl::string_view key);
 
 absl::StatusOr<std::string> String(const nlohmann::json& object, absl::string_view key,
                                    absl::string_view where);

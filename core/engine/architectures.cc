@@ -11,7 +11,7 @@ const std::vector<Architecture>& Registry() {
   static const auto* registry = new std::vector<Architecture>{
       Gpt2Architecture(),   GptNeoxArchitecture(), LlamaArchitecture(), MistralArchitecture(),
       Qwen2Architecture(),  Qwen3Architecture(),   GemmaArchitecture(), OptArchitecture(),
-      GptNeoArchitecture(), GptjArchitecture(),    BloomArchitecture(),
+      GptNeoArchitecture(), GptjArchitecture(),    BloomArchitecture(), Gemma2Architecture(),
   };
   return *registry;
 }

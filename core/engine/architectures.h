@@ -35,6 +35,7 @@ Architecture MistralArchitecture();
 Architecture Qwen2Architecture();
 Architecture Qwen3Architecture();
 Architecture GemmaArchitecture();
+Architecture Gemma2Architecture();
 Architecture OptArchitecture();
 Architecture GptNeoArchitecture();
 Architecture GptjArchitecture();

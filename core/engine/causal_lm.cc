@@ -175,8 +175,14 @@ absl::StatusOr<at::Tensor> CausalLm::FrozenFinalNormAndUnembed(
         Hooks hooks(config_.num_layers);
         hooks.Overwrite({HookKind::kLnFinalScale, -1}, frozen_scale);
         ForwardContext ctx(config_, &hooks, nullptr, at::Tensor(), at::Tensor(), dtype());
-        return Unembed(FinalNorm(residual.to(device(), dtype()), ctx));
+        return Unembed(FinalNorm(residual.to(device(), dtype()), ctx), false);
       });
+}
+
+at::Tensor CausalLm::SoftCap(const at::Tensor& logits) const {
+  const double cap = config_.final_softcap;
+  if (cap <= 0.0) return logits;
+  return at::tanh(logits / cap) * cap;
 }
 
 absl::StatusOr<std::vector<at::Tensor>> CaptureHookPoints(const CausalLm& model,

@@ -66,13 +66,18 @@ class CausalLm {
                                         KvCache* cache = nullptr) const;
 
   // The model's final norm and unembedding applied to residual vectors [..., d_model], giving
-  // logits [..., vocab] in the model dtype: the logit lens.
+  // logits [..., vocab] in the model dtype, soft-capped where the model caps its logits (Gemma 2):
+  // the logit lens.
   absl::StatusOr<at::Tensor> FinalNormAndUnembed(const at::Tensor& residual) const;
   // The same with the final norm's scale (LayerNorm's sigma, RMSNorm's rho) fixed to
   // `frozen_scale` [..., 1] (ln_final.hook_scale of a real forward) instead of recomputed:
-  // affine in `residual`, so per-component logits add up (attribution.md §4.2).
+  // affine in `residual`, so per-component logits add up (attribution.md §4.2). Never soft-capped
+  // (the cap is not affine): direct logit attribution splits the logit before the cap, as
+  // TransformerLens's logit attributions do; SoftCap applies it.
   absl::StatusOr<at::Tensor> FrozenFinalNormAndUnembed(const at::Tensor& residual,
                                                        const at::Tensor& frozen_scale) const;
+  // config().final_softcap * tanh(logits / final_softcap), or `logits` when the model has no cap.
+  at::Tensor SoftCap(const at::Tensor& logits) const;
 
  protected:
   // `final_norm` and `unembed` ([vocab, d_model]) are the model's last norm and output
@@ -91,8 +96,10 @@ class CausalLm {
   absl::Status Validate(const ForwardRequest& request, const KvCache* cache) const;
   ForwardResult Run(const ForwardRequest& request, Hooks* hooks, KvCache* cache) const;
   at::Tensor FinalNorm(const at::Tensor& x, ForwardContext& ctx) const;
-  at::Tensor Unembed(const at::Tensor& normed) const {
-    return Linear(normed, unembed_, unembed_bias_);
+  // Capped unless `capped` is false.
+  at::Tensor Unembed(const at::Tensor& normed, bool capped = true) const {
+    const at::Tensor logits = Linear(normed, unembed_, unembed_bias_);
+    return capped ? SoftCap(logits) : logits;
   }
 
   ModelConfig config_;

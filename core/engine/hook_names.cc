@@ -13,12 +13,34 @@ namespace lensd::engine {
 namespace {
 
 constexpr std::array<const char*, kNumGlobalHooks + kNumBlockHooks> kSuffixes = {
-    "hook_embed",      "hook_pos_embed",        "ln_final.hook_scale", "ln_final.hook_normalized",
-    "unembed.hook_in", "hook_resid_pre",        "ln1.hook_scale",      "ln1.hook_normalized",
-    "attn.hook_q",     "attn.hook_k",           "attn.hook_v",         "attn.hook_rot_q",
-    "attn.hook_rot_k", "attn.hook_attn_scores", "attn.hook_pattern",   "attn.hook_z",
-    "hook_attn_out",   "hook_resid_mid",        "ln2.hook_scale",      "ln2.hook_normalized",
-    "mlp.hook_pre",    "mlp.hook_pre_linear",   "mlp.hook_post",       "hook_mlp_out",
+    "hook_embed",
+    "hook_pos_embed",
+    "ln_final.hook_scale",
+    "ln_final.hook_normalized",
+    "unembed.hook_in",
+    "hook_resid_pre",
+    "ln1.hook_scale",
+    "ln1.hook_normalized",
+    "attn.hook_q",
+    "attn.hook_k",
+    "attn.hook_v",
+    "attn.hook_rot_q",
+    "attn.hook_rot_k",
+    "attn.hook_attn_scores",
+    "attn.hook_pattern",
+    "attn.hook_z",
+    "ln1_post.hook_scale",
+    "ln1_post.hook_normalized",
+    "hook_attn_out",
+    "hook_resid_mid",
+    "ln2.hook_scale",
+    "ln2.hook_normalized",
+    "mlp.hook_pre",
+    "mlp.hook_pre_linear",
+    "mlp.hook_post",
+    "ln2_post.hook_scale",
+    "ln2_post.hook_normalized",
+    "hook_mlp_out",
     "hook_resid_post",
 };
 
@@ -41,6 +63,11 @@ bool HasHook(HookKind kind, const ModelConfig& config) {
       return !config.parallel_residual;
     case HookKind::kMlpPreLinear:
       return config.gated_mlp;
+    case HookKind::kLn1PostScale:
+    case HookKind::kLn1PostNormalized:
+    case HookKind::kLn2PostScale:
+    case HookKind::kLn2PostNormalized:
+      return config.post_norms;
     default:
       return true;
   }
@@ -109,6 +136,8 @@ HookShape HookShapeOf(HookPoint point, const ModelConfig& c) {
     case HookKind::kLnFinalScale:
     case HookKind::kLn1Scale:
     case HookKind::kLn2Scale:
+    case HookKind::kLn1PostScale:
+    case HookKind::kLn2PostScale:
       return {1, false};
     case HookKind::kAttnQ:
     case HookKind::kAttnRotQ:

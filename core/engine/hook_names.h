@@ -6,9 +6,12 @@
 // Per block i, "blocks.{i}." + hook_resid_pre, ln1.hook_scale, ln1.hook_normalized, attn.hook_q,
 // attn.hook_k, attn.hook_v [b,p,heads,d_head] (k, v with the key/value heads), attn.hook_rot_q,
 // attn.hook_rot_k (rotary models), attn.hook_attn_scores, attn.hook_pattern [b,heads,q,k],
-// attn.hook_z [b,p,heads,d_head], hook_attn_out, hook_resid_mid (not for parallel residual),
+// attn.hook_z [b,p,heads,d_head], ln1_post.hook_scale, ln1_post.hook_normalized (Gemma 2's norm of
+// the attention output), hook_attn_out, hook_resid_mid (not for parallel residual),
 // ln2.hook_scale, ln2.hook_normalized, mlp.hook_pre, mlp.hook_pre_linear (gated MLPs),
-// mlp.hook_post [b,p,d_mlp], hook_mlp_out, hook_resid_post.
+// mlp.hook_post [b,p,d_mlp], ln2_post.hook_scale, ln2_post.hook_normalized (Gemma 2),
+// hook_mlp_out, hook_resid_post. hook_attn_out and hook_mlp_out are what is added to the
+// residual, after the post-norms where a model has them (as TransformerLens places them).
 #ifndef LENSD_CORE_ENGINE_HOOK_NAMES_H_
 #define LENSD_CORE_ENGINE_HOOK_NAMES_H_
 
@@ -42,6 +45,8 @@ enum class HookKind : uint8_t {
   kAttnScores,
   kAttnPattern,
   kAttnZ,
+  kLn1PostScale,
+  kLn1PostNormalized,
   kAttnOut,
   kResidMid,
   kLn2Scale,
@@ -49,11 +54,13 @@ enum class HookKind : uint8_t {
   kMlpPre,
   kMlpPreLinear,
   kMlpPost,
+  kLn2PostScale,
+  kLn2PostNormalized,
   kMlpOut,
   kResidPost,
 };
 inline constexpr int kNumGlobalHooks = 5;
-inline constexpr int kNumBlockHooks = 20;
+inline constexpr int kNumBlockHooks = 24;
 
 // A capture point; `layer` is -1 for global points.
 struct HookPoint {

@@ -66,6 +66,12 @@ absl::StatusOr<LayerAttributionOutput> AttributeLayers(const CausalLm& model,
         " model takes each residual after its norm (apply_residual_connection_post_layernorm), so "
         "use the logit-lens modes"));
   }
+  if (config.post_norms && spec.per_head && spec.mode == LayerAttributionMode::kDirectLogit) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "per_head: this ", config.model_type,
+        " model normalizes the attention output (ln1_post) before adding it to the residual, so "
+        "the heads' terms would not add up to hook_attn_out; attribute whole attention layers"));
+  }
   return CatchTorch("layer attribution", [&]() -> absl::StatusOr<LayerAttributionOutput> {
     c10::InferenceMode inference;
     const int64_t layers = config.num_layers;
@@ -101,6 +107,13 @@ absl::StatusOr<LayerAttributionOutput> AttributeLayers(const CausalLm& model,
       return v.cpu();
     };
     out.logit = pick(logits.unsqueeze(0))[0].item<double>();
+    const at::Tensor scale = hooks.Captured({HookKind::kLnFinalScale, -1})[0][p];  // [1]
+    if (spec.mode == LayerAttributionMode::kDirectLogit && config.final_softcap > 0.0) {
+      // The terms split the logit before the soft cap (what they sum to), as TransformerLens's.
+      LENSD_ASSIGN_OR_RETURN(const at::Tensor uncapped,
+                             model.FrozenFinalNormAndUnembed(result.residual[0][p], scale));
+      out.logit = pick(uncapped.to(at::kFloat).unsqueeze(0))[0].item<double>();
+    }
     std::vector<at::Tensor> stack;
     for (const auto& [label, point] : parts) {
       if (spec.per_head && point.kind == HookKind::kAttnOut) {
@@ -117,7 +130,6 @@ absl::StatusOr<LayerAttributionOutput> AttributeLayers(const CausalLm& model,
       stack.push_back(hooks.Captured(point)[0][p]);
       out.labels.push_back(label);
     }
-    const at::Tensor scale = hooks.Captured({HookKind::kLnFinalScale, -1})[0][p];  // [1]
     if (spec.mode == LayerAttributionMode::kDirectLogit) {
       const at::Tensor comps = at::stack(stack);
       LENSD_ASSIGN_OR_RETURN(const at::Tensor u, model.FrozenFinalNormAndUnembed(comps, scale));
@@ -134,6 +146,7 @@ absl::StatusOr<LayerAttributionOutput> AttributeLayers(const CausalLm& model,
     at::Tensor u;
     if (spec.mode == LayerAttributionMode::kLogitLensFrozen) {
       LENSD_ASSIGN_OR_RETURN(u, model.FrozenFinalNormAndUnembed(resid, scale));
+      u = model.SoftCap(u);
     } else {
       LENSD_ASSIGN_OR_RETURN(u, model.FinalNormAndUnembed(resid));
     }

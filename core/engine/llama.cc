@@ -21,8 +21,9 @@ namespace {
 
 struct LlamaLayer {
   NormWeights ln1, ln2;
-  at::Tensor q_norm, k_norm;  // [head_dim], with config.qk_norm
-  at::Tensor qkv_w, qkv_b;    // q | k | v stacked: [(heads + 2 kv_heads) * head_dim, d]
+  NormWeights ln1_post, ln2_post;  // with config.post_norms (Gemma 2)
+  at::Tensor q_norm, k_norm;       // [head_dim], with config.qk_norm
+  at::Tensor qkv_w, qkv_b;         // q | k | v stacked: [(heads + 2 kv_heads) * head_dim, d]
   at::Tensor o_w, o_b;
   at::Tensor gate_up_w, gate_up_b;  // gate | up stacked: [2 d_mlp, d]
   at::Tensor down_w, down_b;
@@ -76,9 +77,13 @@ class LlamaStyle : public CausalLm {
         ctx.Hook(HookKind::kAttnRotK, i,
                  ApplyRotary(HeadNorm(k, l.k_norm, c.norm_eps), rotary, c.rope.rotary_dim));
     const int64_t window = c.SlidingAt(i) ? c.sliding_window : 0;
-    const at::Tensor z = Attend(rq, rk, v, i, {c.attention_scale, window, true}, ctx);
-    const at::Tensor attn_out = ctx.Hook(
-        HookKind::kAttnOut, i, Linear(z.reshape({b, t, c.num_heads * c.head_dim}), l.o_w, l.o_b));
+    const at::Tensor z =
+        Attend(rq, rk, v, i, {c.attention_scale, window, true, false, c.attn_softcap}, ctx);
+    at::Tensor attn = Linear(z.reshape({b, t, c.num_heads * c.head_dim}), l.o_w, l.o_b);
+    if (c.post_norms) {
+      attn = Norm(attn, l.ln1_post, HookKind::kLn1PostScale, HookKind::kLn1PostNormalized, i, ctx);
+    }
+    const at::Tensor attn_out = ctx.Hook(HookKind::kAttnOut, i, attn);
     const at::Tensor mid = ctx.Hook(HookKind::kResidMid, i, x + attn_out);
     const at::Tensor h2 = Norm(mid, l.ln2, HookKind::kLn2Scale, HookKind::kLn2Normalized, i, ctx);
     const std::vector<at::Tensor> gate_up = Linear(h2, l.gate_up_w, l.gate_up_b).split(c.d_mlp, -1);
@@ -86,7 +91,11 @@ class LlamaStyle : public CausalLm {
     const at::Tensor pre_linear = ctx.Hook(HookKind::kMlpPreLinear, i, gate_up[1]);
     const at::Tensor post =
         ctx.Hook(HookKind::kMlpPost, i, Activation(c.activation, pre) * pre_linear);
-    return mid + ctx.Hook(HookKind::kMlpOut, i, Linear(post, l.down_w, l.down_b));
+    at::Tensor mlp = Linear(post, l.down_w, l.down_b);
+    if (c.post_norms) {
+      mlp = Norm(mlp, l.ln2_post, HookKind::kLn2PostScale, HookKind::kLn2PostNormalized, i, ctx);
+    }
+    return mid + ctx.Hook(HookKind::kMlpOut, i, mlp);
   }
 
  private:
@@ -190,7 +199,14 @@ absl::StatusOr<std::unique_ptr<CausalLm>> LoadLlamaStyle(const ModelConfig& c, W
     const std::string a = p + "self_attn.", m = p + "mlp.";
     LlamaLayer& l = layers[static_cast<size_t>(i)];
     LENSD_ASSIGN_OR_RETURN(l.ln1.weight, w->Get(p + "input_layernorm.weight", {d}));
-    LENSD_ASSIGN_OR_RETURN(l.ln2.weight, w->Get(p + "post_attention_layernorm.weight", {d}));
+    if (c.post_norms) {  // Gemma 2 names the norm after attention post_attention_layernorm
+      LENSD_ASSIGN_OR_RETURN(l.ln1_post.weight, w->Get(p + "post_attention_layernorm.weight", {d}));
+      LENSD_ASSIGN_OR_RETURN(l.ln2.weight, w->Get(p + "pre_feedforward_layernorm.weight", {d}));
+      LENSD_ASSIGN_OR_RETURN(l.ln2_post.weight,
+                             w->Get(p + "post_feedforward_layernorm.weight", {d}));
+    } else {
+      LENSD_ASSIGN_OR_RETURN(l.ln2.weight, w->Get(p + "post_attention_layernorm.weight", {d}));
+    }
     LENSD_ASSIGN_OR_RETURN(
         l.qkv_w, w->GetStacked({a + "q_proj.weight", a + "k_proj.weight", a + "v_proj.weight"},
                                {{q, d}, {kv, d}, {kv, d}}));

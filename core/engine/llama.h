@@ -1,4 +1,5 @@
-// The Llama-style decoder shared by llama, mistral, qwen2, qwen3 (llama.cc) and gemma (gemma.cc):
+// The Llama-style decoder shared by llama, mistral, qwen2, qwen3 (llama.cc), gemma (gemma.cc) and
+// gemma2 (gemma2.cc, with norms after attention and the MLP and soft-capping):
 // RMS-norm pre-norm blocks, rotary q/k, grouped-query attention, gated MLP, weights named
 // model.layers.{i}.{self_attn,mlp}.*_proj. What differs is read into ModelConfig by each
 // architecture's config parser.

@@ -57,6 +57,13 @@ struct ModelConfig {
   bool attn_out_bias = false;
   bool mlp_bias = false;
   bool qk_norm = false;  // Qwen3: RMSNorm of each head's q and k (over head_dim) before the rotary
+  // Gemma 2: a norm on the attention output and on the MLP output before each is added to the
+  // residual (ln1_post, ln2_post), besides the usual pre-norms.
+  bool post_norms = false;
+  // Gemma 2's soft-capping, cap * tanh(x / cap): of the attention scores before the mask, and of
+  // the final logits; 0 for none.
+  double attn_softcap = 0.0;
+  double final_softcap = 0.0;
   bool absolute_positions = false;  // learned position embedding added to the tokens' (GPT-2)
   bool rotary = false;
   RopeConfig rope;

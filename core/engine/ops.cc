@@ -100,11 +100,13 @@ at::Tensor Attend(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tens
   const at::Tensor& mask = options.alibi ? ctx.AlibiMask(options.window) : ctx.Mask(options.window);
   const bool observed =
       ctx.Wants(HookKind::kAttnScores, layer) || ctx.Wants(HookKind::kAttnPattern, layer);
-  if (!observed) {
+  if (!observed && options.softcap <= 0.0) {
     const at::Tensor z = at::scaled_dot_product_attention(q, k, v, mask, 0.0, false, options.scale);
     return ctx.Hook(HookKind::kAttnZ, layer, z.transpose(1, 2));
   }
-  at::Tensor scores = at::matmul(q, k.transpose(-1, -2)) * options.scale + mask;
+  at::Tensor scores = at::matmul(q, k.transpose(-1, -2)) * options.scale;
+  if (options.softcap > 0.0) scores = at::tanh(scores / options.softcap) * options.softcap;
+  scores = scores + mask;
   scores = ctx.Hook(HookKind::kAttnScores, layer, scores);
   at::Tensor pattern = options.softmax_in_float32
                            ? at::softmax(scores, -1, at::kFloat).to(q.scalar_type())

@@ -48,6 +48,7 @@ struct AttentionOptions {
   int64_t window = 0;       // sliding window in positions, 0 for full attention
   bool softmax_in_float32;  // Llama family upcasts; GPT-2 and NeoX stay in the model dtype
   bool alibi = false;       // add ForwardContext::Alibi() to the scores (BLOOM)
+  double softcap = 0.0;     // > 0: scores become softcap * tanh(scores / softcap) before the mask
 };
 
 // Causal attention of this call's q [b, t, heads, d_head] over the cached and new k, v

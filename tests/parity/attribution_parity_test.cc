@@ -334,6 +334,23 @@ void ExpectLogitLensEndsAtTheLogit(const CausalLm& model, LayerAttributionSpec s
   }
 }
 
+// Under final soft-capping (Gemma 2) the terms sum to the logit before the cap: capped, it is the
+// model's own logit (what the logit lens reports), and the cap bends it (a test that could not
+// tell the two apart would prove nothing).
+void ExpectDlaSplitsTheLogitBeforeTheCap(const CausalLm& model, LayerAttributionSpec spec,
+                                         const std::string& dir) {
+  spec.foil = -1;
+  spec.per_head = false;
+  auto dla = AttributeLayers(model, spec);
+  ASSERT_TRUE(dla.ok()) << dla.status();
+  spec.mode = LayerAttributionMode::kLogitLens;
+  auto lens = AttributeLayers(model, spec);
+  ASSERT_TRUE(lens.ok()) << lens.status();
+  const double cap = model.config().final_softcap;
+  EXPECT_NEAR(cap * std::tanh(dla->logit / cap), lens->logit, 1e-4) << dir;
+  EXPECT_GT(std::abs(dla->logit - lens->logit), 1e-3) << dir;
+}
+
 // DLA on every architecture: the terms and the bias add up to the model's logit, and the logit
 // lens's last entry is the model's own output.
 TEST(LayerAttribution, TermsSumToTheLogitOnEveryArchitecture) {
@@ -362,9 +379,17 @@ TEST(LayerAttribution, TermsSumToTheLogitOnEveryArchitecture) {
     for (const double v : dla->values) sum += v;
     EXPECT_NEAR(sum, dla->logit, 1e-5 * std::max(1.0, std::abs(dla->logit))) << dir;
     EXPECT_EQ(dla->labels.size(), dla->values.size());
+    const ModelConfig& config = (*model)->config();
+    if (config.final_softcap > 0) ExpectDlaSplitsTheLogitBeforeTheCap(**model, spec, dir);
     // Per head: the heads and the output bias of each layer add up to its attention output.
     spec.per_head = true;
     auto heads = AttributeLayers(**model, spec);
+    if (config.post_norms) {  // a norm between the heads' sum and hook_attn_out
+      EXPECT_EQ(heads.status().code(), absl::StatusCode::kFailedPrecondition) << dir;
+      EXPECT_THAT(heads.status().message(), ::testing::HasSubstr("ln1_post"));
+      ExpectLogitLensEndsAtTheLogit(**model, spec, dir);
+      continue;
+    }
     ASSERT_TRUE(heads.ok()) << heads.status();
     const auto h = (*model)->config().num_heads;
     EXPECT_EQ(heads->labels.size(), dla->labels.size() + (*model)->config().num_layers * h);

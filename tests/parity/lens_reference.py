@@ -34,8 +34,10 @@ from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
 from tuned_lens import model_surgery
 from tuned_lens.nn.lenses import LogitLens, TunedLens
+from tuned_lens.nn.unembed import Unembed
 from tuned_lens.plotting import PredictionTrajectory
 from transformers.models.gemma.modeling_gemma import GemmaModel
+from transformers.models.gemma2.modeling_gemma2 import Gemma2Model
 from transformers.models.mistral.modeling_mistral import MistralModel
 from transformers.models.qwen2.modeling_qwen2 import Qwen2Model
 from transformers.models.qwen3.modeling_qwen3 import Qwen3Model
@@ -43,17 +45,40 @@ from transformers.models.qwen3.modeling_qwen3 import Qwen3Model
 # tuned-lens 0.2.0 (the newest release) finds the final norm of GPT-2, GPT-NeoX and Llama only.
 # Its main branch adds Mistral and Gemma (model_surgery.get_final_norm returns base_model.norm,
 # tuned-lens.md section 6) and an open pull request adds Qwen2 the same way; do what they do, and
-# the same for Qwen3 (its final norm is base_model.norm too).
+# the same for Qwen3 and Gemma 2 (their final norm is base_model.norm too).
 _released_get_final_norm = model_surgery.get_final_norm
 
 
 def _get_final_norm(model):
-    if isinstance(model.base_model, (MistralModel, Qwen2Model, Qwen3Model, GemmaModel)):
+    if isinstance(model.base_model, (MistralModel, Qwen2Model, Qwen3Model, GemmaModel,
+                                     Gemma2Model)):
         return model.base_model.norm
     return _released_get_final_norm(model)
 
 
 model_surgery.get_final_norm = _get_final_norm
+
+# No release of tuned-lens knows Gemma 2's final logit soft-capping: its Unembed stops at the
+# unembedding, while the model's own logits (the last layer of every trajectory) are capped. The
+# logit lens decodes each layer as the model decodes its last, so the reference caps too.
+_released_unembed_init = Unembed.__init__
+_released_unembed_forward = Unembed.forward
+
+
+def _unembed_init(self, model):
+    _released_unembed_init(self, model)
+    self.softcap = getattr(model.config, "final_logit_softcapping", None)
+
+
+def _unembed_forward(self, h):
+    logits = _released_unembed_forward(self, h)
+    if self.softcap:
+        logits = torch.tanh(logits / self.softcap) * self.softcap
+    return logits
+
+
+Unembed.__init__ = _unembed_init
+Unembed.forward = _unembed_forward
 
 NEW_TOKENS = 8
 
@@ -75,7 +100,10 @@ def mid_streams(model, ids, mask):
         blocks = base.decoder.layers if hasattr(base, "decoder") else base.layers
     captured, handles = [], []
     for block in blocks:
-        for name in ("ln_2", "post_attention_layernorm", "final_layer_norm"):  # OPT: the last
+        # Gemma 2's post_attention_layernorm normalizes the attention output; its MLP's is
+        # pre_feedforward_layernorm. OPT's is the last.
+        for name in ("ln_2", "pre_feedforward_layernorm", "post_attention_layernorm",
+                     "final_layer_norm"):
             if hasattr(block, name):
                 norm = getattr(block, name)
                 break

@@ -3,7 +3,7 @@
 
 For each small config below (one or more per architecture, covering grouped-query attention,
 untied embeddings, qkv bias, rope scaling, sliding windows, parallel residual, partial rotary,
-q/k norm),
+q/k norm, post-norms and soft-capping),
 writes a random-init model with save_pretrained into <out>/<name>/ and, in <out>/<name>/
 reference.safetensors, from a forward of the same weights on a right-padded batch of prompts of
 different lengths (eager attention):
@@ -27,7 +27,7 @@ import os
 import alone
 import torch
 from safetensors.torch import save_file
-from transformers import (BloomConfig, GemmaConfig, GPT2Config, GPTJConfig, GPTNeoXConfig,
+from transformers import (BloomConfig, GemmaConfig, Gemma2Config, GPT2Config, GPTJConfig, GPTNeoXConfig,
                           LlamaConfig, MistralConfig, GPTNeoConfig, OPTConfig, Qwen2Config,
                           Qwen3Config, AutoModelForCausalLM)
 
@@ -112,6 +112,16 @@ def configs():
         "bloom_residual_after_norm": BloomConfig(
             vocab_size=VOCAB, hidden_size=32, n_layer=2, n_head=4, initializer_range=0.1,
             apply_residual_connection_post_layernorm=True, tie_word_embeddings=False),
+        # Gemma 2: norms after attention and the MLP, caps small enough to bend these logits and
+        # scores, query_pre_attn_scalar apart from head_dim, the default alternation of sliding
+        # (window 4) and global layers; then no caps and a layer_types list of its own.
+        "gemma2": Gemma2Config(**small, num_key_value_heads=2, head_dim=16, sliding_window=4,
+                               query_pre_attn_scalar=24, attn_logit_softcapping=3.0,
+                               final_logit_softcapping=8.0),
+        "gemma2_uncapped_layer_types": Gemma2Config(
+            **small, num_key_value_heads=1, head_dim=32, sliding_window=3,
+            attn_logit_softcapping=None, final_logit_softcapping=None,
+            layer_types=["full_attention", "sliding_attention", "sliding_attention"]),
     }
 
 

@@ -157,7 +157,8 @@ type LayerAttributionMode int32
 const (
 	// logit(target) split into hook_embed, hook_pos_embed, every attn_out and mlp_out, each through
 	// the final norm with its scale frozen from the real forward, plus the norm's bias: the terms
-	// and `bias` sum to the logit exactly.
+	// and `bias` sum to the logit exactly. Where the model soft-caps its logits (Gemma 2), the terms
+	// split the logit before the cap, as TransformerLens's logit attributions do.
 	LayerAttributionMode_LAYER_ATTRIBUTION_MODE_DIRECT_LOGIT LayerAttributionMode = 0
 	// The target's logit read from the residual stream before each block and after the last (the
 	// logit lens), with the final norm recomputed per layer.
@@ -1374,7 +1375,8 @@ type LayerAttributionResponse struct {
 	Values []float64 `protobuf:"fixed64,5,rep,packed,name=values,proto3" json:"values,omitempty"`
 	// The final norm's bias through the unembedding (direct logit attribution; 0 otherwise).
 	Bias float64 `protobuf:"fixed64,6,opt,name=bias,proto3" json:"bias,omitempty"`
-	// The model's own logit (difference) at the position.
+	// The model's own logit (difference) at the position; in direct logit mode on a soft-capped
+	// model, the logit before the cap (what the terms and `bias` sum to).
 	Logit float64 `protobuf:"fixed64,7,opt,name=logit,proto3" json:"logit,omitempty"`
 }
 
