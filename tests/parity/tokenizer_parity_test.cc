@@ -70,7 +70,8 @@ TEST_P(TokenizerParity, MatchesTokenizersLibrary) {
 
 INSTANTIATE_TEST_SUITE_P(Families, TokenizerParity,
                          testing::Values("gpt2", "neox", "llama3", "qwen2", "llama2", "mistral",
-                                         "gemma", "opt", "bloom", "kjv_gpt2"),
+                                         "gemma", "opt", "bloom", "qwen3", "olmo2", "phi3",
+                                         "gemma3", "kjv_gpt2"),
                          [](const testing::TestParamInfo<std::string>& info) {
                            return info.param;
                          });
