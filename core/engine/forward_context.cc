@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 namespace lensd::engine {
 namespace {
@@ -13,10 +14,10 @@ constexpr double kPi = 3.14159265358979323846;
 
 // Inverse frequencies [rows, rotary_dim / 2] in float32, built the way transformers builds them
 // (float32 pow of the base), with the configured scaling. `seq_lens` [rows] is each sequence's
-// max position + 1: dynamic scaling depends on it, so each request of a batch gets the base it
-// would get alone (transformers takes the padded batch's length for every row).
-at::Tensor InverseFrequencies(const ModelConfig& config, const at::Tensor& seq_lens) {
-  const RopeConfig& rope = config.rope;
+// max position + 1: dynamic scaling and longrope depend on it, so each request of a batch gets the
+// frequencies it would get alone (transformers takes the padded batch's length for every row).
+at::Tensor InverseFrequencies(const RopeConfig& rope, int64_t max_positions,
+                              const at::Tensor& seq_lens) {
   const int64_t dim = rope.rotary_dim;
   const at::Tensor exponents =
       at::arange(0, dim, 2, seq_lens.options().dtype(at::kLong)).to(at::kFloat) /
@@ -25,16 +26,24 @@ at::Tensor InverseFrequencies(const ModelConfig& config, const at::Tensor& seq_l
   if (rope.type == "dynamic") {
     // base * (factor * seq_len / max - (factor - 1)) ^ (dim / (dim - 2)) past max_positions; in
     // double, then the float32 pow of the base as transformers does.
-    const at::Tensor len = seq_lens.to(at::kDouble).clamp_min(config.max_positions);
+    const at::Tensor len = seq_lens.to(at::kDouble).clamp_min(max_positions);
     const at::Tensor base =
-        rope.theta * at::pow(rope.factor * len / config.max_positions - (rope.factor - 1.0),
+        rope.theta * at::pow(rope.factor * len / max_positions - (rope.factor - 1.0),
                              static_cast<double>(dim) / static_cast<double>(dim - 2));
     const at::Tensor base_f =
-        at::where(seq_lens > config.max_positions, base, at::full_like(base, rope.theta))
+        at::where(seq_lens > max_positions, base, at::full_like(base, rope.theta))
             .to(at::kFloat)
             .unsqueeze(1);
     inv_freq = 1.0 / at::pow(base_f, exponents.unsqueeze(0));
     return inv_freq;
+  }
+  if (rope.type == "longrope") {
+    const auto factors = [&](const std::vector<double>& f) {
+      return at::tensor(f, exponents.options().dtype(at::kDouble)).to(at::kFloat).unsqueeze(0);
+    };
+    const at::Tensor longer = (seq_lens > rope.original_max_positions).unsqueeze(1);
+    const at::Tensor ext = at::where(longer, factors(rope.long_factor), factors(rope.short_factor));
+    return 1.0 / (ext * at::pow(rope.theta, exponents).unsqueeze(0));
   }
   inv_freq = (1.0 / at::pow(rope.theta, exponents)).unsqueeze(0);
   if (rope.type == "linear") inv_freq = inv_freq / rope.factor;
@@ -118,20 +127,29 @@ const at::Tensor& ForwardContext::AlibiMask(int64_t window) {
   return alibi_masks_.emplace(window, Mask(window) + biases.to(dtype_)).first->second;
 }
 
-const std::pair<at::Tensor, at::Tensor>& ForwardContext::Rotary() {
-  if (rotary_.first.defined()) return rotary_;
+const std::pair<at::Tensor, at::Tensor>& ForwardContext::Rotary(bool local) {
+  local = local && config_.local_rope.has_value();
+  std::pair<at::Tensor, at::Tensor>& cached = local ? local_rotary_ : rotary_;
+  if (cached.first.defined()) return cached;
+  const RopeConfig& rope = local ? *config_.local_rope : config_.rope;
   // Each row's own length: its largest real position + 1 (padding does not count).
   const at::Tensor seq_lens =
       positions_.size(1) > 0 ? at::where(valid_, positions_, at::zeros_like(positions_)).amax(1) + 1
                              : at::ones({positions_.size(0)}, positions_.options());
-  const at::Tensor inv_freq = InverseFrequencies(config_, seq_lens);  // [b, dim/2]
+  const at::Tensor inv_freq =
+      InverseFrequencies(rope, config_.max_positions, seq_lens);  // [b, dim/2]
   const at::Tensor freqs =
       positions_.to(at::kFloat).unsqueeze(-1) * inv_freq.unsqueeze(1);  // [b, t, dim/2]
   const at::Tensor angles =                                             // [b, t, 1, dim]
-      (config_.rope.interleaved ? freqs.repeat_interleave(2, -1) : at::cat({freqs, freqs}, -1))
+      (rope.interleaved ? freqs.repeat_interleave(2, -1) : at::cat({freqs, freqs}, -1))
           .unsqueeze(2);
-  rotary_ = {angles.cos().to(dtype_), angles.sin().to(dtype_)};
-  return rotary_;
+  if (rope.attention_factor != 1.0) {  // longrope: cos and sin scaled in float32, then cast
+    cached = {(angles.cos() * rope.attention_factor).to(dtype_),
+              (angles.sin() * rope.attention_factor).to(dtype_)};
+  } else {
+    cached = {angles.cos().to(dtype_), angles.sin().to(dtype_)};
+  }
+  return cached;
 }
 
 }  // namespace lensd::engine

@@ -43,8 +43,9 @@ class ForwardContext {
   // position (BLOOM's form: a per-query constant away from -slope_h * distance, which softmax
   // ignores), the slopes as transformers' _get_alibi_slopes computes them in float32.
   const at::Tensor& AlibiMask(int64_t window);
-  // cos and sin [batch, t, 1, rotary_dim] for this call's positions, in the compute dtype.
-  const std::pair<at::Tensor, at::Tensor>& Rotary();
+  // cos and sin [batch, t, 1, rotary_dim] for this call's positions, in the compute dtype; with
+  // `local`, of the sliding layers' rotary where the model has one of its own (Gemma 3).
+  const std::pair<at::Tensor, at::Tensor>& Rotary(bool local = false);
 
  private:
   const ModelConfig& config_;
@@ -55,7 +56,7 @@ class ForwardContext {
   at::ScalarType dtype_;
   std::map<int64_t, at::Tensor> masks_;
   std::map<int64_t, at::Tensor> alibi_masks_;
-  std::pair<at::Tensor, at::Tensor> rotary_;
+  std::pair<at::Tensor, at::Tensor> rotary_, local_rotary_;
 };
 
 }  // namespace lensd::engine

@@ -3,7 +3,9 @@
 // the MLP besides the pre-norms (ln1_post, ln2_post), attention scores soft-capped before the mask
 // (attn_logit_softcapping) and scaled by query_pre_attn_scalar^-1/2, the final logits soft-capped
 // (final_logit_softcapping), and sliding-window layers alternating with global ones (layer_types;
-// by default the even layers slide).
+// by default the even layers slide). ParseGemmaStyle is shared with Gemma 3 (gemma3.cc).
+#include "core/engine/gemma2.h"
+
 #include <cmath>
 
 #include "absl/status/status.h"
@@ -29,24 +31,43 @@ absl::StatusOr<double> ParseSoftCap(const nlohmann::json& j, const char* key, do
   return cap;
 }
 
-absl::Status ParseWindows(const nlohmann::json& j, ModelConfig* c) {
+// The sliding layers from layer_types, or every layer but each pattern-th; the window from
+// sliding_window (null: no window, while the layers keep their kind for Gemma 3's rotary).
+absl::Status ParseWindows(const nlohmann::json& j, const GemmaStyleDefaults& defaults,
+                          ModelConfig* c) {
   if (json_fields::IsNull(j, "sliding_window")) {
     c->sliding_window = 0;
-    return absl::OkStatus();
+  } else {
+    LENSD_ASSIGN_OR_RETURN(c->sliding_window, json_fields::Int(j, "sliding_window", 4096, ""));
   }
-  LENSD_ASSIGN_OR_RETURN(c->sliding_window, json_fields::Int(j, "sliding_window", 4096, ""));
   if (json_fields::Has(j, "layer_types")) {
     LENSD_ASSIGN_OR_RETURN(c->sliding_layers, ParseLayerTypes(j, c->num_layers));
-  } else {
-    for (int64_t i = 0; i < c->num_layers; ++i) c->sliding_layers.push_back(i % 2 == 0);
+    return absl::OkStatus();
   }
+  int64_t pattern = defaults.sliding_pattern;
+  if (defaults.pattern_in_config) {
+    LENSD_ASSIGN_OR_RETURN(pattern, json_fields::Int(j, "sliding_window_pattern", pattern, ""));
+  }
+  if (pattern <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sliding_window_pattern must be positive, not ", pattern));
+  }
+  for (int64_t i = 0; i < c->num_layers; ++i) c->sliding_layers.push_back((i + 1) % pattern != 0);
   return absl::OkStatus();
 }
 
 absl::StatusOr<ModelConfig> ParseGemma2(const nlohmann::json& j) {
+  return ParseGemmaStyle(j, "gemma2", {.attn_softcap = 50.0, .final_softcap = 30.0});
+}
+
+}  // namespace
+
+absl::StatusOr<ModelConfig> ParseGemmaStyle(const nlohmann::json& j, absl::string_view model_type,
+                                            const GemmaStyleDefaults& defaults) {
   nlohmann::json with_defaults = j;
   if (!json_fields::Has(j, "head_dim")) with_defaults["head_dim"] = 256;
-  LENSD_ASSIGN_OR_RETURN(ModelConfig c, ParseLlamaStyleConfig(with_defaults, "gemma2", true, 1e-6));
+  LENSD_ASSIGN_OR_RETURN(ModelConfig c,
+                         ParseLlamaStyleConfig(with_defaults, model_type, true, 1e-6));
   LENSD_ASSIGN_OR_RETURN(const auto act, json_fields::OptionalString(j, "hidden_activation", ""));
   c.activation = act.value_or("gelu_pytorch_tanh");
   LENSD_ASSIGN_OR_RETURN(c.qkv_bias, json_fields::Bool(j, "attention_bias", false, ""));
@@ -64,16 +85,16 @@ absl::StatusOr<ModelConfig> ParseGemma2(const nlohmann::json& j) {
         absl::StrCat("query_pre_attn_scalar must be positive, not ", scalar));
   }
   c.attention_scale = 1.0 / std::sqrt(scalar);
-  LENSD_ASSIGN_OR_RETURN(c.attn_softcap, ParseSoftCap(j, "attn_logit_softcapping", 50.0));
-  LENSD_ASSIGN_OR_RETURN(c.final_softcap, ParseSoftCap(j, "final_logit_softcapping", 30.0));
-  LENSD_RETURN_IF_ERROR(ParseWindows(j, &c));
+  LENSD_ASSIGN_OR_RETURN(c.attn_softcap,
+                         ParseSoftCap(j, "attn_logit_softcapping", defaults.attn_softcap));
+  LENSD_ASSIGN_OR_RETURN(c.final_softcap,
+                         ParseSoftCap(j, "final_logit_softcapping", defaults.final_softcap));
+  LENSD_RETURN_IF_ERROR(ParseWindows(j, defaults, &c));
   c.norm = NormKind::kGemmaRmsNorm;
   c.post_norms = true;
   c.embedding_scale = std::sqrt(static_cast<double>(c.d_model));
   return c;
 }
-
-}  // namespace
 
 Architecture Gemma2Architecture() {
   return {"gemma2", {"model.", ""}, ParseGemma2, LoadLlamaStyle};

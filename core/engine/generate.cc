@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <limits>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -74,6 +76,57 @@ at::Tensor Choose(const at::Tensor& logits_in, const GenerateRequest& r, at::Gen
   return at::multinomial(probs, 1, false, generator).squeeze(-1).to(logits_in.device());
 }
 
+// Phi-3's longrope turns q and k with its long factors once a sequence passes the pretraining
+// context; keys cached before that were turned with the short ones. As transformers' Phi-3 does
+// in generation, the cache is dropped and every row run again in full when a row crosses: whether
+// some row not done goes from at most original_max_positions tokens to more with this step.
+bool CrossesLongRope(const ModelConfig& c, const std::vector<std::vector<int64_t>>& prompts,
+                     const GenerateResult& result, const at::Tensor& done) {
+  if (c.rope.type != "longrope") return false;
+  const at::Tensor done_cpu = done.cpu();
+  for (size_t row = 0; row < prompts.size(); ++row) {
+    const auto after = static_cast<int64_t>(prompts[row].size() + result.tokens[row].size());
+    if (!done_cpu[static_cast<int64_t>(row)].item<bool>() &&
+        after - 1 <= c.rope.original_max_positions && after > c.rope.original_max_positions) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Each row's real prompt tokens (where the mask, if any, is set).
+std::vector<std::vector<int64_t>> PromptRows(const at::Tensor& tokens, const at::Tensor& mask) {
+  const at::Tensor ids = tokens.cpu().to(at::kLong).contiguous();
+  const at::Tensor real = mask.defined() ? mask.cpu().ne(0) : at::ones_like(ids, at::kBool);
+  std::vector<std::vector<int64_t>> rows(static_cast<size_t>(ids.size(0)));
+  for (int64_t row = 0; row < ids.size(0); ++row) {
+    const at::Tensor kept = ids[row].masked_select(real[row]).contiguous();
+    rows[static_cast<size_t>(row)].assign(kept.data_ptr<int64_t>(),
+                                          kept.data_ptr<int64_t>() + kept.numel());
+  }
+  return rows;
+}
+
+// Every row's prompt and what it generated so far, right-padded, with its attention mask.
+std::pair<at::Tensor, at::Tensor> WholeSequences(const std::vector<std::vector<int64_t>>& prompts,
+                                                 const GenerateResult& result) {
+  const int64_t batch = static_cast<int64_t>(prompts.size());
+  std::vector<std::vector<int64_t>> rows = prompts;
+  size_t width = 0;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    rows[r].insert(rows[r].end(), result.tokens[r].begin(), result.tokens[r].end());
+    width = std::max(width, rows[r].size());
+  }
+  at::Tensor ids = at::zeros({batch, static_cast<int64_t>(width)}, at::kLong);
+  at::Tensor mask = at::zeros_like(ids);
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const int64_t n = static_cast<int64_t>(rows[r].size());
+    ids[static_cast<int64_t>(r)].narrow(0, 0, n).copy_(at::tensor(rows[r], at::kLong));
+    mask[static_cast<int64_t>(r)].narrow(0, 0, n).fill_(1);
+  }
+  return {ids, mask};
+}
+
 }  // namespace
 
 absl::StatusOr<GenerateResult> Generate(const CausalLm& model, const Lens& lens,
@@ -104,7 +157,15 @@ absl::StatusOr<GenerateResult> Generate(const CausalLm& model, const Lens& lens,
     at::Tensor done = at::zeros({batch}, at::TensorOptions().dtype(at::kBool).device(device));
     at::Tensor input = request.tokens;
     at::Tensor mask = request.attention_mask;
+    // Each row's prompt, for a run in full (CrossesLongRope).
+    const std::vector<std::vector<int64_t>> prompts = PromptRows(request.tokens, mask);
     for (int64_t step = 0; step < request.max_new_tokens; ++step) {
+      if (step > 0 && CrossesLongRope(c, prompts, result, done)) {
+        cache = KvCache(c.num_layers);
+        auto [ids, whole_mask] = WholeSequences(prompts, result);
+        input = ids.to(device);
+        mask = whole_mask.to(device);
+      }
       LENSD_ASSIGN_OR_RETURN(
           const ForwardResult forward,
           model.Forward({input, mask, {}, stop, own_output ? LogitsMode::kLast : LogitsMode::kNone},

@@ -68,6 +68,11 @@ bool HasHook(HookKind kind, const ModelConfig& config) {
     case HookKind::kLn2PostScale:
     case HookKind::kLn2PostNormalized:
       return config.post_norms;
+    case HookKind::kLn1Scale:
+    case HookKind::kLn1Normalized:
+    case HookKind::kLn2Scale:
+    case HookKind::kLn2Normalized:
+      return config.pre_norms;  // OLMo 2 normalizes only after attention and the MLP
     default:
       return true;
   }

@@ -21,19 +21,28 @@ namespace {
 
 struct LlamaLayer {
   NormWeights ln1, ln2;
-  NormWeights ln1_post, ln2_post;  // with config.post_norms (Gemma 2)
-  at::Tensor q_norm, k_norm;       // [head_dim], with config.qk_norm
+  NormWeights ln1_post, ln2_post;  // with config.post_norms (Gemma 2 and 3, OLMo 2)
+  at::Tensor q_norm, k_norm;       // [head_dim], or [heads * head_dim] across heads
   at::Tensor qkv_w, qkv_b;         // q | k | v stacked: [(heads + 2 kv_heads) * head_dim, d]
   at::Tensor o_w, o_b;
   at::Tensor gate_up_w, gate_up_b;  // gate | up stacked: [2 d_mlp, d]
   at::Tensor down_w, down_b;
 };
 
-// Qwen3's q/k norm: RMS over each head's dimensions in float32, cast back, times the weight.
-at::Tensor HeadNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+// The q/k norm of Qwen3, Gemma 3 (over each head's dimensions) or OLMo 2 (over all heads at once),
+// in float32 with the model's kind of RMSNorm; `x` is [b, t, heads, head_dim].
+at::Tensor QkNormalize(const at::Tensor& x, const at::Tensor& weight, const ModelConfig& c) {
   if (!weight.defined()) return x;
-  const at::Tensor xf = x.to(at::kFloat);
-  return weight * (xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps)).to(x.scalar_type());
+  const at::Tensor xf = (c.qk_norm == QkNorm::kAcrossHeads ? x.flatten(-2) : x).to(at::kFloat);
+  const at::Tensor normalized = xf * at::rsqrt(xf.pow(2).mean(-1, true) + c.norm_eps);
+  at::Tensor out;
+  if (c.norm == NormKind::kRmsNorm) {
+    out = weight * normalized.to(x.scalar_type());
+  } else {
+    const at::Tensor w = weight.to(at::kFloat);
+    out = (normalized * (c.norm == NormKind::kGemmaRmsNorm ? 1.0 + w : w)).to(x.scalar_type());
+  }
+  return out.view(x.sizes());
 }
 
 class LlamaStyle : public CausalLm {
@@ -57,7 +66,8 @@ class LlamaStyle : public CausalLm {
     const ModelConfig& c = config();
     const LlamaLayer& l = layers_[static_cast<size_t>(i)];
     const int64_t b = x.size(0), t = x.size(1);
-    const at::Tensor h = Norm(x, l.ln1, HookKind::kLn1Scale, HookKind::kLn1Normalized, i, ctx);
+    const at::Tensor h =
+        c.pre_norms ? Norm(x, l.ln1, HookKind::kLn1Scale, HookKind::kLn1Normalized, i, ctx) : x;
     const std::vector<at::Tensor> qkv =
         Linear(h, l.qkv_w, l.qkv_b)
             .split_with_sizes({c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim,
@@ -69,13 +79,13 @@ class LlamaStyle : public CausalLm {
         ctx.Hook(HookKind::kAttnK, i, qkv[1].view({b, t, c.num_kv_heads, c.head_dim}));
     const at::Tensor v =
         ctx.Hook(HookKind::kAttnV, i, qkv[2].view({b, t, c.num_kv_heads, c.head_dim}));
-    const auto& rotary = ctx.Rotary();
+    const auto& rotary = ctx.Rotary(c.LocalRotaryAt(i));
     const at::Tensor rq =
         ctx.Hook(HookKind::kAttnRotQ, i,
-                 ApplyRotary(HeadNorm(q, l.q_norm, c.norm_eps), rotary, c.rope.rotary_dim));
+                 ApplyRotary(QkNormalize(q, l.q_norm, c), rotary, c.rope.rotary_dim));
     const at::Tensor rk =
         ctx.Hook(HookKind::kAttnRotK, i,
-                 ApplyRotary(HeadNorm(k, l.k_norm, c.norm_eps), rotary, c.rope.rotary_dim));
+                 ApplyRotary(QkNormalize(k, l.k_norm, c), rotary, c.rope.rotary_dim));
     const int64_t window = c.SlidingAt(i) ? c.sliding_window : 0;
     const at::Tensor z =
         Attend(rq, rk, v, i, {c.attention_scale, window, true, false, c.attn_softcap}, ctx);
@@ -85,7 +95,8 @@ class LlamaStyle : public CausalLm {
     }
     const at::Tensor attn_out = ctx.Hook(HookKind::kAttnOut, i, attn);
     const at::Tensor mid = ctx.Hook(HookKind::kResidMid, i, x + attn_out);
-    const at::Tensor h2 = Norm(mid, l.ln2, HookKind::kLn2Scale, HookKind::kLn2Normalized, i, ctx);
+    const at::Tensor h2 =
+        c.pre_norms ? Norm(mid, l.ln2, HookKind::kLn2Scale, HookKind::kLn2Normalized, i, ctx) : mid;
     const std::vector<at::Tensor> gate_up = Linear(h2, l.gate_up_w, l.gate_up_b).split(c.d_mlp, -1);
     const at::Tensor pre = ctx.Hook(HookKind::kMlpPre, i, gate_up[0]);
     const at::Tensor pre_linear = ctx.Hook(HookKind::kMlpPreLinear, i, gate_up[1]);
@@ -145,7 +156,7 @@ absl::StatusOr<ModelConfig> ParseQwen3(const nlohmann::json& j) {
   LENSD_ASSIGN_OR_RETURN(ModelConfig c, ParseLlamaStyleConfig(j, "qwen3", false, 1e-6));
   LENSD_ASSIGN_OR_RETURN(c.qkv_bias, json_fields::Bool(j, "attention_bias", false, ""));
   c.attn_out_bias = c.qkv_bias;
-  c.qk_norm = true;
+  c.qk_norm = QkNorm::kPerHead;
   LENSD_RETURN_IF_ERROR(ParseQwenWindows(j, &c));
   return c;
 }
@@ -154,7 +165,8 @@ absl::StatusOr<ModelConfig> ParseQwen3(const nlohmann::json& j) {
 
 absl::StatusOr<ModelConfig> ParseLlamaStyleConfig(const nlohmann::json& j,
                                                   absl::string_view model_type, bool default_tied,
-                                                  double default_eps) {
+                                                  double default_eps,
+                                                  const RopeDefaults& rope_defaults) {
   ModelConfig c;
   c.model_type = std::string(model_type);
   LENSD_ASSIGN_OR_RETURN(c.vocab_size, json_fields::Int(j, "vocab_size", ""));
@@ -177,11 +189,16 @@ absl::StatusOr<ModelConfig> ParseLlamaStyleConfig(const nlohmann::json& j,
   c.norm = NormKind::kRmsNorm;
   c.gated_mlp = true;
   c.rotary = true;
-  LENSD_ASSIGN_OR_RETURN(c.rope, ParseRope(j, RopeDefaults{}, c.head_dim));
+  LENSD_ASSIGN_OR_RETURN(c.rope, ParseRope(j, rope_defaults, c.head_dim));
   return c;
 }
 
-absl::StatusOr<std::unique_ptr<CausalLm>> LoadLlamaStyle(const ModelConfig& c, WeightLoader* w) {
+namespace {
+
+// Block i's weights: q, k, v stacked from three tensors or one fused qkv_proj (Phi-3), likewise
+// gate and up; the norms the config has; biases where it says so.
+absl::StatusOr<LlamaLayer> LoadLlamaLayer(const ModelConfig& c, WeightLoader* w, int64_t i,
+                                          const LlamaLayout& layout) {
   const int64_t d = c.d_model, q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
   const auto optional_bias = [&](const std::vector<std::string>& names,
                                  const std::vector<int64_t>& sizes,
@@ -192,40 +209,60 @@ absl::StatusOr<std::unique_ptr<CausalLm>> LoadLlamaStyle(const ModelConfig& c, W
     for (int64_t n : sizes) shapes.push_back({n});
     return w->GetStacked(names, shapes);
   };
-  LENSD_ASSIGN_OR_RETURN(at::Tensor embed, w->Get("embed_tokens.weight", {c.vocab_size, d}));
-  std::vector<LlamaLayer> layers(static_cast<size_t>(c.num_layers));
-  for (int64_t i = 0; i < c.num_layers; ++i) {
-    const std::string p = absl::StrCat("layers.", i, ".");
-    const std::string a = p + "self_attn.", m = p + "mlp.";
-    LlamaLayer& l = layers[static_cast<size_t>(i)];
+  const std::string p = absl::StrCat("layers.", i, ".");
+  const std::string a = p + "self_attn.", m = p + "mlp.";
+  LlamaLayer l;
+  if (c.pre_norms) {
     LENSD_ASSIGN_OR_RETURN(l.ln1.weight, w->Get(p + "input_layernorm.weight", {d}));
-    if (c.post_norms) {  // Gemma 2 names the norm after attention post_attention_layernorm
-      LENSD_ASSIGN_OR_RETURN(l.ln1_post.weight, w->Get(p + "post_attention_layernorm.weight", {d}));
+  }
+  if (c.post_norms) {  // Gemma 2 names the norm after attention post_attention_layernorm
+    LENSD_ASSIGN_OR_RETURN(l.ln1_post.weight, w->Get(p + "post_attention_layernorm.weight", {d}));
+    LENSD_ASSIGN_OR_RETURN(l.ln2_post.weight, w->Get(p + "post_feedforward_layernorm.weight", {d}));
+    if (c.pre_norms) {
       LENSD_ASSIGN_OR_RETURN(l.ln2.weight, w->Get(p + "pre_feedforward_layernorm.weight", {d}));
-      LENSD_ASSIGN_OR_RETURN(l.ln2_post.weight,
-                             w->Get(p + "post_feedforward_layernorm.weight", {d}));
-    } else {
-      LENSD_ASSIGN_OR_RETURN(l.ln2.weight, w->Get(p + "post_attention_layernorm.weight", {d}));
     }
+  } else {
+    LENSD_ASSIGN_OR_RETURN(l.ln2.weight, w->Get(p + "post_attention_layernorm.weight", {d}));
+  }
+  if (layout.fused) {
+    LENSD_ASSIGN_OR_RETURN(l.qkv_w, w->Get(a + "qkv_proj.weight", {q + 2 * kv, d}));
+    LENSD_ASSIGN_OR_RETURN(l.gate_up_w, w->Get(m + "gate_up_proj.weight", {2 * c.d_mlp, d}));
+  } else {
     LENSD_ASSIGN_OR_RETURN(
         l.qkv_w, w->GetStacked({a + "q_proj.weight", a + "k_proj.weight", a + "v_proj.weight"},
                                {{q, d}, {kv, d}, {kv, d}}));
-    LENSD_ASSIGN_OR_RETURN(l.qkv_b,
-                           optional_bias({a + "q_proj.bias", a + "k_proj.bias", a + "v_proj.bias"},
-                                         {q, kv, kv}, c.qkv_bias));
-    if (c.qk_norm) {
-      LENSD_ASSIGN_OR_RETURN(l.q_norm, w->Get(a + "q_norm.weight", {c.head_dim}));
-      LENSD_ASSIGN_OR_RETURN(l.k_norm, w->Get(a + "k_norm.weight", {c.head_dim}));
-    }
-    LENSD_ASSIGN_OR_RETURN(l.o_w, w->Get(a + "o_proj.weight", {d, q}));
-    LENSD_ASSIGN_OR_RETURN(l.o_b, optional_bias({a + "o_proj.bias"}, {d}, c.attn_out_bias));
     LENSD_ASSIGN_OR_RETURN(l.gate_up_w,
                            w->GetStacked({m + "gate_proj.weight", m + "up_proj.weight"},
                                          {{c.d_mlp, d}, {c.d_mlp, d}}));
-    LENSD_ASSIGN_OR_RETURN(l.gate_up_b, optional_bias({m + "gate_proj.bias", m + "up_proj.bias"},
-                                                      {c.d_mlp, c.d_mlp}, c.mlp_bias));
-    LENSD_ASSIGN_OR_RETURN(l.down_w, w->Get(m + "down_proj.weight", {d, c.d_mlp}));
-    LENSD_ASSIGN_OR_RETURN(l.down_b, optional_bias({m + "down_proj.bias"}, {d}, c.mlp_bias));
+  }
+  LENSD_ASSIGN_OR_RETURN(
+      l.qkv_b, optional_bias({a + "q_proj.bias", a + "k_proj.bias", a + "v_proj.bias"}, {q, kv, kv},
+                             c.qkv_bias));
+  if (c.qk_norm != QkNorm::kNone) {
+    const bool across = c.qk_norm == QkNorm::kAcrossHeads;
+    LENSD_ASSIGN_OR_RETURN(l.q_norm, w->Get(a + "q_norm.weight", {across ? q : c.head_dim}));
+    LENSD_ASSIGN_OR_RETURN(l.k_norm, w->Get(a + "k_norm.weight", {across ? kv : c.head_dim}));
+  }
+  LENSD_ASSIGN_OR_RETURN(l.o_w, w->Get(a + "o_proj.weight", {d, q}));
+  LENSD_ASSIGN_OR_RETURN(l.o_b, optional_bias({a + "o_proj.bias"}, {d}, c.attn_out_bias));
+  LENSD_ASSIGN_OR_RETURN(l.gate_up_b, optional_bias({m + "gate_proj.bias", m + "up_proj.bias"},
+                                                    {c.d_mlp, c.d_mlp}, c.mlp_bias));
+  LENSD_ASSIGN_OR_RETURN(l.down_w, w->Get(m + "down_proj.weight", {d, c.d_mlp}));
+  LENSD_ASSIGN_OR_RETURN(l.down_b, optional_bias({m + "down_proj.bias"}, {d}, c.mlp_bias));
+  return l;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CausalLm>> LoadLlamaStyleWith(const ModelConfig& c, WeightLoader* w,
+                                                             const LlamaLayout& layout) {
+  const int64_t d = c.d_model;
+  LENSD_ASSIGN_OR_RETURN(at::Tensor embed, w->Get("embed_tokens.weight", {c.vocab_size, d}));
+  std::vector<LlamaLayer> layers;
+  layers.reserve(static_cast<size_t>(c.num_layers));
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    LENSD_ASSIGN_OR_RETURN(LlamaLayer layer, LoadLlamaLayer(c, w, i, layout));
+    layers.push_back(std::move(layer));
   }
   NormWeights norm;
   LENSD_ASSIGN_OR_RETURN(norm.weight, w->Get("norm.weight", {d}));
@@ -236,6 +273,10 @@ absl::StatusOr<std::unique_ptr<CausalLm>> LoadLlamaStyle(const ModelConfig& c, W
   return std::unique_ptr<CausalLm>(
       std::make_unique<LlamaStyle>(c, w->bytes_loaded(), std::move(embed), std::move(layers),
                                    std::move(norm), std::move(unembed)));
+}
+
+absl::StatusOr<std::unique_ptr<CausalLm>> LoadLlamaStyle(const ModelConfig& c, WeightLoader* w) {
+  return LoadLlamaStyleWith(c, w, LlamaLayout{});
 }
 
 Architecture LlamaArchitecture() { return {"llama", {"model.", ""}, ParseLlama, LoadLlamaStyle}; }

@@ -1,5 +1,9 @@
 #include "core/engine/model_config.h"
 
+#include <cmath>
+#include <string>
+#include <vector>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "core/json_fields.h"
@@ -7,6 +11,67 @@
 #include "nlohmann/json.hpp"
 
 namespace lensd::engine {
+namespace {
+
+absl::StatusOr<std::vector<double>> ParseFactors(const nlohmann::json& scaling, const char* key,
+                                                 int64_t count, const std::string& where) {
+  const auto it = scaling.find(key);
+  const auto invalid = [&] {
+    return absl::InvalidArgumentError(absl::StrCat(where, ".", key, " must be a list of ", count,
+                                                   " numbers (rotary dimensions / 2)"));
+  };
+  if (it == scaling.end() || !it->is_array() || static_cast<int64_t>(it->size()) != count) {
+    return invalid();
+  }
+  std::vector<double> out;
+  for (const nlohmann::json& v : *it) {
+    if (!v.is_number()) return invalid();
+    out.push_back(v.get<double>());
+  }
+  return out;
+}
+
+// longrope (Phi-3; "su" and "yarn" are its old names there): the factor lists, the original
+// context (in the scaling object or, as Phi-3 keeps it, at the top level), factor (by default
+// max_position_embeddings / original) and attention_factor (by default
+// sqrt(1 + ln factor / ln original), 1 when factor <= 1), as transformers 5.x computes them.
+absl::Status ParseLongRope(const nlohmann::json& config, const nlohmann::json& scaling,
+                           const std::string& where, RopeConfig* rope) {
+  LENSD_ASSIGN_OR_RETURN(rope->short_factor,
+                         ParseFactors(scaling, "short_factor", rope->rotary_dim / 2, where));
+  LENSD_ASSIGN_OR_RETURN(rope->long_factor,
+                         ParseFactors(scaling, "long_factor", rope->rotary_dim / 2, where));
+  LENSD_ASSIGN_OR_RETURN(const int64_t top_level_original,
+                         json_fields::Int(config, "original_max_position_embeddings", 0, ""));
+  LENSD_ASSIGN_OR_RETURN(
+      rope->original_max_positions,
+      json_fields::Int(scaling, "original_max_position_embeddings", top_level_original, where));
+  if (rope->original_max_positions <= 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ".original_max_position_embeddings (or the top-level field) must be above 1"));
+  }
+  LENSD_ASSIGN_OR_RETURN(const int64_t max_positions,
+                         json_fields::Int(config, "max_position_embeddings", ""));
+  LENSD_ASSIGN_OR_RETURN(rope->factor,
+                         json_fields::Double(scaling, "factor",
+                                             static_cast<double>(max_positions) /
+                                                 static_cast<double>(rope->original_max_positions),
+                                             where));
+  const double fallback =
+      rope->factor <= 1.0
+          ? 1.0
+          : std::sqrt(1.0 + std::log(rope->factor) /
+                                std::log(static_cast<double>(rope->original_max_positions)));
+  if (json_fields::IsNull(scaling, "attention_factor")) {
+    rope->attention_factor = fallback;
+    return absl::OkStatus();
+  }
+  LENSD_ASSIGN_OR_RETURN(rope->attention_factor,
+                         json_fields::Double(scaling, "attention_factor", fallback, where));
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::StatusOr<RopeConfig> ParseRope(const nlohmann::json& config, const RopeDefaults& defaults,
                                      int64_t head_dim) {
@@ -46,10 +111,16 @@ absl::StatusOr<RopeConfig> ParseRope(const nlohmann::json& config, const RopeDef
   }
   rope.type = type.value_or("default");
   if (rope.type == "default") return rope;
+  if (rope.type == "longrope" ||
+      (defaults.longrope_aliases && (rope.type == "su" || rope.type == "yarn"))) {
+    rope.type = "longrope";
+    LENSD_RETURN_IF_ERROR(ParseLongRope(config, *scaling, where, &rope));
+    return rope;
+  }
   if (rope.type != "linear" && rope.type != "dynamic" && rope.type != "llama3") {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ".rope_type \"", rope.type,
-                     "\" is not supported; lensd implements default, linear, dynamic and llama3"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ".rope_type \"", rope.type,
+        "\" is not supported; lensd implements default, linear, dynamic, llama3 and longrope"));
   }
   LENSD_ASSIGN_OR_RETURN(rope.factor, json_fields::Double(*scaling, "factor", where));
   if (rope.factor < 1.0) {

@@ -17,17 +17,26 @@ enum class NormKind {
   kLayerNorm,     // (x - mean) / sqrt(var + eps) * w + b
   kRmsNorm,       // Llama: fp32 x * rsqrt(mean(x^2) + eps), cast back, then * w
   kGemmaRmsNorm,  // Gemma: fp32 x * rsqrt(mean(x^2) + eps) * (1 + w), then cast
+  kOlmoRmsNorm,   // OLMo 2: fp32 x * rsqrt(mean(x^2) + eps) * w, then cast
 };
+
+// Where q and k are normalized before the rotary (with the model's NormKind): not at all, over
+// each head's dimensions (Qwen3, Gemma 3), or over all heads' projection at once (OLMo 2).
+enum class QkNorm { kNone, kPerHead, kAcrossHeads };
 
 // Rotary position embedding: which dimensions rotate and how the frequencies are scaled.
 struct RopeConfig {
-  std::string type = "default";  // default | linear | dynamic | llama3
+  std::string type = "default";  // default | linear | dynamic | llama3 | longrope
   double theta = 10000.0;
   int64_t rotary_dim = 0;  // leading dimensions of each head that rotate (even)
   double factor = 1.0;
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
   int64_t original_max_positions = 0;
+  // longrope (Phi-3): per-frequency divisors, the short ones while a sequence is at most
+  // original_max_positions long, the long ones past it; cos and sin times attention_factor.
+  std::vector<double> short_factor, long_factor;
+  double attention_factor = 1.0;
   // GPT-J's layout: dimensions 2i and 2i + 1 rotate together ("rotate_every_two"); otherwise i
   // pairs with i + rotary_dim / 2 ("rotate_half").
   bool interleaved = false;
@@ -56,10 +65,11 @@ struct ModelConfig {
   bool qkv_bias = false;
   bool attn_out_bias = false;
   bool mlp_bias = false;
-  bool qk_norm = false;  // Qwen3: RMSNorm of each head's q and k (over head_dim) before the rotary
-  // Gemma 2: a norm on the attention output and on the MLP output before each is added to the
-  // residual (ln1_post, ln2_post), besides the usual pre-norms.
+  QkNorm qk_norm = QkNorm::kNone;
+  // Gemma 2 and 3, OLMo 2: a norm on the attention output and on the MLP output before each is
+  // added to the residual (ln1_post, ln2_post); OLMo 2 has no pre-norms (ln1, ln2) besides.
   bool post_norms = false;
+  bool pre_norms = true;
   // Gemma 2's soft-capping, cap * tanh(x / cap): of the attention scores before the mask, and of
   // the final logits; 0 for none.
   double attn_softcap = 0.0;
@@ -67,6 +77,8 @@ struct ModelConfig {
   bool absolute_positions = false;  // learned position embedding added to the tokens' (GPT-2)
   bool rotary = false;
   RopeConfig rope;
+  // Gemma 3: the sliding-window layers' own rotary (a lower base, no scaling); unset: `rope`.
+  std::optional<RopeConfig> local_rope;
   bool alibi = false;            // BLOOM: per-head linear biases on the keys' positions, no rotary
   double embedding_scale = 1.0;  // Gemma multiplies embeddings by sqrt(d_model)
   double attention_scale = 0.0;  // multiplies q.k; 0 means 1/sqrt(head_dim)
@@ -79,6 +91,11 @@ struct ModelConfig {
   std::vector<int64_t> eos_token_ids;
   std::optional<int64_t> bos_token_id;
 
+  // Whether `layer` turns q and k with local_rope (Gemma 3's sliding layers, window or not).
+  bool LocalRotaryAt(int64_t layer) const {
+    return local_rope.has_value() && !sliding_layers.empty() &&
+           sliding_layers[static_cast<size_t>(layer)];
+  }
   // Whether `layer` attends through the sliding window.
   bool SlidingAt(int64_t layer) const {
     return sliding_window > 0 &&
@@ -92,6 +109,7 @@ struct RopeDefaults {
   double theta = 10000.0;
   const char* fraction_key = "partial_rotary_factor";  // of each head's dimensions that rotate
   double fraction = 1.0;
+  bool longrope_aliases = false;  // Phi-3 reads rope types "su" and "yarn" as "longrope"
 };
 
 // Reads rotary settings from config.json in both the 4.x form (rope_theta, partial_rotary_factor,

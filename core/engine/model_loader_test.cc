@@ -168,6 +168,42 @@ TEST(ModelLoader, UnimplementedOptionsOfServedFamiliesAreRefusedByName) {
                     HasSubstr("config.json")));
 }
 
+TEST(ModelLoader, RotaryOptionsOfNewFamiliesAreCheckedByName) {
+  const std::string dir = TempDir("rotary");
+  WriteTinyGpt2(dir, at::kFloat);
+  const nlohmann::json llama_style = {{"vocab_size", 16},        {"hidden_size", 8},
+                                      {"num_hidden_layers", 2},  {"num_attention_heads", 2},
+                                      {"intermediate_size", 16}, {"max_position_embeddings", 32}};
+  // Phi-3's longrope needs one short and one long factor per rotating frequency (4 / 2 here).
+  nlohmann::json phi3 = llama_style;
+  phi3["model_type"] = "phi3";
+  phi3["original_max_position_embeddings"] = 8;
+  phi3["rope_scaling"] = {{"type", "su"}, {"short_factor", {1.0, 2.0}}, {"long_factor", {1.0}}};
+  WriteText(dir + "/config.json", phi3.dump());
+  EXPECT_THAT(LoadStatus(dir).message(),
+              HasSubstr("rope_scaling.long_factor must be a list of 2 numbers"));
+  phi3["rope_scaling"]["long_factor"] = {1.0, "two"};
+  WriteText(dir + "/config.json", phi3.dump());
+  EXPECT_THAT(LoadStatus(dir).message(),
+              HasSubstr("rope_scaling.long_factor must be a list of 2 numbers"));
+  phi3["rope_scaling"]["type"] = "ntk-by-parts";
+  WriteText(dir + "/config.json", phi3.dump());
+  EXPECT_THAT(LoadStatus(dir).message(),
+              HasSubstr("rope_scaling.rope_type \"ntk-by-parts\" is not supported"));
+  // Gemma 3 keys its rotary by layer type.
+  nlohmann::json gemma3 = llama_style;
+  gemma3["model_type"] = "gemma3_text";
+  gemma3["head_dim"] = 4;
+  gemma3["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 10000.0}};
+  WriteText(dir + "/config.json", gemma3.dump());
+  EXPECT_THAT(LoadStatus(dir).message(),
+              AllOf(HasSubstr("rope_parameters.rope_theta"), HasSubstr("full_attention"),
+                    HasSubstr("sliding_attention")));
+  gemma3["rope_parameters"] = {{"full_attention", {{"rope_type", "yarn"}}}};
+  WriteText(dir + "/config.json", gemma3.dump());
+  EXPECT_THAT(LoadStatus(dir).message(), HasSubstr("\"yarn\" is not supported"));
+}
+
 TEST(ModelLoader, DtypeAndDeviceOptionsAreChecked) {
   const std::string dir = TempDir("options");
   WriteTinyGpt2(dir, at::kFloat);

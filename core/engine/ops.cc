@@ -50,9 +50,11 @@ at::Tensor Norm(const at::Tensor& x, const NormWeights& w, HookKind scale_kind,
     const at::Tensor hooked_scale = ctx.Hook(scale_kind, layer, scale);
     if (!hooked_scale.is_same(scale)) inv = hooked_scale.reciprocal();
   }
-  if (c.norm == NormKind::kGemmaRmsNorm) {
+  if (c.norm == NormKind::kGemmaRmsNorm || c.norm == NormKind::kOlmoRmsNorm) {
     const at::Tensor normalized = ctx.Hook(normalized_kind, layer, xf * inv);
-    return (normalized * (1.0 + w.weight.to(at::kFloat))).to(x.scalar_type());
+    const at::Tensor weight = w.weight.to(at::kFloat);
+    return (normalized * (c.norm == NormKind::kGemmaRmsNorm ? 1.0 + weight : weight))
+        .to(x.scalar_type());
   }
   // Llama: cast back to the input dtype, then multiply by the weight.
   const at::Tensor normalized = ctx.Hook(normalized_kind, layer, (xf * inv).to(x.scalar_type()));

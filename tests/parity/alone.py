@@ -1,7 +1,8 @@
 """What transformers gives each request of a padded batch when it runs alone.
 
-transformers' dynamic RoPE ("dynamic" rope type) takes its base from max(position_ids) + 1 of the
-whole call, so a right-padded row gets the base of the batch's longest row, and its rotary module
+transformers' dynamic RoPE ("dynamic" rope type) takes its base, and longrope its short or long
+factors, from max(position_ids) + 1 of the whole call, so a right-padded row gets the base of the
+batch's longest row, and its rotary module
 keeps the largest frequencies it has seen. lensd answers each request as if it ran alone; this is
 the reference for that: each row runs on its own tokens from the configured base (a one-token call
 first resets transformers' cached frequencies), and the outputs are padded back into [B, T, ...].
@@ -13,7 +14,7 @@ import torch
 def dynamic_rope(config):
     params = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None)
     params = params or {}
-    return params.get("rope_type", params.get("type")) == "dynamic"
+    return params.get("rope_type", params.get("type")) in ("dynamic", "longrope")
 
 
 def pad(t, length):

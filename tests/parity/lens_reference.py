@@ -38,7 +38,10 @@ from tuned_lens.nn.unembed import Unembed
 from tuned_lens.plotting import PredictionTrajectory
 from transformers.models.gemma.modeling_gemma import GemmaModel
 from transformers.models.gemma2.modeling_gemma2 import Gemma2Model
+from transformers.models.gemma3.modeling_gemma3 import Gemma3TextModel
 from transformers.models.mistral.modeling_mistral import MistralModel
+from transformers.models.olmo2.modeling_olmo2 import Olmo2Model
+from transformers.models.phi3.modeling_phi3 import Phi3Model
 from transformers.models.qwen2.modeling_qwen2 import Qwen2Model
 from transformers.models.qwen3.modeling_qwen3 import Qwen3Model
 
@@ -51,7 +54,7 @@ _released_get_final_norm = model_surgery.get_final_norm
 
 def _get_final_norm(model):
     if isinstance(model.base_model, (MistralModel, Qwen2Model, Qwen3Model, GemmaModel,
-                                     Gemma2Model)):
+                                     Gemma2Model, Gemma3TextModel, Olmo2Model, Phi3Model)):
         return model.base_model.norm
     return _released_get_final_norm(model)
 
@@ -101,11 +104,11 @@ def mid_streams(model, ids, mask):
     captured, handles = [], []
     for block in blocks:
         # Gemma 2's post_attention_layernorm normalizes the attention output; its MLP's is
-        # pre_feedforward_layernorm. OPT's is the last.
-        for name in ("ln_2", "pre_feedforward_layernorm", "post_attention_layernorm",
-                     "final_layer_norm"):
+        # pre_feedforward_layernorm. OPT's is the last. OLMo 2's MLP reads the stream itself.
+        for name in ("ln_2", "pre_feedforward_layernorm", "post_feedforward_layernorm",
+                     "post_attention_layernorm", "final_layer_norm"):
             if hasattr(block, name):
-                norm = getattr(block, name)
+                norm = block.mlp if name == "post_feedforward_layernorm" else getattr(block, name)
                 break
         # OPT's MLP runs on the stream flattened to [batch * t, d].
         handles.append(norm.register_forward_hook(

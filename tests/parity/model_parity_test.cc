@@ -214,6 +214,8 @@ TEST_P(ModelParity, SteeringAtResidPre) {
 
 // Dynamic NTK rope rescales by the longest position of each call, so cached keys keep the scaling
 // of the call that made them (in transformers too): cache and full forward differ by design.
+// Longrope switches factors past the pretraining context; generation runs the whole sequence again
+// when a row crosses (as transformers' Phi-3 does), which lens_parity_test's generation checks.
 class KvCacheParity : public ModelParity {};
 
 TEST_P(KvCacheParity, DecodingEqualsFullForward) {
@@ -246,10 +248,12 @@ TEST_P(KvCacheParity, DecodingEqualsFullForward) {
   }
 }
 
-std::vector<std::string> NamesWithoutDynamicRope() {
+std::vector<std::string> NamesWithFixedRope() {
   std::vector<std::string> names;
   for (const std::string& n : ModelNames()) {
-    if (n.find("dynamic") == std::string::npos) names.push_back(n);
+    if (n.find("dynamic") == std::string::npos && n.find("longrope") == std::string::npos) {
+      names.push_back(n);
+    }
   }
   return names;
 }
@@ -257,8 +261,8 @@ std::vector<std::string> NamesWithoutDynamicRope() {
 std::string ParamName(const ::testing::TestParamInfo<std::string>& info) { return info.param; }
 
 INSTANTIATE_TEST_SUITE_P(Architectures, ModelParity, ::testing::ValuesIn(ModelNames()), ParamName);
-INSTANTIATE_TEST_SUITE_P(Architectures, KvCacheParity,
-                         ::testing::ValuesIn(NamesWithoutDynamicRope()), ParamName);
+INSTANTIATE_TEST_SUITE_P(Architectures, KvCacheParity, ::testing::ValuesIn(NamesWithFixedRope()),
+                         ParamName);
 
 }  // namespace
 }  // namespace lensd::engine

@@ -27,9 +27,10 @@ import os
 import alone
 import torch
 from safetensors.torch import save_file
-from transformers import (BloomConfig, GemmaConfig, Gemma2Config, GPT2Config, GPTJConfig, GPTNeoXConfig,
-                          LlamaConfig, MistralConfig, GPTNeoConfig, OPTConfig, Qwen2Config,
-                          Qwen3Config, AutoModelForCausalLM)
+from transformers import (BloomConfig, GemmaConfig, Gemma2Config, Gemma3TextConfig, GPT2Config,
+                          GPTJConfig, GPTNeoXConfig, LlamaConfig, MistralConfig, GPTNeoConfig,
+                          Olmo2Config, OPTConfig, Phi3Config, Qwen2Config, Qwen3Config,
+                          AutoModelForCausalLM)
 
 LENGTHS = [12, 7, 3]
 VOCAB = 320
@@ -122,12 +123,43 @@ def configs():
             **small, num_key_value_heads=1, head_dim=32, sliding_window=3,
             attn_logit_softcapping=None, final_logit_softcapping=None,
             layer_types=["full_attention", "sliding_attention", "sliding_attention"]),
+        # Gemma 3: per-head q/k norm, a global layer between sliding ones (window 4), a linearly
+        # scaled global rotary and a local one of a small base, a final cap; then (LEGACY_FIELDS)
+        # the 4.x fields: sliding_window_pattern 2 in place of layer_types, rope_theta and
+        # rope_local_base_freq in place of rope_parameters.
+        "gemma3": Gemma3TextConfig(
+            **small, num_key_value_heads=2, head_dim=16, sliding_window=4,
+            query_pre_attn_scalar=24, final_logit_softcapping=8.0,
+            layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+            rope_parameters={"full_attention": {"rope_type": "linear", "factor": 2.0,
+                                                "rope_theta": 1000.0},
+                             "sliding_attention": {"rope_type": "default", "rope_theta": 50.0}}),
+        "gemma3_legacy_fields": Gemma3TextConfig(**small, num_key_value_heads=1, head_dim=32,
+                                                 sliding_window=3),
+        # OLMo 2: no pre-norms, q/k norms over all heads; then q/k/v/o biases and a small base.
+        "olmo2": Olmo2Config(**small, num_key_value_heads=2),
+        "olmo2_bias": Olmo2Config(**small, attention_bias=True,
+                                  rope_parameters={"rope_type": "default", "rope_theta": 500.0}),
+        # Phi-3: fused qkv and gate_up, half the head rotating, a window of 5 on every layer; then
+        # longrope with a pretraining context of 8, so the longest prompt takes the long factors.
+        "phi3": Phi3Config(**small, num_key_value_heads=2, partial_rotary_factor=0.5,
+                           sliding_window=5, pad_token_id=0),
+        "phi3_longrope": Phi3Config(
+            **small, num_key_value_heads=4, original_max_position_embeddings=8, pad_token_id=0,
+            rope_scaling={"rope_type": "longrope", "short_factor": [1.0, 1.5, 2.0, 1.2, 3.0, 1.1, 1.0, 2.5],
+                          "long_factor": [2.0, 4.0, 8.0, 3.0, 16.0, 2.0, 1.5, 6.0]}),
     }
 
 
 # config.json values written over what save_pretrained wrote, as the official checkpoints have them:
 # Gemma 1's configs say "gelu", which transformers 5.x reads as the tanh approximation.
-LEGACY_FIELDS = {"gemma_legacy_gelu": {"hidden_act": "gelu"}}
+# Gemma 3's checkpoints carry 4.x rotary fields and a window pattern (None: the field removed).
+LEGACY_FIELDS = {
+    "gemma_legacy_gelu": {"hidden_act": "gelu"},
+    "gemma3_legacy_fields": {"layer_types": None, "sliding_window_pattern": 2,
+                             "rope_parameters": None, "rope_theta": 2000.0,
+                             "rope_local_base_freq": 30.0},
+}
 
 
 def batch(seed, vocab=VOCAB):
@@ -246,11 +278,15 @@ def main():
             path = os.path.join(folder, "config.json")
             with open(path) as f:
                 written = json.load(f)
-            written.update(LEGACY_FIELDS[name])
+            for key, value in LEGACY_FIELDS[name].items():
+                if value is None:
+                    written.pop(key, None)
+                else:
+                    written[key] = value
             with open(path, "w") as f:
                 json.dump(written, f, indent=2)
-            reread = AutoModelForCausalLM.from_pretrained(folder).config
-            assert reread.hidden_act == config.hidden_act, (reread.hidden_act, config.hidden_act)
+            # The reference is what transformers makes of the rewritten config.json.
+            model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager").eval()
         ids, mask = batch(index)
         cfg = model.config
         tensors = reference(model, ids, mask, cfg.num_hidden_layers, cfg.hidden_size)
