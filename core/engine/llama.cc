@@ -35,14 +35,7 @@ at::Tensor QkNormalize(const at::Tensor& x, const at::Tensor& weight, const Mode
   if (!weight.defined()) return x;
   const at::Tensor xf = (c.qk_norm == QkNorm::kAcrossHeads ? x.flatten(-2) : x).to(at::kFloat);
   const at::Tensor normalized = xf * at::rsqrt(xf.pow(2).mean(-1, true) + c.norm_eps);
-  at::Tensor out;
-  if (c.norm == NormKind::kRmsNorm) {
-    out = weight * normalized.to(x.scalar_type());
-  } else {
-    const at::Tensor w = weight.to(at::kFloat);
-    out = (normalized * (c.norm == NormKind::kGemmaRmsNorm ? 1.0 + w : w)).to(x.scalar_type());
-  }
-  return out.view(x.sizes());
+  return WeighRms(normalized, weight, c.norm, x.scalar_type()).view(x.sizes());
 }
 
 class LlamaStyle : public CausalLm {

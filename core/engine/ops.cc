@@ -50,15 +50,19 @@ at::Tensor Norm(const at::Tensor& x, const NormWeights& w, HookKind scale_kind,
     const at::Tensor hooked_scale = ctx.Hook(scale_kind, layer, scale);
     if (!hooked_scale.is_same(scale)) inv = hooked_scale.reciprocal();
   }
-  if (c.norm == NormKind::kGemmaRmsNorm || c.norm == NormKind::kOlmoRmsNorm) {
-    const at::Tensor normalized = ctx.Hook(normalized_kind, layer, xf * inv);
-    const at::Tensor weight = w.weight.to(at::kFloat);
-    return (normalized * (c.norm == NormKind::kGemmaRmsNorm ? 1.0 + weight : weight))
-        .to(x.scalar_type());
-  }
-  // Llama: cast back to the input dtype, then multiply by the weight.
-  const at::Tensor normalized = ctx.Hook(normalized_kind, layer, (xf * inv).to(x.scalar_type()));
-  return w.weight * normalized;
+  // Llama's hook sees the normalized stream cast back to the input dtype; Gemma's and OLMo's the
+  // float32 one their weight multiplies.
+  const at::Tensor normalized =
+      ctx.Hook(normalized_kind, layer,
+               c.norm == NormKind::kRmsNorm ? (xf * inv).to(x.scalar_type()) : xf * inv);
+  return WeighRms(normalized, w.weight, c.norm, x.scalar_type());
+}
+
+at::Tensor WeighRms(const at::Tensor& normalized, const at::Tensor& weight, NormKind kind,
+                    at::ScalarType dtype) {
+  if (kind == NormKind::kRmsNorm) return weight * normalized.to(dtype);
+  const at::Tensor w = weight.to(at::kFloat);
+  return (normalized * (kind == NormKind::kGemmaRmsNorm ? 1.0 + w : w)).to(dtype);
 }
 
 at::Tensor ApplyRotary(const at::Tensor& x, const std::pair<at::Tensor, at::Tensor>& cos_sin,

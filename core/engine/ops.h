@@ -32,6 +32,12 @@ struct NormWeights {
 at::Tensor Norm(const at::Tensor& x, const NormWeights& w, HookKind scale, HookKind normalized,
                 int64_t layer, ForwardContext& ctx);
 
+// Weighs an RMS-normalized `normalized` (x * rsqrt(mean(x^2) + eps), in float32, or already cast
+// back for kRmsNorm) as `kind` does: kRmsNorm casts back, then times w; kGemmaRmsNorm times 1 + w
+// and kOlmoRmsNorm times w in float32, then cast to `dtype`.
+at::Tensor WeighRms(const at::Tensor& normalized, const at::Tensor& weight, NormKind kind,
+                    at::ScalarType dtype);
+
 // Rotates the first rotary_dim dimensions of x [batch, t, heads, head_dim] ("rotate_half": i
 // pairs with i + rotary_dim / 2), given cos and sin [batch, t, 1, rotary_dim].
 at::Tensor ApplyRotary(const at::Tensor& x, const std::pair<at::Tensor, at::Tensor>& cos_sin,
