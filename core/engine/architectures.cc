@@ -12,7 +12,8 @@ const std::vector<Architecture>& Registry() {
       Gpt2Architecture(),   GptNeoxArchitecture(), LlamaArchitecture(), MistralArchitecture(),
       Qwen2Architecture(),  Qwen3Architecture(),   GemmaArchitecture(), OptArchitecture(),
       GptNeoArchitecture(), GptjArchitecture(),    BloomArchitecture(), Gemma2Architecture(),
-      Gemma3Architecture(), Olmo2Architecture(),   Phi3Architecture(),
+      Gemma3Architecture(), Olmo2Architecture(),   Phi3Architecture(),  MixtralArchitecture(),
+      OlmoeArchitecture(),
   };
   return *registry;
 }

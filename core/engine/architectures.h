@@ -43,6 +43,8 @@ Architecture OptArchitecture();
 Architecture GptNeoArchitecture();
 Architecture GptjArchitecture();
 Architecture BloomArchitecture();
+Architecture MixtralArchitecture();
+Architecture OlmoeArchitecture();
 
 // nullptr when model_type is not supported.
 const Architecture* FindArchitecture(absl::string_view model_type);

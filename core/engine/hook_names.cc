@@ -38,6 +38,10 @@ constexpr std::array<const char*, kNumGlobalHooks + kNumBlockHooks> kSuffixes = 
     "mlp.hook_pre",
     "mlp.hook_pre_linear",
     "mlp.hook_post",
+    "mlp.hook_router_logits",
+    "mlp.hook_expert_weights",
+    "mlp.hook_expert_indices",
+    "mlp.hook_expert_out",
     "ln2_post.hook_scale",
     "ln2_post.hook_normalized",
     "hook_mlp_out",
@@ -61,8 +65,16 @@ bool HasHook(HookKind kind, const ModelConfig& config) {
       return config.rotary;
     case HookKind::kResidMid:
       return !config.parallel_residual;
+    case HookKind::kMlpPre:
+    case HookKind::kMlpPost:
+      return !config.moe();  // the experts' own activations are not captured
     case HookKind::kMlpPreLinear:
-      return config.gated_mlp;
+      return config.gated_mlp && !config.moe();
+    case HookKind::kMlpRouterLogits:
+    case HookKind::kMlpExpertWeights:
+    case HookKind::kMlpExpertIndices:
+    case HookKind::kMlpExpertOut:
+      return config.moe();
     case HookKind::kLn1PostScale:
     case HookKind::kLn1PostNormalized:
     case HookKind::kLn2PostScale:
@@ -159,6 +171,13 @@ HookShape HookShapeOf(HookPoint point, const ModelConfig& c) {
     case HookKind::kMlpPreLinear:
     case HookKind::kMlpPost:
       return {c.d_mlp, false};
+    case HookKind::kMlpRouterLogits:
+    case HookKind::kMlpExpertWeights:
+      return {c.num_experts, false};
+    case HookKind::kMlpExpertIndices:
+      return {c.experts_per_token, false};
+    case HookKind::kMlpExpertOut:
+      return {c.experts_per_token * c.d_model, false};
     default:
       return {c.d_model, false};
   }

@@ -9,9 +9,14 @@
 // attn.hook_z [b,p,heads,d_head], ln1_post.hook_scale, ln1_post.hook_normalized (Gemma 2's norm of
 // the attention output), hook_attn_out, hook_resid_mid (not for parallel residual),
 // ln2.hook_scale, ln2.hook_normalized, mlp.hook_pre, mlp.hook_pre_linear (gated MLPs),
-// mlp.hook_post [b,p,d_mlp], ln2_post.hook_scale, ln2_post.hook_normalized (Gemma 2),
-// hook_mlp_out, hook_resid_post. hook_attn_out and hook_mlp_out are what is added to the
-// residual, after the post-norms where a model has them (as TransformerLens places them).
+// mlp.hook_post [b,p,d_mlp] (dense MLPs), mlp.hook_router_logits [b,p,experts],
+// mlp.hook_expert_weights [b,p,experts] (the router's float32 softmax, before the top-k choice),
+// mlp.hook_expert_indices [b,p,k] (int64: the chosen experts, most probable first),
+// mlp.hook_expert_out [b,p,k,d] (each chosen expert's output before its weight; mixture-of-experts
+// models, named as TransformerLens's MoE names its weights and indices), ln2_post.hook_scale,
+// ln2_post.hook_normalized (Gemma 2), hook_mlp_out, hook_resid_post. hook_attn_out and hook_mlp_out
+// are what is added to the residual, after the post-norms where a model has them (as
+// TransformerLens places them).
 #ifndef LENSD_CORE_ENGINE_HOOK_NAMES_H_
 #define LENSD_CORE_ENGINE_HOOK_NAMES_H_
 
@@ -54,13 +59,17 @@ enum class HookKind : uint8_t {
   kMlpPre,
   kMlpPreLinear,
   kMlpPost,
+  kMlpRouterLogits,
+  kMlpExpertWeights,
+  kMlpExpertIndices,
+  kMlpExpertOut,
   kLn2PostScale,
   kLn2PostNormalized,
   kMlpOut,
   kResidPost,
 };
 inline constexpr int kNumGlobalHooks = 5;
-inline constexpr int kNumBlockHooks = 24;
+inline constexpr int kNumBlockHooks = 28;
 
 // A capture point; `layer` is -1 for global points.
 struct HookPoint {

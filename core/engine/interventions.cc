@@ -55,6 +55,7 @@ bool PerHead(HookKind kind) {
     case HookKind::kAttnZ:
     case HookKind::kAttnScores:
     case HookKind::kAttnPattern:
+    case HookKind::kMlpExpertOut:  // "heads" are the chosen experts' slots
       return true;
     default:
       return false;
@@ -66,6 +67,7 @@ bool QueryKey(HookKind kind) {
 }
 
 int64_t HeadsOf(HookKind kind, const ModelConfig& c) {
+  if (kind == HookKind::kMlpExpertOut) return c.experts_per_token;
   const bool kv =
       kind == HookKind::kAttnK || kind == HookKind::kAttnV || kind == HookKind::kAttnRotK;
   return kv && c.num_kv_heads > 0 ? c.num_kv_heads : c.num_heads;
@@ -314,7 +316,8 @@ absl::Status CheckSelection(const Checking& c, int64_t heads) {
     return c.Invalid("heads", absl::StrCat(HookName(c.point),
                                            " has no heads; heads apply to attn.hook_q, "
                                            "hook_k, hook_v, hook_rot_q, hook_rot_k, hook_z, "
-                                           "hook_attn_scores and hook_pattern"));
+                                           "hook_attn_scores, hook_pattern and, as the chosen "
+                                           "experts, mlp.hook_expert_out"));
   }
   for (const int64_t h : s.heads) {
     if (h < 0 || h >= heads) {
@@ -349,6 +352,12 @@ absl::StatusOr<std::shared_ptr<Edit>> Build(const CausalLm& model, const Interve
     if (!point.ok()) return c.Invalid("hook_point", point.status().message());
     c.point = *point;
   }
+  if (c.point.kind == HookKind::kMlpExpertIndices) {
+    return c.Invalid("hook_point",
+                     "mlp.hook_expert_indices is read-only (the experts chosen); edit "
+                     "mlp.hook_router_logits or mlp.hook_expert_weights to change the choice, or "
+                     "mlp.hook_expert_out to change what a chosen expert adds");
+  }
   auto edit = std::make_shared<Edit>();
   edit->point = c.point;
   edit->op = spec.op;
@@ -365,9 +374,10 @@ absl::StatusOr<std::shared_ptr<Edit>> Build(const CausalLm& model, const Interve
         spec.heads.empty() ? at::arange(heads, at::kLong) : at::tensor(spec.heads, at::kLong);
     edit->heads = edit->heads.to(model.device());
   }
-  c.width = edit->query_key  ? run.length
-            : edit->per_head ? config.head_dim
-                             : HookShapeOf(c.point, config).per_position;
+  c.width = edit->query_key                           ? run.length
+            : c.point.kind == HookKind::kMlpExpertOut ? config.d_model
+            : edit->per_head                          ? config.head_dim
+                                                      : HookShapeOf(c.point, config).per_position;
   LENSD_RETURN_IF_ERROR(BuildOperation(c, saes, edit.get()));
   return edit;
 }

@@ -27,6 +27,7 @@ struct LlamaLayer {
   at::Tensor o_w, o_b;
   at::Tensor gate_up_w, gate_up_b;  // gate | up stacked: [2 d_mlp, d]
   at::Tensor down_w, down_b;
+  MoeWeights experts;  // with config.moe(), in place of the gated MLP
 };
 
 // The q/k norm of Qwen3, Gemma 3 (over each head's dimensions) or OLMo 2 (over all heads at once),
@@ -36,6 +37,11 @@ at::Tensor QkNormalize(const at::Tensor& x, const at::Tensor& weight, const Mode
   const at::Tensor xf = (c.qk_norm == QkNorm::kAcrossHeads ? x.flatten(-2) : x).to(at::kFloat);
   const at::Tensor normalized = xf * at::rsqrt(xf.pow(2).mean(-1, true) + c.norm_eps);
   return WeighRms(normalized, weight, c.norm, x.scalar_type()).view(x.sizes());
+}
+
+// OLMoE's clip_qkv.
+at::Tensor Clip(const at::Tensor& x, const ModelConfig& c) {
+  return c.clip_qkv > 0 ? x.clamp(-c.clip_qkv, c.clip_qkv) : x;
 }
 
 class LlamaStyle : public CausalLm {
@@ -71,14 +77,14 @@ class LlamaStyle : public CausalLm {
     const at::Tensor k =
         ctx.Hook(HookKind::kAttnK, i, qkv[1].view({b, t, c.num_kv_heads, c.head_dim}));
     const at::Tensor v =
-        ctx.Hook(HookKind::kAttnV, i, qkv[2].view({b, t, c.num_kv_heads, c.head_dim}));
+        ctx.Hook(HookKind::kAttnV, i, Clip(qkv[2].view({b, t, c.num_kv_heads, c.head_dim}), c));
     const auto& rotary = ctx.Rotary(c.LocalRotaryAt(i));
     const at::Tensor rq =
         ctx.Hook(HookKind::kAttnRotQ, i,
-                 ApplyRotary(QkNormalize(q, l.q_norm, c), rotary, c.rope.rotary_dim));
+                 ApplyRotary(Clip(QkNormalize(q, l.q_norm, c), c), rotary, c.rope.rotary_dim));
     const at::Tensor rk =
         ctx.Hook(HookKind::kAttnRotK, i,
-                 ApplyRotary(QkNormalize(k, l.k_norm, c), rotary, c.rope.rotary_dim));
+                 ApplyRotary(Clip(QkNormalize(k, l.k_norm, c), c), rotary, c.rope.rotary_dim));
     const int64_t window = c.SlidingAt(i) ? c.sliding_window : 0;
     const at::Tensor z =
         Attend(rq, rk, v, i, {c.attention_scale, window, true, false, c.attn_softcap}, ctx);
@@ -90,12 +96,7 @@ class LlamaStyle : public CausalLm {
     const at::Tensor mid = ctx.Hook(HookKind::kResidMid, i, x + attn_out);
     const at::Tensor h2 =
         c.pre_norms ? Norm(mid, l.ln2, HookKind::kLn2Scale, HookKind::kLn2Normalized, i, ctx) : mid;
-    const std::vector<at::Tensor> gate_up = Linear(h2, l.gate_up_w, l.gate_up_b).split(c.d_mlp, -1);
-    const at::Tensor pre = ctx.Hook(HookKind::kMlpPre, i, gate_up[0]);
-    const at::Tensor pre_linear = ctx.Hook(HookKind::kMlpPreLinear, i, gate_up[1]);
-    const at::Tensor post =
-        ctx.Hook(HookKind::kMlpPost, i, Activation(c.activation, pre) * pre_linear);
-    at::Tensor mlp = Linear(post, l.down_w, l.down_b);
+    at::Tensor mlp = c.moe() ? MoeMlp(i, h2, l.experts, ctx) : GatedMlp(i, h2, l, ctx);
     if (c.post_norms) {
       mlp = Norm(mlp, l.ln2_post, HookKind::kLn2PostScale, HookKind::kLn2PostNormalized, i, ctx);
     }
@@ -103,6 +104,17 @@ class LlamaStyle : public CausalLm {
   }
 
  private:
+  static at::Tensor GatedMlp(int64_t i, const at::Tensor& h, const LlamaLayer& l,
+                             ForwardContext& ctx) {
+    const ModelConfig& c = ctx.config();
+    const std::vector<at::Tensor> gate_up = Linear(h, l.gate_up_w, l.gate_up_b).split(c.d_mlp, -1);
+    const at::Tensor pre = ctx.Hook(HookKind::kMlpPre, i, gate_up[0]);
+    const at::Tensor pre_linear = ctx.Hook(HookKind::kMlpPreLinear, i, gate_up[1]);
+    const at::Tensor post =
+        ctx.Hook(HookKind::kMlpPost, i, Activation(c.activation, pre) * pre_linear);
+    return Linear(post, l.down_w, l.down_b);
+  }
+
   at::Tensor embed_;
   std::vector<LlamaLayer> layers_;
 };
@@ -219,11 +231,16 @@ absl::StatusOr<LlamaLayer> LoadLlamaLayer(const ModelConfig& c, WeightLoader* w,
   }
   if (layout.fused) {
     LENSD_ASSIGN_OR_RETURN(l.qkv_w, w->Get(a + "qkv_proj.weight", {q + 2 * kv, d}));
-    LENSD_ASSIGN_OR_RETURN(l.gate_up_w, w->Get(m + "gate_up_proj.weight", {2 * c.d_mlp, d}));
   } else {
     LENSD_ASSIGN_OR_RETURN(
         l.qkv_w, w->GetStacked({a + "q_proj.weight", a + "k_proj.weight", a + "v_proj.weight"},
                                {{q, d}, {kv, d}, {kv, d}}));
+  }
+  if (c.moe()) {
+    LENSD_ASSIGN_OR_RETURN(l.experts, LoadMoe(c, w, i, layout.experts));
+  } else if (layout.fused) {
+    LENSD_ASSIGN_OR_RETURN(l.gate_up_w, w->Get(m + "gate_up_proj.weight", {2 * c.d_mlp, d}));
+  } else {
     LENSD_ASSIGN_OR_RETURN(l.gate_up_w,
                            w->GetStacked({m + "gate_proj.weight", m + "up_proj.weight"},
                                          {{c.d_mlp, d}, {c.d_mlp, d}}));
@@ -238,6 +255,7 @@ absl::StatusOr<LlamaLayer> LoadLlamaLayer(const ModelConfig& c, WeightLoader* w,
   }
   LENSD_ASSIGN_OR_RETURN(l.o_w, w->Get(a + "o_proj.weight", {d, q}));
   LENSD_ASSIGN_OR_RETURN(l.o_b, optional_bias({a + "o_proj.bias"}, {d}, c.attn_out_bias));
+  if (c.moe()) return l;
   LENSD_ASSIGN_OR_RETURN(l.gate_up_b, optional_bias({m + "gate_proj.bias", m + "up_proj.bias"},
                                                     {c.d_mlp, c.d_mlp}, c.mlp_bias));
   LENSD_ASSIGN_OR_RETURN(l.down_w, w->Get(m + "down_proj.weight", {d, c.d_mlp}));

@@ -1,6 +1,7 @@
 // The Llama-style decoder shared by llama, mistral, qwen2, qwen3 (llama.cc), gemma (gemma.cc),
 // gemma2 and gemma3_text (gemma2.cc, gemma3.cc: norms after attention and the MLP, soft-capping,
-// two rotaries), olmo2 (olmo2.cc: post-norms only) and phi3 (phi3.cc: fused projections):
+// two rotaries), olmo2 (olmo2.cc: post-norms only), phi3 (phi3.cc: fused projections) and the
+// mixtures of experts mixtral and olmoe (mixtral.cc, olmoe.cc: moe.h's MLP):
 // RMS-norm pre-norm blocks, rotary q/k, grouped-query attention, gated MLP, weights named
 // model.layers.{i}.{self_attn,mlp}.*_proj. What differs is read into ModelConfig by each
 // architecture's config parser.
@@ -14,6 +15,7 @@
 #include "core/engine/causal_lm.h"
 #include "core/engine/checkpoint.h"
 #include "core/engine/model_config.h"
+#include "core/engine/moe.h"
 #include "nlohmann/json_fwd.hpp"
 
 namespace lensd::engine {
@@ -26,9 +28,10 @@ absl::StatusOr<ModelConfig> ParseLlamaStyleConfig(const nlohmann::json& config,
                                                   const RopeDefaults& rope_defaults = {});
 
 // How a family names its projections: q_proj, k_proj, v_proj and gate_proj, up_proj, or one fused
-// qkv_proj and gate_up_proj (Phi-3).
+// qkv_proj and gate_up_proj (Phi-3); where a mixture-of-experts config keeps its experts.
 struct LlamaLayout {
   bool fused = false;
+  MoeNames experts;
 };
 
 absl::StatusOr<std::unique_ptr<CausalLm>> LoadLlamaStyleWith(const ModelConfig& config,

@@ -55,9 +55,17 @@ struct ModelConfig {
   int64_t max_positions = 0;
   NormKind norm = NormKind::kLayerNorm;
   double norm_eps = 1e-5;
-  std::string activation;          // Hugging Face ACT2FN name, e.g. "gelu_new", "silu"
-  bool gated_mlp = false;          // down(act(gate(x)) * up(x))
-  bool parallel_residual = false;  // x + attn(ln1(x)) + mlp(ln2(x))
+  std::string activation;  // Hugging Face ACT2FN name, e.g. "gelu_new", "silu"
+  bool gated_mlp = false;  // down(act(gate(x)) * up(x))
+  // Mixture of experts (Mixtral, OLMoE): each block's MLP is num_experts gated MLPs of d_mlp, of
+  // which a router picks experts_per_token per position; 0 experts: one dense MLP.
+  int64_t num_experts = 0;
+  int64_t experts_per_token = 0;
+  // Whether the chosen experts' router probabilities are rescaled to sum to 1 (Mixtral; OLMoE's
+  // norm_topk_prob false keeps them as they are).
+  bool normalize_expert_weights = true;
+  bool expert_weights_in_float32 = true;  // OLMoE rounds them to the model's dtype first
+  bool parallel_residual = false;         // x + attn(ln1(x)) + mlp(ln2(x))
   // BLOOM's apply_residual_connection_post_layernorm: each residual is taken after the norm,
   // ln1(x) + attn(ln1(x)), then ln2(mid) + mlp(ln2(mid)).
   bool residual_after_norm = false;
@@ -66,6 +74,8 @@ struct ModelConfig {
   bool attn_out_bias = false;
   bool mlp_bias = false;
   QkNorm qk_norm = QkNorm::kNone;
+  // OLMoE's clip_qkv: q and k (after their norms) and v clamped to [-clip, clip]; 0: none.
+  double clip_qkv = 0.0;
   // Gemma 2 and 3, OLMo 2: a norm on the attention output and on the MLP output before each is
   // added to the residual (ln1_post, ln2_post); OLMo 2 has no pre-norms (ln1, ln2) besides.
   bool post_norms = false;
@@ -91,6 +101,7 @@ struct ModelConfig {
   std::vector<int64_t> eos_token_ids;
   std::optional<int64_t> bos_token_id;
 
+  bool moe() const { return num_experts > 0; }
   // Whether `layer` turns q and k with local_rope (Gemma 3's sliding layers, window or not).
   bool LocalRotaryAt(int64_t layer) const {
     return local_rope.has_value() && !sliding_layers.empty() &&

@@ -180,6 +180,12 @@ absl::Status ActivationsWithGradients(
   std::vector<HookPoint> points;
   for (const std::string& name : spec.hook_points) {
     LENSD_ASSIGN_OR_RETURN(points.emplace_back(), ParseHookName(name, model.config()));
+    if (points.back().kind == HookKind::kMlpExpertIndices) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("hook_points: ", name,
+                       " holds expert numbers (int64), which have no gradient; "
+                       "ask for mlp.hook_expert_weights instead"));
+    }
   }
   LENSD_ASSIGN_OR_RETURN(ResolvedMetric metric,
                          ResolveMetric(spec.metric, spec.tokens, model.config().vocab_size));

@@ -40,7 +40,9 @@ from transformers.models.gemma.modeling_gemma import GemmaModel
 from transformers.models.gemma2.modeling_gemma2 import Gemma2Model
 from transformers.models.gemma3.modeling_gemma3 import Gemma3TextModel
 from transformers.models.mistral.modeling_mistral import MistralModel
+from transformers.models.mixtral.modeling_mixtral import MixtralModel
 from transformers.models.olmo2.modeling_olmo2 import Olmo2Model
+from transformers.models.olmoe.modeling_olmoe import OlmoeModel
 from transformers.models.phi3.modeling_phi3 import Phi3Model
 from transformers.models.qwen2.modeling_qwen2 import Qwen2Model
 from transformers.models.qwen3.modeling_qwen3 import Qwen3Model
@@ -48,13 +50,15 @@ from transformers.models.qwen3.modeling_qwen3 import Qwen3Model
 # tuned-lens 0.2.0 (the newest release) finds the final norm of GPT-2, GPT-NeoX and Llama only.
 # Its main branch adds Mistral and Gemma (model_surgery.get_final_norm returns base_model.norm,
 # tuned-lens.md section 6) and an open pull request adds Qwen2 the same way; do what they do, and
-# the same for Qwen3 and Gemma 2 (their final norm is base_model.norm too).
+# the same for Qwen3, Gemma 2 and 3, OLMo 2 and OLMoE, Phi-3 and Mixtral (their final norm is
+# base_model.norm too).
 _released_get_final_norm = model_surgery.get_final_norm
 
 
 def _get_final_norm(model):
     if isinstance(model.base_model, (MistralModel, Qwen2Model, Qwen3Model, GemmaModel,
-                                     Gemma2Model, Gemma3TextModel, Olmo2Model, Phi3Model)):
+                                     Gemma2Model, Gemma3TextModel, Olmo2Model, Phi3Model,
+                                     MixtralModel, OlmoeModel)):
         return model.base_model.norm
     return _released_get_final_norm(model)
 

@@ -16,6 +16,8 @@ different lengths (eager attention):
   targets                                  [B]
   steer_logits, steer_vector, steer_layer  logits when steer_vector is added to the input of
                                             block steer_layer
+  router_logits_{i}, expert_indices_{i}    mixtures of experts: block i's router logits [B, T, E]
+                                            and chosen experts [B, T, k], from its router module
 With --demo, the embedded demo model is checked too: its reference outputs (on a batch of
 tokenized verses) go to <out>/<demo name>/reference.safetensors while the model stays where it is.
 Also writes <out>/manifest.json listing the models and their folders.
@@ -29,8 +31,8 @@ import torch
 from safetensors.torch import save_file
 from transformers import (BloomConfig, GemmaConfig, Gemma2Config, Gemma3TextConfig, GPT2Config,
                           GPTJConfig, GPTNeoXConfig, LlamaConfig, MistralConfig, GPTNeoConfig,
-                          Olmo2Config, OPTConfig, Phi3Config, Qwen2Config, Qwen3Config,
-                          AutoModelForCausalLM)
+                          MixtralConfig, Olmo2Config, OlmoeConfig, OPTConfig, Phi3Config,
+                          Qwen2Config, Qwen3Config, AutoModelForCausalLM)
 
 LENGTHS = [12, 7, 3]
 VOCAB = 320
@@ -148,6 +150,18 @@ def configs():
             **small, num_key_value_heads=4, original_max_position_embeddings=8, pad_token_id=0,
             rope_scaling={"rope_type": "longrope", "short_factor": [1.0, 1.5, 2.0, 1.2, 3.0, 1.1, 1.0, 2.5],
                           "long_factor": [2.0, 4.0, 8.0, 3.0, 16.0, 2.0, 1.5, 6.0]}),
+        # Mixtral: 4 experts, 2 per position, renormalized; then 5 experts, 3 per position and a
+        # window of 5.
+        "mixtral": MixtralConfig(**small, num_key_value_heads=2, num_local_experts=4,
+                                 num_experts_per_tok=2),
+        "mixtral_window_top3": MixtralConfig(**small, num_key_value_heads=4, num_local_experts=5,
+                                             num_experts_per_tok=3, sliding_window=5),
+        # OLMoE: q/k norms over all heads, 6 experts, 2 per position, not renormalized; then
+        # renormalized with q, k and v clipped at 0.4 (random init reaches about 1).
+        "olmoe": OlmoeConfig(**small, num_key_value_heads=2, num_experts=6,
+                             num_experts_per_tok=2),
+        "olmoe_norm_topk_clip": OlmoeConfig(**small, num_experts=3, num_experts_per_tok=2,
+                                            norm_topk_prob=True, clip_qkv=0.4),
     }
 
 
@@ -215,10 +229,19 @@ def tensors_of(model, ids, mask, num_layers, layer, vector, targets):
     if decoder is not None and decoder.project_out is not None:
         handle = decoder.final_layer_norm.register_forward_hook(
             lambda module, args, output: final_norm.append(output))
+    routers = [m for m in model.modules() if type(m).__name__.endswith("TopKRouter")]
+    routed = []
+    router_handles = [r.register_forward_hook(lambda module, args, output: routed.append(output))
+                      for r in routers]
     with torch.no_grad():
         res = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
     if handle is not None:
         handle.remove()
+    for h in router_handles:
+        h.remove()
+    for i, (logits, _, indices) in enumerate(routed):  # one call per block, in order
+        out[f"router_logits_{i}"] = logits.float().view(ids.shape[0], ids.shape[1], -1)
+        out[f"expert_indices_{i}"] = indices.view(ids.shape[0], ids.shape[1], -1)
     out["logits_fp32"] = res.logits.float()
     for i, h in enumerate(res.hidden_states):
         out[f"hidden_{i}_fp32"] = h.float()
