@@ -1,7 +1,7 @@
 // Torch-free interventions: edits of the activations at TransformerLens hook points while a
 // request's forward pass runs (proto/lensd/v1/interventions.proto describes each operation and
 // the shapes its tensors broadcast to). The server converts the wire message to these; the engine
-// (core/engine/interventions.h) validates and applies them.
+// (core/engine/interventions/interventions.h) validates and applies them.
 #ifndef LENSD_CORE_INTERVENTION_TYPES_H_
 #define LENSD_CORE_INTERVENTION_TYPES_H_
 

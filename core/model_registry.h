@@ -62,7 +62,8 @@ struct DeviceMemoryReading {
   int64_t reserved = 0;   // held by this process's allocator, cache included
 };
 
-// How the registry makes models (core/engine/engine_factory.h in the server), kept out of core.
+// How the registry makes models (core/engine/served/engine_factory.h in the server), kept out of
+// core.
 struct ModelFactory {
   std::function<absl::StatusOr<int64_t>(const std::string& dir, const ServedModelOptions&)>
       estimate_bytes;

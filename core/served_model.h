@@ -1,5 +1,5 @@
 // A loaded model with its lenses, as the registry, the scheduler's work items and the server see
-// it: a torch-free interface that core/engine implements (core/engine/engine_factory.h makes
+// it: a torch-free interface that core/engine implements (core/engine/served/engine_factory.h makes
 // them). Requests and results are the plain types of core/lens_types.h; tensors never cross it.
 //
 // Thread-safe: Decode, Generate, Activations and the SAE work may run concurrently on one

@@ -1,7 +1,7 @@
 // The wire's interventions (lensd.v1.Intervention) as core's InterventionSpec: inputs of patches
 // and mean references resolved with the model's tokenizer, tensors copied, and the bounds that
 // need no model run. Shape, position and head checks against the model are the engine's
-// (core/engine/interventions.h), which names the same fields.
+// (core/engine/interventions/interventions.h), which names the same fields.
 #ifndef LENSD_SERVER_INTERVENTION_CONVERT_H_
 #define LENSD_SERVER_INTERVENTION_CONVERT_H_
 

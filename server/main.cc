@@ -20,7 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "core/auth.h"
-#include "core/engine/engine_factory.h"
+#include "core/engine/served/engine_factory.h"
 #include "core/memory_budget.h"
 #include "core/status_macros.h"
 #include "server/server.h"

@@ -13,7 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
-#include "core/engine/safetensors_writer.h"
+#include "core/engine/formats/safetensors_writer.h"
 
 namespace lensctl {
 namespace {

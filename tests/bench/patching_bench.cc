@@ -10,8 +10,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "core/engine/activation_patching.h"
-#include "core/engine/model_loader.h"
+#include "core/engine/attribution/activation_patching.h"
+#include "core/engine/models/model_loader.h"
 #include "nlohmann/json.hpp"
 
 ABSL_FLAG(std::string, model, "", "Hugging Face model folder");

@@ -24,7 +24,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "core/auth.h"
-#include "core/engine/engine_factory.h"
+#include "core/engine/served/engine_factory.h"
 #include "lensd/v1/lens.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "server/convert.h"

@@ -11,9 +11,9 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "core/engine/engine_factory.h"
-#include "core/engine/lens_training_run.h"
-#include "core/engine/model_loader.h"
+#include "core/engine/models/model_loader.h"
+#include "core/engine/served/engine_factory.h"
+#include "core/engine/training/lens_training_run.h"
 #include "nlohmann/json.hpp"
 
 ABSL_FLAG(std::string, model, "", "Hugging Face model folder");

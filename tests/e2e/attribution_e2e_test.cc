@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "core/engine/engine_factory.h"
+#include "core/engine/served/engine_factory.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lensd/v1/attribution.grpc.pb.h"

@@ -4,7 +4,7 @@
 // aggregate_metrics.json; text data reports bits per byte; bad input is refused by name.
 #include <cmath>
 
-#include "core/engine/engine_factory.h"
+#include "core/engine/served/engine_factory.h"
 #include "core/training_data.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

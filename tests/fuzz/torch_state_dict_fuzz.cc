@@ -4,7 +4,7 @@
 #include <cstdint>
 
 #include "absl/strings/string_view.h"
-#include "core/engine/torch_state_dict.h"
+#include "core/engine/formats/torch_state_dict.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)lensd::engine::ReadTorchStateDict(

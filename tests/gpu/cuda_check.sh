@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the engine and its CUDA tests (core/engine/cuda_test.cc: logits in float32, bfloat16 and
+# Builds the engine and its CUDA tests (core/engine/model/cuda_test.cc: logits in float32, bfloat16 and
 # float16 against the CPU, KV-cache decoding, lens training in float32 and under bfloat16 autocast,
 # lens evaluation) against the PyTorch of a GPU machine, and runs them. Not part of tests/run.sh:
 # CI has no GPU (there cuda_test builds against the torch wheel in .venv and reports itself
@@ -38,11 +38,11 @@ fi
 flags=(-std=c++20 -O2 -fPIC -D_GLIBCXX_USE_CXX11_ABI="$abi" -DLENSD_TEST_SOURCE_DIR="\"$root\""
        -DLENSD_TEST_BINARY_DIR="\"$work\"" -I"$root" "${include[@]}")
 sources=(core/json_fields.cc core/lens_types.cc core/durable_file.cc core/training_spec.cc
-         core/eval_spec.cc core/engine/test_util.cc core/engine/cuda_test.cc)
-for f in "$root"/core/engine/*.cc; do
+         core/eval_spec.cc core/engine/test_util.cc core/engine/model/cuda_test.cc)
+for f in "$root"/core/engine/*/*.cc; do
   case $(basename "$f") in
-    *_test.cc | served_model.cc | served_batch.cc | test_util.cc) ;;  # served_*: the server's
-    *) sources+=("core/engine/$(basename "$f")") ;;
+    *_test.cc | served_model.cc | served_batch.cc | lens_table.cc | load_peak.cc) ;;  # the server's
+    *) sources+=("${f#"$root"/}") ;;
   esac
 done
 printf '%s\n' "${sources[@]}" | xargs -P "$(nproc)" -I{} sh -c \

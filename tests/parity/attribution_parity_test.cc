@@ -15,9 +15,9 @@
 #include <string>
 #include <tuple>
 
-#include "core/engine/attribution.h"
-#include "core/engine/attribution_metric.h"
-#include "core/engine/model_loader.h"
+#include "core/engine/attribution/attribution.h"
+#include "core/engine/attribution/attribution_metric.h"
+#include "core/engine/models/model_loader.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"

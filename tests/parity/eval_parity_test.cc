@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "core/engine/lens.h"
-#include "core/engine/lens_evaluation.h"
-#include "core/engine/model_loader.h"
+#include "core/engine/lens/lens.h"
+#include "core/engine/lens/lens_evaluation.h"
+#include "core/engine/models/model_loader.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 

@@ -21,12 +21,12 @@
 #include <map>
 #include <string>
 
-#include "core/engine/causal_lm.h"
-#include "core/engine/generate.h"
-#include "core/engine/interventions.h"
-#include "core/engine/lens.h"
-#include "core/engine/model_loader.h"
-#include "core/engine/sae.h"
+#include "core/engine/interventions/interventions.h"
+#include "core/engine/lens/generate.h"
+#include "core/engine/lens/lens.h"
+#include "core/engine/model/causal_lm.h"
+#include "core/engine/models/model_loader.h"
+#include "core/engine/sae/sae.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/parity/reference_tensors.h"

@@ -14,10 +14,10 @@
 #include <map>
 #include <string>
 
-#include "core/engine/decode.h"
-#include "core/engine/generate.h"
-#include "core/engine/lens.h"
-#include "core/engine/model_loader.h"
+#include "core/engine/lens/decode.h"
+#include "core/engine/lens/generate.h"
+#include "core/engine/lens/lens.h"
+#include "core/engine/models/model_loader.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/parity/reference_tensors.h"

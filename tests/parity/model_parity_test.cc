@@ -22,9 +22,9 @@
 #include <map>
 #include <string>
 
-#include "core/engine/causal_lm.h"
-#include "core/engine/interventions.h"
-#include "core/engine/model_loader.h"
+#include "core/engine/interventions/interventions.h"
+#include "core/engine/model/causal_lm.h"
+#include "core/engine/models/model_loader.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/parity/reference_tensors.h"

@@ -13,8 +13,8 @@
 #include <map>
 #include <string>
 
-#include "core/engine/activation_patching.h"
-#include "core/engine/model_loader.h"
+#include "core/engine/attribution/activation_patching.h"
+#include "core/engine/models/model_loader.h"
 #include "gtest/gtest.h"
 #include "tests/parity/reference_tensors.h"
 

@@ -8,7 +8,7 @@
 #include <map>
 #include <string>
 
-#include "core/engine/safetensors_file.h"
+#include "core/engine/formats/safetensors_file.h"
 #include "gtest/gtest.h"
 
 namespace lensd::testing {

@@ -10,9 +10,9 @@
 #include <map>
 #include <string>
 
-#include "core/engine/model_loader.h"
-#include "core/engine/sae.h"
-#include "core/engine/served_saes.h"
+#include "core/engine/models/model_loader.h"
+#include "core/engine/sae/sae.h"
+#include "core/engine/served/served_saes.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"

@@ -12,11 +12,11 @@
 #include <vector>
 
 #include "absl/strings/str_join.h"
-#include "core/engine/hooks.h"
-#include "core/engine/lens.h"
-#include "core/engine/lens_trainer.h"
-#include "core/engine/lens_writer.h"
-#include "core/engine/model_loader.h"
+#include "core/engine/lens/lens.h"
+#include "core/engine/lens/lens_writer.h"
+#include "core/engine/model/hooks.h"
+#include "core/engine/models/model_loader.h"
+#include "core/engine/training/lens_trainer.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 

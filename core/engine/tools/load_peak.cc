@@ -8,7 +8,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "core/engine/model_loader.h"
+#include "core/engine/models/model_loader.h"
 
 ABSL_FLAG(std::string, model, "", "Hugging Face model folder");
 ABSL_FLAG(std::string, dtype, "float32", "float32, bfloat16, float16 or auto");
