@@ -164,6 +164,20 @@ absl::StatusOr<std::vector<bool>> ParseLayerTypes(const nlohmann::json& config,
   return sliding;
 }
 
+absl::Status SplitFullHeads(ModelConfig* config, absl::string_view width_field,
+                            absl::string_view heads_field) {
+  ModelConfig& c = *config;
+  if (c.num_heads <= 0 || c.d_model % c.num_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(width_field, " (", c.d_model,
+                                                   ") must be a multiple of ", heads_field, " (",
+                                                   c.num_heads, ")"));
+  }
+  c.num_kv_heads = c.num_heads;
+  c.head_dim = c.d_model / c.num_heads;
+  c.attention_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+  return absl::OkStatus();
+}
+
 absl::Status ParseSpecialTokenIds(const nlohmann::json& config, ModelConfig* out) {
   if (json_fields::Has(config, "bos_token_id")) {
     LENSD_ASSIGN_OR_RETURN(out->bos_token_id, json_fields::Int(config, "bos_token_id", ""));

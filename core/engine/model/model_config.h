@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "nlohmann/json_fwd.hpp"
 
 namespace lensd::engine {
@@ -136,6 +137,12 @@ absl::StatusOr<std::vector<bool>> ParseLayerTypes(const nlohmann::json& config, 
 
 // Reads bos_token_id and eos_token_id (an integer or a list) into `out`.
 absl::Status ParseSpecialTokenIds(const nlohmann::json& config, ModelConfig* out);
+
+// For families whose every head has its own keys and values: checks that the `heads_field` heads
+// divide the `width_field` width (INVALID_ARGUMENT naming both), then sets num_kv_heads,
+// head_dim and attention_scale (1 / sqrt(head_dim)).
+absl::Status SplitFullHeads(ModelConfig* config, absl::string_view width_field,
+                            absl::string_view heads_field);
 
 // Checks the sizes every architecture shares; INVALID_ARGUMENT names the field.
 absl::Status ValidateSizes(const ModelConfig& config);

@@ -81,16 +81,10 @@ absl::StatusOr<ModelConfig> ParseConfig(const nlohmann::json& j) {
       c.residual_after_norm,
       json_fields::Bool(j, "apply_residual_connection_post_layernorm", false, ""));
   LENSD_RETURN_IF_ERROR(ParseSpecialTokenIds(j, &c));
-  if (c.num_heads <= 0 || c.d_model % c.num_heads != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(width, " (", c.d_model, ") must be a multiple of n_head (", c.num_heads, ")"));
-  }
+  LENSD_RETURN_IF_ERROR(SplitFullHeads(&c, width, "n_head"));
   // ALiBi has no position table; max_positions only bounds generation's defaults.
   LENSD_ASSIGN_OR_RETURN(c.max_positions, json_fields::Int(j, "seq_length", 2048, ""));
-  c.num_kv_heads = c.num_heads;
-  c.head_dim = c.d_model / c.num_heads;
   c.d_mlp = 4 * c.d_model;
-  c.attention_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
   c.activation = "gelu_new";  // BLOOM's tanh approximation (0.79788456 for sqrt(2 / pi))
   c.alibi = true;
   c.qkv_bias = true;

@@ -16,33 +16,12 @@
 namespace lensd::engine {
 namespace {
 
-class Gpt2 : public CausalLm {
- public:
-  Gpt2(const ModelConfig& config, int64_t bytes, at::Tensor wte, at::Tensor wpe,
-       std::vector<PreNormLayer> layers, NormWeights ln_f, at::Tensor unembed)
-      : CausalLm(config, bytes, std::move(ln_f), std::move(unembed)),
-        wte_(std::move(wte)),
-        wpe_(std::move(wpe)),
-        layers_(std::move(layers)) {}
-
- protected:
-  at::Tensor Embed(const at::Tensor& tokens, ForwardContext& ctx) const override {
-    const at::Tensor tok = ctx.Hook(HookKind::kEmbed, -1, at::embedding(wte_, tokens));
-    const at::Tensor pos = ctx.Hook(HookKind::kPosEmbed, -1, at::embedding(wpe_, ctx.positions()));
-    return tok + pos;
-  }
-
-  at::Tensor Block(int64_t i, const at::Tensor& x, ForwardContext& ctx) const override {
-    const ModelConfig& c = config();
-    double scale = c.attention_scale;
-    if (c.scale_attn_by_inverse_layer_idx) scale /= static_cast<double>(i + 1);
-    return PreNormBlock(i, x, layers_[static_cast<size_t>(i)], {scale, 0, false}, ctx);
-  }
-
- private:
-  at::Tensor wte_, wpe_;
-  std::vector<PreNormLayer> layers_;
-};
+// Scaled attention, by the inverse layer index too when the config asks.
+AttentionOptions Gpt2Attention(const ModelConfig& c, int64_t i) {
+  double scale = c.attention_scale;
+  if (c.scale_attn_by_inverse_layer_idx) scale /= static_cast<double>(i + 1);
+  return {scale, 0, false};
+}
 
 absl::StatusOr<ModelConfig> ParseConfig(const nlohmann::json& j) {
   ModelConfig c;
@@ -63,13 +42,8 @@ absl::StatusOr<ModelConfig> ParseConfig(const nlohmann::json& j) {
   LENSD_ASSIGN_OR_RETURN(c.scale_attn_by_inverse_layer_idx,
                          json_fields::Bool(j, "scale_attn_by_inverse_layer_idx", false, ""));
   LENSD_RETURN_IF_ERROR(ParseSpecialTokenIds(j, &c));
-  if (c.num_heads <= 0 || c.d_model % c.num_heads != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("n_embd (", c.d_model, ") must be a multiple of n_head (", c.num_heads, ")"));
-  }
-  c.num_kv_heads = c.num_heads;
-  c.head_dim = c.d_model / c.num_heads;
-  c.attention_scale = scale_weights ? 1.0 / std::sqrt(static_cast<double>(c.head_dim)) : 1.0;
+  LENSD_RETURN_IF_ERROR(SplitFullHeads(&c, "n_embd", "n_head"));
+  if (!scale_weights) c.attention_scale = 1.0;
   c.norm = NormKind::kLayerNorm;
   c.absolute_positions = true;
   c.qkv_bias = c.attn_out_bias = c.mlp_bias = true;
@@ -105,9 +79,9 @@ absl::StatusOr<std::unique_ptr<CausalLm>> Load(const ModelConfig& c, WeightLoade
   if (!c.tied_embeddings) {
     LENSD_ASSIGN_OR_RETURN(unembed, w->Get("lm_head.weight", {c.vocab_size, d}));
   }
-  return std::unique_ptr<CausalLm>(std::make_unique<Gpt2>(c, w->bytes_loaded(), std::move(wte),
-                                                          std::move(wpe), std::move(layers),
-                                                          std::move(ln_f), std::move(unembed)));
+  return std::unique_ptr<CausalLm>(std::make_unique<LearnedPositionLm>(
+      c, w->bytes_loaded(), std::move(wte), std::move(wpe), std::move(layers), std::move(ln_f),
+      std::move(unembed), &Gpt2Attention));
 }
 
 }  // namespace

@@ -16,32 +16,10 @@
 namespace lensd::engine {
 namespace {
 
-class GptNeo : public CausalLm {
- public:
-  GptNeo(const ModelConfig& config, int64_t bytes, at::Tensor wte, at::Tensor wpe,
-         std::vector<PreNormLayer> layers, NormWeights ln_f, at::Tensor unembed)
-      : CausalLm(config, bytes, std::move(ln_f), std::move(unembed)),
-        wte_(std::move(wte)),
-        wpe_(std::move(wpe)),
-        layers_(std::move(layers)) {}
-
- protected:
-  at::Tensor Embed(const at::Tensor& tokens, ForwardContext& ctx) const override {
-    const at::Tensor tok = ctx.Hook(HookKind::kEmbed, -1, at::embedding(wte_, tokens));
-    const at::Tensor pos = ctx.Hook(HookKind::kPosEmbed, -1, at::embedding(wpe_, ctx.positions()));
-    return tok + pos;
-  }
-
-  at::Tensor Block(int64_t i, const at::Tensor& x, ForwardContext& ctx) const override {
-    const ModelConfig& c = config();
-    const int64_t window = c.SlidingAt(i) ? c.sliding_window : 0;
-    return PreNormBlock(i, x, layers_[static_cast<size_t>(i)], {1.0, window, true}, ctx);
-  }
-
- private:
-  at::Tensor wte_, wpe_;
-  std::vector<PreNormLayer> layers_;
-};
+// Unscaled attention in float32; local layers see the latest sliding_window positions.
+AttentionOptions GptNeoAttention(const ModelConfig& c, int64_t i) {
+  return {1.0, c.SlidingAt(i) ? c.sliding_window : 0, true};
+}
 
 // attention_types, e.g. [[["global", "local"], 12]], as whether each layer is local.
 absl::StatusOr<std::vector<bool>> LocalLayers(const nlohmann::json& j, int64_t num_layers) {
@@ -92,13 +70,8 @@ absl::StatusOr<ModelConfig> ParseConfig(const nlohmann::json& j) {
   if (j.contains("intermediate_size") && !j["intermediate_size"].is_null()) {
     LENSD_ASSIGN_OR_RETURN(c.d_mlp, json_fields::Int(j, "intermediate_size", ""));
   }
-  if (c.num_heads <= 0 || c.d_model % c.num_heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "hidden_size (", c.d_model, ") must be a multiple of num_heads (", c.num_heads, ")"));
-  }
+  LENSD_RETURN_IF_ERROR(SplitFullHeads(&c, "hidden_size", "num_heads"));
   LENSD_ASSIGN_OR_RETURN(c.sliding_layers, LocalLayers(j, c.num_layers));
-  c.num_kv_heads = c.num_heads;
-  c.head_dim = c.d_model / c.num_heads;
   c.attention_scale = 1.0;  // GPT-Neo does not scale q.k
   c.norm = NormKind::kLayerNorm;
   c.absolute_positions = true;
@@ -133,9 +106,9 @@ absl::StatusOr<std::unique_ptr<CausalLm>> Load(const ModelConfig& c, WeightLoade
   if (!c.tied_embeddings) {
     LENSD_ASSIGN_OR_RETURN(unembed, w->Get("lm_head.weight", {c.vocab_size, d}));
   }
-  return std::unique_ptr<CausalLm>(std::make_unique<GptNeo>(c, w->bytes_loaded(), std::move(wte),
-                                                            std::move(wpe), std::move(layers),
-                                                            std::move(ln_f), std::move(unembed)));
+  return std::unique_ptr<CausalLm>(std::make_unique<LearnedPositionLm>(
+      c, w->bytes_loaded(), std::move(wte), std::move(wpe), std::move(layers), std::move(ln_f),
+      std::move(unembed), &GptNeoAttention));
 }
 
 }  // namespace

@@ -85,14 +85,7 @@ absl::StatusOr<ModelConfig> ParseConfig(const nlohmann::json& j) {
   LENSD_ASSIGN_OR_RETURN(c.qkv_bias, json_fields::Bool(j, "attention_bias", true, ""));
   LENSD_ASSIGN_OR_RETURN(c.tied_embeddings, json_fields::Bool(j, "tie_word_embeddings", false, ""));
   LENSD_RETURN_IF_ERROR(ParseSpecialTokenIds(j, &c));
-  if (c.num_heads <= 0 || c.d_model % c.num_heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("hidden_size (", c.d_model,
-                                                   ") must be a multiple of num_attention_heads (",
-                                                   c.num_heads, ")"));
-  }
-  c.num_kv_heads = c.num_heads;
-  c.head_dim = c.d_model / c.num_heads;
-  c.attention_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+  LENSD_RETURN_IF_ERROR(SplitFullHeads(&c, "hidden_size", "num_attention_heads"));
   c.attn_out_bias = c.qkv_bias;
   c.mlp_bias = true;
   c.norm = NormKind::kLayerNorm;

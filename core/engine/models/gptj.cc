@@ -85,11 +85,7 @@ absl::StatusOr<ModelConfig> ParseConfig(const nlohmann::json& j) {
   c.activation = activation.value_or("gelu_new");
   LENSD_ASSIGN_OR_RETURN(c.tied_embeddings, json_fields::Bool(j, "tie_word_embeddings", false, ""));
   LENSD_RETURN_IF_ERROR(ParseSpecialTokenIds(j, &c));
-  if (c.num_heads <= 0 || c.d_model % c.num_heads != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("n_embd (", c.d_model, ") must be a multiple of n_head (", c.num_heads, ")"));
-  }
-  c.head_dim = c.d_model / c.num_heads;
+  LENSD_RETURN_IF_ERROR(SplitFullHeads(&c, "n_embd", "n_head"));
   const auto inner = j.find("n_inner");
   if (inner == j.end() || inner->is_null()) {
     c.d_mlp = 4 * c.d_model;
@@ -110,8 +106,6 @@ absl::StatusOr<ModelConfig> ParseConfig(const nlohmann::json& j) {
   }
   c.rope.interleaved = true;
   c.rotary = true;
-  c.num_kv_heads = c.num_heads;
-  c.attention_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
   c.parallel_residual = true;
   c.mlp_bias = true;
   c.norm = NormKind::kLayerNorm;

@@ -86,14 +86,7 @@ absl::StatusOr<ModelConfig> ParseConfig(const nlohmann::json& j) {
   LENSD_RETURN_IF_ERROR(
       RequireOption(j, "layer_norm_elementwise_affine", true, "norms without weights"));
   LENSD_RETURN_IF_ERROR(ParseSpecialTokenIds(j, &c));
-  if (c.num_heads <= 0 || c.d_model % c.num_heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("hidden_size (", c.d_model,
-                                                   ") must be a multiple of num_attention_heads (",
-                                                   c.num_heads, ")"));
-  }
-  c.num_kv_heads = c.num_heads;
-  c.head_dim = c.d_model / c.num_heads;
-  c.attention_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+  LENSD_RETURN_IF_ERROR(SplitFullHeads(&c, "hidden_size", "num_attention_heads"));
   c.norm = NormKind::kLayerNorm;
   c.norm_eps = 1e-5;  // torch.nn.LayerNorm's default; OPT's config has no field for it
   c.absolute_positions = true;

@@ -35,4 +35,23 @@ absl::StatusOr<NormWeights> LoadLayerNorm(WeightLoader* w, const std::string& na
   return n;
 }
 
+LearnedPositionLm::LearnedPositionLm(const ModelConfig& config, int64_t bytes, at::Tensor wte,
+                                     at::Tensor wpe, std::vector<PreNormLayer> layers,
+                                     NormWeights ln_f, at::Tensor unembed, AttentionFor attention)
+    : CausalLm(config, bytes, std::move(ln_f), std::move(unembed)),
+      wte_(std::move(wte)),
+      wpe_(std::move(wpe)),
+      layers_(std::move(layers)),
+      attention_(attention) {}
+
+at::Tensor LearnedPositionLm::Embed(const at::Tensor& tokens, ForwardContext& ctx) const {
+  const at::Tensor tok = ctx.Hook(HookKind::kEmbed, -1, at::embedding(wte_, tokens));
+  const at::Tensor pos = ctx.Hook(HookKind::kPosEmbed, -1, at::embedding(wpe_, ctx.positions()));
+  return tok + pos;
+}
+
+at::Tensor LearnedPositionLm::Block(int64_t i, const at::Tensor& x, ForwardContext& ctx) const {
+  return PreNormBlock(i, x, layers_[static_cast<size_t>(i)], attention_(config(), i), ctx);
+}
+
 }  // namespace lensd::engine
