@@ -5,8 +5,11 @@
 # lensctl: the per-layer decoding of a prompt through the logit lens and through the tuned lens,
 # both lenses side by side, generations read out at layer 3 of 6 through each, then the demo SAE's
 # features (deploy/training/train_demo_sae.py), node attribution over them and direct logit
-# attribution. The server is stopped cleanly at the end.
+# attribution. Then the web UI (clients/web) starts on the same server and its URL is printed:
+# from a terminal the demo waits for Enter before it stops both, otherwise (CI, a pipe) it checks
+# the UI answers and stops them cleanly.
 #   bash deploy/demo.sh ["your prompt"]
+# (LENSD_UI_PORT chooses the UI's port, default 8501.)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -48,3 +51,23 @@ echo "Direct logit attribution of the model's top prediction at the last positio
 echo
 echo "Without a token the server refuses:"
 LENSD_TOKEN= ./build/clients/cli/lensctl models || true
+
+source deploy/web_ui_env.sh
+web_ui_install_client
+ui_port=${LENSD_UI_PORT:-8501}
+PYTHONPATH="$web_ui_pythonpath" .venv/bin/python -m streamlit run clients/web/lensd_ui/app.py \
+  "${web_ui_flags[@]}" --server.port="$ui_port" --server.address=127.0.0.1 \
+  > "$lensd_work/web_ui.log" 2>&1 &
+ui_pid=$!
+trap 'kill "$ui_pid" 2>/dev/null; wait "$ui_pid" 2>/dev/null; lensd_stop' EXIT
+for _ in $(seq 300); do
+  curl -fs "http://127.0.0.1:$ui_port/_stcore/health" >/dev/null && break
+  kill -0 "$ui_pid" 2>/dev/null || { cat "$lensd_work/web_ui.log"; exit 1; }
+  sleep 0.2
+done
+echo
+echo "The web UI is serving this lensd at http://127.0.0.1:$ui_port (trajectories, generation,"
+echo "SAE features, attribution, steering, patching, jobs; on a remote box: ssh -L $ui_port:127.0.0.1:$ui_port)."
+if [ -t 0 ] && [ -z "${CI:-}" ]; then
+  read -r -p "Press Enter to stop the server and the UI. " _
+fi

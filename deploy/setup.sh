@@ -5,7 +5,8 @@
 #
 # 1. Debian packages: compilers and build tools, gRPC, protobuf, abseil, prometheus-cpp,
 #    GoogleTest, nlohmann-json, SQLite, ICU, clang-format/clang-tidy and clang's libFuzzer runtime,
-#    and the King James Bible text package the demo model was trained on.
+#    the King James Bible text package the demo model was trained on, and chromium with its
+#    chromedriver for the web UI's browser tests.
 # 2. A Python virtual environment in .venv (created from Debian's /usr/bin/python3), holding
 #    PyTorch 2.x as the PyPI torch wheel ships it (CUDA-enabled; it runs on machines without a GPU
 #    too) and the pinned reference libraries of tests/requirements.txt, every package pinned by
@@ -36,6 +37,7 @@ packages=(
   clang clang-format clang-tidy libclang-rt-14-dev
   python3-venv python3-dev
   bible-kjv
+  chromium chromium-driver
 )
 
 as_root() {

@@ -5,7 +5,8 @@
 #   3. checks formatting (clang-format) and lints (clang-tidy 22 from .venv) every first-party C++
 #      file;
 #   4. runs CTest: unit tests, parity tests against transformers and tokenizers (their reference
-#      outputs are produced in the same run), and 20 seconds of each fuzz target;
+#      outputs are produced in the same run), 20 seconds of each fuzz target, end-to-end tests of
+#      the server and the clients, and the web UI in chromium;
 #   5. builds the serving core (scheduler, model registry, tenant limiter, job manager) with clang
 #      and ThreadSanitizer, Abseil compiled from source alongside, and runs its tests.
 set -euo pipefail
