@@ -5,8 +5,10 @@
 #
 # 1. Debian packages: compilers and build tools, gRPC, protobuf, abseil, prometheus-cpp,
 #    GoogleTest, nlohmann-json, SQLite, ICU, clang-format/clang-tidy and clang's libFuzzer runtime,
-#    the King James Bible text package the demo model was trained on, and chromium with its
-#    chromedriver for the web UI's browser tests.
+#    the King James Bible text package the demo model was trained on, chromium with its
+#    chromedriver for the web UI's browser tests, PostgreSQL (libpq for the shared job store, the
+#    server for its tests), Prometheus (promtool checks the alerting rules) and HAProxy (the
+#    balancer of the multi-replica test).
 # 2. A Python virtual environment in .venv (created from Debian's /usr/bin/python3), holding
 #    PyTorch 2.x as the PyPI torch wheel ships it (CUDA-enabled; it runs on machines without a GPU
 #    too) and the pinned reference libraries of tests/requirements.txt, every package pinned by
@@ -15,7 +17,7 @@
 #    and the two unversioned links to the CUDA runtime and NVRTC that FindCUDA looks for are made
 #    beside them.
 #
-# 3. Go 1.23+ (the machine's, else from the Go module proxy) and, built with it into .tools/bin,
+# 3. Go 1.26+ (the machine's, else from the Go module proxy) and, built with it into .tools/bin,
 #    grpcurl (for the reflection tests) and the Go client's protoc plugins; Node.js 18+ and npm
 #    (the machine's, else Debian's) for the TypeScript client.
 #
@@ -38,6 +40,7 @@ packages=(
   python3-venv python3-dev
   bible-kjv
   chromium chromium-driver
+  postgresql libpq-dev prometheus haproxy
 )
 
 as_root() {
@@ -85,14 +88,15 @@ if [ -n "$cuda_root" ]; then
   done
 fi
 # Go (for grpcurl, which the reflection tests use, and the Go client's code generator and tests):
-# the machine's when it is 1.23 or newer, else the toolchain from the Go module proxy in
+# the machine's when it is 1.26 or newer, else the toolchain from the Go module proxy in
 # .tools/go. Then grpcurl, protoc-gen-go and protoc-gen-go-grpc into .tools/bin.
 go=$(command -v go || true)
 [ -z "$go" ] && [ -x /usr/local/go/bin/go ] && go=/usr/local/go/bin/go
 [ -x "$root/.tools/go/bin/go" ] && go="$root/.tools/go/bin/go"
 go_minor() { "$1" env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p'; }
-if [ -z "$go" ] || [ "$(go_minor "$go")" -lt 23 ]; then
-  toolchain=v0.0.1-go1.23.4.linux-amd64
+# deploy/validate's Kubernetes, compose and Grafana modules need Go 1.26.
+if [ -z "$go" ] || [ "$(go_minor "$go")" -lt 26 ]; then
+  toolchain=v0.0.1-go1.26.8.linux-amd64
   command -v curl >/dev/null && command -v unzip >/dev/null ||
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       curl unzip ca-certificates >/dev/null

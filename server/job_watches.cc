@@ -52,6 +52,7 @@ void FillJob(const JobRecord& j, v1::Job* out) {
   out->set_created(j.created);
   out->set_started(j.started);
   out->set_finished(j.finished);
+  out->set_server(j.owner);
 }
 
 JobWatches::JobWatches(JobManager* jobs, int64_t max_per_tenant)

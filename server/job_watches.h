@@ -15,7 +15,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
-#include "core/job_manager.h"
+#include "core/jobs/job_manager.h"
 #include "lensd/v1/training.pb.h"
 #include "server/call.h"
 

@@ -60,6 +60,20 @@ ABSL_FLAG(int, workers_per_model, 1, "threads running each model's work");
 ABSL_FLAG(std::string, state_dir, "",
           "folder of the job database (jobs.db) and training checkpoints; jobs survive restarts. "
           "Default: $XDG_STATE_HOME/lensd, else $HOME/.local/state/lensd (/var/lib/lensd as root)");
+ABSL_FLAG(std::string, job_store, "",
+          "where jobs are kept: empty for <state_dir>/jobs.db (SQLite, this server's alone), or a "
+          "PostgreSQL URI (postgresql://user@host:5432/db; the password from $PGPASSWORD or "
+          "~/.pgpass) that several servers share: a job submitted to one runs on any that serves "
+          "its model, and resumes on another if its server dies");
+ABSL_FLAG(std::string, checkpoint_dir, "",
+          "folder of training checkpoints (default <state_dir>/checkpoints); servers sharing a "
+          "job store need one folder on shared storage, at the same path");
+ABSL_FLAG(std::string, replica_id, "",
+          "this server's name among those sharing a job store (default: the host name); jobs it "
+          "held go back to the queue when it restarts under the same name");
+ABSL_FLAG(int64_t, job_lease_seconds, 30,
+          "how long a server's hold on a running job lasts without renewal (renewed 4 times a "
+          "second): after its server dies, another takes the job over this much later");
 ABSL_FLAG(std::string, data_root, "",
           "folder training data is read from (.jsonl, .txt, .u16, .u32); paths outside it are "
           "refused; empty: inline texts only");
@@ -94,6 +108,9 @@ ABSL_FLAG(int64_t, batch_max_tokens, 4096, "most tokens in one batch of Decode r
 ABSL_FLAG(int64_t, batch_max_delay_us, 2000,
           "how long a Decode request waits for others to batch with, in microseconds (only while "
           "requests arrive concurrently)");
+ABSL_FLAG(int64_t, shutdown_grace_seconds, 5,
+          "on SIGTERM or SIGINT: seconds calls in flight get to finish (new ones are refused at "
+          "once, health turns NOT_SERVING) before they are cancelled and running jobs requeued");
 ABSL_FLAG(std::string, min_client_version, "0.1.0",
           "oldest client version served (clients send x-lensd-client-version)");
 ABSL_FLAG(bool, log_requests, true, "one JSON line per request on stderr");
@@ -186,6 +203,17 @@ absl::StatusOr<lensd::server::ServerOptions> OptionsFromFlags() {
   o.state_dir = absl::GetFlag(FLAGS_state_dir);
   if (o.state_dir.empty()) o.state_dir = DefaultStateDir();
   o.data_root = absl::GetFlag(FLAGS_data_root);
+  o.job_store = absl::GetFlag(FLAGS_job_store);
+  o.checkpoint_dir = absl::GetFlag(FLAGS_checkpoint_dir);
+  o.replica_id = absl::GetFlag(FLAGS_replica_id);
+  if (o.replica_id.empty()) {
+    char host[256] = {};
+    o.replica_id = gethostname(host, sizeof(host) - 1) == 0 && host[0] != 0 ? host : "lensd";
+  }
+  if (absl::GetFlag(FLAGS_job_lease_seconds) < 1) {
+    return absl::InvalidArgumentError("--job_lease_seconds: give 1 or more");
+  }
+  o.job_lease = absl::Seconds(absl::GetFlag(FLAGS_job_lease_seconds));
   o.jobs_per_device = absl::GetFlag(FLAGS_jobs_per_device);
   o.max_jobs_per_tenant = absl::GetFlag(FLAGS_max_jobs_per_tenant);
   lensd::server::Limits& l = o.limits;
@@ -252,6 +280,10 @@ int main(int argc, char** argv) {
     std::cerr << "lensd: " << options.status().message() << "\n";
     return 2;
   }
+  if (absl::GetFlag(FLAGS_shutdown_grace_seconds) < 0) {
+    std::cerr << "lensd: --shutdown_grace_seconds: give 0 or more seconds\n";
+    return 2;
+  }
   lensd::engine::ConfigureRuntime(absl::GetFlag(FLAGS_intra_op_threads));
   if (const absl::Status s = lensd::engine::SetCpuPrecision(absl::GetFlag(FLAGS_cpu_precision));
       !s.ok()) {
@@ -289,6 +321,6 @@ int main(int argc, char** argv) {
   loader.join();
   std::cerr << "lensd: shutting down (signal " << signal << ")"
             << "\n";
-  (*server)->Shutdown(absl::Seconds(5));
+  (*server)->Shutdown(absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds)));
   return exit_code;
 }

@@ -66,7 +66,8 @@ Metrics::Metrics()
       allocated_(NewGauge("lensd_device_memory_allocated_bytes",
                           "Bytes of live tensors lensd holds on a device (CUDA)")),
       reserved_(NewGauge("lensd_device_memory_reserved_bytes",
-                         "Bytes lensd's allocator holds on a device, its cache included (CUDA)")) {}
+                         "Bytes lensd's allocator holds on a device, its cache included (CUDA)")),
+      jobs_(NewGauge("lensd_jobs", "Jobs in the job store by state, every tenant's")) {}
 
 prometheus::Family<prometheus::Gauge>& Metrics::NewGauge(const std::string& name,
                                                          const std::string& help) {
@@ -76,7 +77,11 @@ prometheus::Family<prometheus::Gauge>& Metrics::NewGauge(const std::string& name
 absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(const std::string& address) {
   std::unique_ptr<Metrics> metrics(new Metrics());
   if (address.empty()) return metrics;
-  auto http = MetricsHttp::Start(address, metrics->registry_);
+  Metrics* raw = metrics.get();
+  auto http = MetricsHttp::Start(address, metrics->registry_, [raw] {
+    absl::MutexLock lock(&raw->scrape_mu_);
+    if (raw->on_scrape_) raw->on_scrape_();
+  });
   if (!http.ok()) return http.status();
   metrics->http_ = *std::move(http);
   metrics->port_ = metrics->http_->port();
@@ -86,6 +91,20 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(const std::string& addr
 void Metrics::Request(const std::string& method, const char* code, double seconds) {
   requests_.Add({{"method", method}, {"code", code}}).Increment();
   duration_.Add({{"method", method}}, LatencyBuckets()).Observe(seconds);
+}
+
+void Metrics::OnScrape(std::function<void()> refresh) {
+  absl::MutexLock lock(&scrape_mu_);
+  on_scrape_ = std::move(refresh);
+}
+
+void Metrics::Jobs(const std::map<JobState, int64_t>& counts) {
+  for (const JobState state : {JobState::kQueued, JobState::kRunning, JobState::kSucceeded,
+                               JobState::kFailed, JobState::kCancelled}) {
+    const auto it = counts.find(state);
+    jobs_.Add({{"state", JobStateName(state)}})
+        .Set(static_cast<double>(it == counts.end() ? 0 : it->second));
+  }
 }
 
 void Metrics::Tokens(const std::string& model, int64_t tokens) {

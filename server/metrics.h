@@ -13,6 +13,9 @@
 //   lensd_device_memory_{total,free,allocated,reserved}_bytes{device}   the device's memory now
 //                                               (total and free from the driver; allocated and
 //                                               reserved by lensd's CUDA caching allocator)
+//   lensd_jobs{state}                           jobs in the store by state (every tenant's)
+//
+// Model, device and job figures are read again before each scrape (OnScrape).
 //
 // Thread-safe.
 #ifndef LENSD_SERVER_METRICS_H_
@@ -24,12 +27,14 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "core/jobs/job_store.h"
 #include "core/model_registry.h"
 #include "core/scheduler.h"
 #include "server/metrics_http.h"
@@ -46,6 +51,11 @@ class Metrics : public SchedulerObserver {
   void Tokens(const std::string& model, int64_t tokens);
   // Re-reads model memory, loaded models and device usage from the registry.
   void Refresh(const ModelRegistry& registry);
+  // Sets lensd_jobs{state} (states missing from `counts` read 0).
+  void Jobs(const std::map<JobState, int64_t>& counts);
+  // Runs `refresh` before each /metrics answer is collected; an empty function stops it (and
+  // waits for a scrape running it to finish, so what it uses may be freed afterwards).
+  void OnScrape(std::function<void()> refresh);
 
   void QueueDepth(const std::string& model, int64_t depth) override;
   void Batch(const std::string& model, int64_t size, int64_t tokens) override;
@@ -72,6 +82,9 @@ class Metrics : public SchedulerObserver {
   prometheus::Family<prometheus::Gauge>& free_;
   prometheus::Family<prometheus::Gauge>& allocated_;
   prometheus::Family<prometheus::Gauge>& reserved_;
+  prometheus::Family<prometheus::Gauge>& jobs_;
+  absl::Mutex scrape_mu_;
+  std::function<void()> on_scrape_ ABSL_GUARDED_BY(scrape_mu_);
   absl::Mutex mu_;
   // Every model memory series made so far; Refresh sets those of unloaded models to zero.
   std::map<std::string, prometheus::Gauge*> memory_series_ ABSL_GUARDED_BY(mu_);

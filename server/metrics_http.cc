@@ -49,7 +49,8 @@ MHD_Result Handle(void* cls, MHD_Connection* connection, const char* url, const 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MetricsHttp>> MetricsHttp::Start(
-    const std::string& address, std::shared_ptr<prometheus::Registry> registry) {
+    const std::string& address, std::shared_ptr<prometheus::Registry> registry,
+    std::function<void()> before_scrape) {
   const size_t colon = address.rfind(':');
   int port = 0;
   const std::string host = colon == std::string::npos ? "" : address.substr(0, colon);
@@ -62,7 +63,7 @@ absl::StatusOr<std::unique_ptr<MetricsHttp>> MetricsHttp::Start(
         "--metrics_address \"", address, "\" is not <IPv4 address>:<port> (e.g. 127.0.0.1:9464)"));
   }
   addr.sin_port = htons(static_cast<uint16_t>(port));
-  std::unique_ptr<MetricsHttp> http(new MetricsHttp(std::move(registry)));
+  std::unique_ptr<MetricsHttp> http(new MetricsHttp(std::move(registry), std::move(before_scrape)));
   errno = 0;
   http->daemon_ =
       MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, static_cast<uint16_t>(port),
@@ -85,6 +86,7 @@ MetricsHttp::~MetricsHttp() {
 }
 
 std::string MetricsHttp::Body() const {
+  if (before_scrape_) before_scrape_();
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }
 

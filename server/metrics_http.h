@@ -14,6 +14,7 @@
 
 #include <prometheus/registry.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -27,8 +28,10 @@ class MetricsHttp {
  public:
   // Listens on "host:port" (IPv4 or localhost; port 0 picks one). INVALID_ARGUMENT when the
   // address is malformed or cannot be bound.
+  // `before_scrape` (may be empty) runs before each answer is collected, on the serving thread.
   static absl::StatusOr<std::unique_ptr<MetricsHttp>> Start(
-      const std::string& address, std::shared_ptr<prometheus::Registry> registry);
+      const std::string& address, std::shared_ptr<prometheus::Registry> registry,
+      std::function<void()> before_scrape = {});
   ~MetricsHttp();
   MetricsHttp(const MetricsHttp&) = delete;
   MetricsHttp& operator=(const MetricsHttp&) = delete;
@@ -38,10 +41,11 @@ class MetricsHttp {
   std::string Body() const;
 
  private:
-  explicit MetricsHttp(std::shared_ptr<prometheus::Registry> registry)
-      : registry_(std::move(registry)) {}
+  MetricsHttp(std::shared_ptr<prometheus::Registry> registry, std::function<void()> before_scrape)
+      : registry_(std::move(registry)), before_scrape_(std::move(before_scrape)) {}
 
   std::shared_ptr<prometheus::Registry> registry_;
+  std::function<void()> before_scrape_;
   MHD_Daemon* daemon_ = nullptr;
   int port_ = 0;
 };

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "core/job_manager.h"
+#include "core/jobs/job_manager.h"
 #include "core/model_registry.h"
 #include "lensd/v1/patching.pb.h"
 #include "server/server_env.h"

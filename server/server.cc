@@ -11,7 +11,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/log_status.h"
 #include "core/status_macros.h"
+#include "nlohmann/json.hpp"
 #include "server/training_runner.h"
 
 namespace lensd::server {
@@ -106,14 +108,20 @@ absl::StatusOr<std::unique_ptr<LensdServer>> LensdServer::Start(ServerOptions op
   s->env_.metrics = s->metrics_.get();
   s->env_.background = s->background_.get();
   s->metrics_->Refresh(*s->registry_);
+  const std::string checkpoints =
+      o.checkpoint_dir.empty() ? (std::filesystem::path(o.state_dir) / "checkpoints").string()
+                               : o.checkpoint_dir;
   std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(o.state_dir) / "checkpoints", ec);
+  std::filesystem::create_directories(checkpoints, ec);
   if (ec) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--state_dir ", o.state_dir, ": cannot create: ", ec.message()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        o.checkpoint_dir.empty() ? "--state_dir " : "--checkpoint_dir ",
+        o.checkpoint_dir.empty() ? o.state_dir : checkpoints, ": cannot create: ", ec.message()));
   }
-  LENSD_ASSIGN_OR_RETURN(s->job_store_,
-                         JobStore::Open((std::filesystem::path(o.state_dir) / "jobs.db").string()));
+  LENSD_ASSIGN_OR_RETURN(
+      s->job_store_,
+      JobStore::Open(o.job_store.empty() ? (std::filesystem::path(o.state_dir) / "jobs.db").string()
+                                         : o.job_store));
   s->job_runner_ =
       std::make_unique<TrainingRunner>(s->registry_.get(), o.repository, o.data_root, o.limits);
   JobManagerOptions jobs;
@@ -123,9 +131,39 @@ absl::StatusOr<std::unique_ptr<LensdServer>> LensdServer::Start(ServerOptions op
   }
   jobs.jobs_per_device = o.jobs_per_device;
   jobs.max_unfinished_per_tenant = o.max_jobs_per_tenant;
-  jobs.checkpoint_root = (std::filesystem::path(o.state_dir) / "checkpoints").string();
+  jobs.checkpoint_root = checkpoints;
+  jobs.owner = o.replica_id;
+  jobs.lease = o.job_lease;
+  // A lens another replica trained lands in the shared repository: load it here too.
+  jobs.finished_elsewhere = [server = s.get()](const JobRecord& job) {
+    if (job.kind != "train" || job.state != JobState::kSucceeded) return;
+    const nlohmann::json result = nlohmann::json::parse(job.result, nullptr, false);
+    const std::string lens = result.is_object() ? result.value("lens", "") : "";
+    if (lens.empty()) return;
+    server->background_->Run([server, model = job.model, lens] {
+      if (!server->registry_->Get(model).ok()) return;  // a model this server does not serve
+      absl::StatusOr<LensDescription> loaded = server->registry_->LoadLens(model, lens);
+      if (!loaded.ok() && !absl::IsAlreadyExists(loaded.status())) {
+        LogIfError(loaded.status(), absl::StrCat("jobs: loading lens ", model, "/", lens,
+                                                 " that another server trained"));
+      }
+    });
+  };
+  jobs.served_models = [registry = s->registry_.get()] {
+    std::vector<std::string> loaded;
+    for (const ModelStatus& m : registry->List()) {
+      if (m.loaded != nullptr) loaded.push_back(m.name);
+    }
+    return loaded;
+  };
   s->jobs_ = std::make_unique<JobManager>(s->job_store_.get(), s->job_runner_.get(), jobs);
   s->env_.jobs = s->jobs_.get();
+  // Device memory and job counts change without a load or an unload: read them at each scrape.
+  s->metrics_->OnScrape([server = s.get()] {
+    server->metrics_->Refresh(*server->registry_);
+    absl::StatusOr<std::map<JobState, int64_t>> counts = server->jobs_->CountByState();
+    if (counts.ok()) server->metrics_->Jobs(*counts);
+  });
   s->env_.repository = o.repository;
   s->env_.data_root = o.data_root;
   s->env_.cpu_training_precision = o.cpu_training_precision;
@@ -203,6 +241,8 @@ void LensdServer::UpdateHealth() {
 void LensdServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
+  // Scrapes stop reading the registry and the jobs freed below.
+  if (metrics_ != nullptr) metrics_->OnScrape({});
   if (server_ != nullptr) {
     serving_ = false;
     UpdateHealth();

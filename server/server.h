@@ -14,8 +14,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "core/job_manager.h"
-#include "core/job_store.h"
+#include "core/jobs/job_manager.h"
+#include "core/jobs/job_store.h"
 #include "core/model_registry.h"
 #include "core/tenant_limiter.h"
 #include "server/attribution_service.h"
@@ -51,7 +51,13 @@ struct ServerOptions {
   int workers_per_model = 1;
   Limits limits;
   std::string state_dir = "lensd-state";  // jobs.db and checkpoints/
-  std::string data_root;                  // training data; "" = inline texts only
+  // Where jobs are kept: "" for <state_dir>/jobs.db (SQLite), or a postgres:// URI shared by
+  // several servers.
+  std::string job_store;
+  std::string checkpoint_dir;  // "": <state_dir>/checkpoints; shared storage for several servers
+  std::string replica_id = "lensd";  // this server among those sharing a job store
+  absl::Duration job_lease = absl::Seconds(30);
+  std::string data_root;  // training data; "" = inline texts only
   int jobs_per_device = 1;
   int max_jobs_per_tenant = 8;
   std::string version;

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "core/auth.h"
-#include "core/job_manager.h"
+#include "core/jobs/job_manager.h"
 #include "core/model_registry.h"
 #include "core/tenant_limiter.h"
 #include "server/background.h"

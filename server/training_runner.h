@@ -12,9 +12,9 @@
 #include <string>
 
 #include "core/eval_spec.h"
-#include "core/job_manager.h"
+#include "core/jobs/job_manager.h"
+#include "core/jobs/training_data.h"
 #include "core/model_registry.h"
-#include "core/training_data.h"
 #include "core/training_spec.h"
 #include "server/server_env.h"
 

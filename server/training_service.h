@@ -1,6 +1,6 @@
 // lensd.v1.Training: lens-training jobs submitted, read, cancelled and watched. Jobs run in the
-// JobManager (core/job_manager.h) with server/training_runner.h; store writes (fsync) run on the
-// Background thread, and each WatchJob stream on a thread of its own, never on gRPC threads.
+// JobManager (core/jobs/job_manager.h) with server/training_runner.h; store writes (fsync) run on
+// the Background thread, and each WatchJob stream on a thread of its own, never on gRPC threads.
 #ifndef LENSD_SERVER_TRAINING_SERVICE_H_
 #define LENSD_SERVER_TRAINING_SERVICE_H_
 

@@ -6,9 +6,10 @@
 #      file;
 #   4. runs CTest: unit tests, parity tests against transformers and tokenizers (their reference
 #      outputs are produced in the same run), 20 seconds of each fuzz target, end-to-end tests of
-#      the server and the clients, and the web UI in chromium;
-#   5. builds the serving core (scheduler, model registry, tenant limiter, job manager) with clang
-#      and ThreadSanitizer, Abseil compiled from source alongside, and runs its tests.
+#      the server and the clients (three replicas sharing a PostgreSQL job store behind HAProxy
+#      among them), the web UI in chromium, and the deployment files' checks;
+#   5. builds the serving core (scheduler, model registry, tenant limiter, job manager and stores)
+#      with clang and ThreadSanitizer, Abseil compiled from source alongside, and runs its tests.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -55,7 +56,7 @@ step "ThreadSanitizer: the serving core (clang)"
 CC=clang CXX=clang++ cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DLENSD_CORE_ONLY=ON -DLENSD_SANITIZE=thread -DLENSD_ABSEIL_SOURCE="$root/.tools/abseil-cpp" \
   >/dev/null
-tsan_tests=(scheduler_test model_registry_test tenant_limiter_test job_manager_test)
+tsan_tests=(scheduler_test model_registry_test tenant_limiter_test job_manager_test job_store_test)
 ninja -C build-tsan "${tsan_tests[@]}"
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$root/tests/tsan.supp" \
   ctest --test-dir build-tsan --output-on-failure -j "$jobs" \

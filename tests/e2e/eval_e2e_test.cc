@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "core/engine/served/engine_factory.h"
-#include "core/training_data.h"
+#include "core/jobs/training_data.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"

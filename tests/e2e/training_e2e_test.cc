@@ -99,6 +99,10 @@ TEST_F(TrainingTest, AWatchedJobSucceedsAndItsLensIsUsableAtOnce) {
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(out.lens(), "fresh");
   EXPECT_TRUE(fs::exists(dir_ / "repo" / "kjv-gpt2" / "lenses" / "fresh" / "params.pt"));
+  // The scrape reads the job store at once (the dashboard's jobs by state).
+  const std::string metrics = server_->Scrape();
+  EXPECT_THAT(metrics, HasSubstr("lensd_jobs{state=\"succeeded\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("lensd_jobs{state=\"running\"} 0"));
 }
 
 // The server's thread count (/proc/<pid>/status).

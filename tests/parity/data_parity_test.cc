@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "core/jobs/training_data.h"
 #include "core/tokenizer/tokenizer.h"
-#include "core/training_data.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 

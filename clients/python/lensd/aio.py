@@ -51,20 +51,29 @@ class Client:
     async def __aexit__(self, *exc):
         await self.close()
 
-    def _metadata(self):
+    def _metadata(self, request=None):
+        """The version, the token and, for a call that names a model, x-lensd-model: an L7
+        balancer in front of several servers routes by it (deploy/haproxy)."""
         metadata = [("x-lensd-client-version", lensd.__version__)]
+        model = getattr(request, "model", "") if request is not None else ""
+        if model:
+            metadata.append(("x-lensd-model", model))
         if self._token:
             metadata.append(("authorization", f"Bearer {self._token}"))
         return metadata
 
-    async def _unary(self, method, request, name: str, timeout: Optional[float] = None):
+    async def _unary(self, method, request, name: str, timeout: Optional[float] = None,
+                     retry: bool = True):
+        """One call; UNAVAILABLE is retried unless `retry` is off (a call that is not
+        idempotent: SubmitJob would queue a second job)."""
         delay = self.backoff
         for attempt in range(self.retries + 1):
             try:
                 return await method(request, timeout=timeout or self.timeout,
-                                    metadata=self._metadata())
+                                    metadata=self._metadata(request))
             except grpc.aio.AioRpcError as error:
-                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
+                if (error.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.retries
+                        or not retry):
                     raise from_rpc_error(error, name) from None
                 await asyncio.sleep(delay)
                 delay *= 2
@@ -73,7 +82,8 @@ class Client:
     async def _stream(self, method, request, name: str, timeout: Optional[float] = None):
         delay = self.backoff
         for attempt in range(self.retries + 1):
-            call = method(request, timeout=timeout or self.timeout, metadata=self._metadata())
+            call = method(request, timeout=timeout or self.timeout,
+                          metadata=self._metadata(request))
             started = False
             try:
                 async for message in call:
@@ -176,13 +186,13 @@ class Client:
                          **options) -> training_pb2.Job:
         """Submits a tuned-lens training job; `await client.watch(job.id)` follows it."""
         request = messages.train_lens(model or self.model, lens_name, data, **options)
-        return await self._unary(self._training.SubmitJob, request, "SubmitJob")
+        return await self._unary(self._training.SubmitJob, request, "SubmitJob", retry=False)
 
     async def evaluate_lenses(self, data: Data, lenses: Sequence[str] = (),
                               model: Optional[str] = None, **options) -> training_pb2.Job:
         """Submits a lens-evaluation job."""
         request = messages.evaluate_lenses(model or self.model, data, lenses, **options)
-        return await self._unary(self._training.SubmitJob, request, "SubmitJob")
+        return await self._unary(self._training.SubmitJob, request, "SubmitJob", retry=False)
 
     async def job(self, job_id: str) -> training_pb2.Job:
         return await self._unary(self._training.GetJob, training_pb2.GetJobRequest(id=job_id),

@@ -58,29 +58,43 @@ class Client:
 
     # -- plumbing --------------------------------------------------------------------------------
 
-    def _metadata(self):
+    def _metadata(self, request=None):
+        """The version, the token and, for a call that names a model, x-lensd-model: an L7
+        balancer in front of several servers routes by it (deploy/haproxy)."""
         metadata = [("x-lensd-client-version", lensd.__version__)]
+        model = getattr(request, "model", "") if request is not None else ""
+        if model:
+            metadata.append(("x-lensd-model", model))
         if self._token:
             metadata.append(("authorization", f"Bearer {self._token}"))
         return metadata
 
-    def _unary(self, method, request, name: str, timeout: Optional[float] = None):
+    def _unary(self, method, request, name: str, timeout: Optional[float] = None,
+               retry: bool = True):
+        """One call; UNAVAILABLE is retried unless `retry` is off (a call that is not
+        idempotent: SubmitJob would queue a second job)."""
         delay = self.backoff
         for attempt in range(self.retries + 1):
             try:
-                return method(request, timeout=timeout or self.timeout, metadata=self._metadata())
+                return method(request, timeout=timeout or self.timeout,
+                              metadata=self._metadata(request))
             except grpc.RpcError as error:
-                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
+                if (error.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.retries
+                        or not retry):
                     raise from_rpc_error(error, name) from None
                 time.sleep(delay)
                 delay *= 2
         raise AssertionError("unreachable")
 
-    def _stream(self, method, request, name: str, timeout: Optional[float] = None):
-        """Yields a server stream's messages; UNAVAILABLE before the first message is retried."""
+    def _stream(self, method, request, name: str, timeout: Optional[float] = None,
+                resumable: bool = False):
+        """Yields a server stream's messages; UNAVAILABLE before the first message is retried,
+        and at any point for a `resumable` stream (one whose every message is the whole state,
+        as WatchJob's: opened again, through a balancer on another server, it goes on)."""
         delay = self.backoff
         for attempt in range(self.retries + 1):
-            call = method(request, timeout=timeout or self.timeout, metadata=self._metadata())
+            call = method(request, timeout=timeout or self.timeout,
+                          metadata=self._metadata(request))
             started = False
             try:
                 for message in call:
@@ -88,7 +102,7 @@ class Client:
                     yield message
                 return
             except grpc.RpcError as error:
-                if (error.code() != grpc.StatusCode.UNAVAILABLE or started
+                if (error.code() != grpc.StatusCode.UNAVAILABLE or (started and not resumable)
                         or attempt == self.retries):
                     raise from_rpc_error(error, name) from None
                 time.sleep(delay)
@@ -251,7 +265,7 @@ class Client:
             activation_patching=patching.request("", clean, corrupted,
                                                  metric or types_pb2.Metric(), sweeps, direction,
                                                  layers, positions))
-        submitted = self._unary(self._training.SubmitJob, request, "SubmitJob")
+        submitted = self._unary(self._training.SubmitJob, request, "SubmitJob", retry=False)
         return self.watch(submitted.id, progress) if watch else submitted
 
     # -- SAEs and attribution --------------------------------------------------------------------
@@ -315,7 +329,7 @@ class Client:
         tokens_per_step, micro_batch, loss, lr_scale, ...). With watch=True waits for the end
         (a tqdm progress bar when `progress`) and returns the final job."""
         request = messages.train_lens(model or self.model, lens_name, data, **options)
-        submitted = self._unary(self._training.SubmitJob, request, "SubmitJob")
+        submitted = self._unary(self._training.SubmitJob, request, "SubmitJob", retry=False)
         return self.watch(submitted.id, progress) if watch else submitted
 
     def evaluate_lenses(self, data: Data,
@@ -326,7 +340,7 @@ class Client:
         for `lenses` (default: logit and every loaded tuned lens). Options as EvalLensJob
         (seq_len, batch, tokens, token_shift, seed)."""
         request = messages.evaluate_lenses(model or self.model, data, lenses, **options)
-        submitted = self._unary(self._training.SubmitJob, request, "SubmitJob")
+        submitted = self._unary(self._training.SubmitJob, request, "SubmitJob", retry=False)
         return self.watch(submitted.id, progress) if watch else submitted
 
     def job(self, job_id: str) -> training_pb2.Job:
@@ -348,6 +362,7 @@ class Client:
         try:
             for job in self._stream(self._training.WatchJob,
                                     training_pb2.WatchJobRequest(id=job_id), "WatchJob",
+                                    resumable=True,
                                     timeout=365 * 24 * 3600.0):
                 last = job
                 if progress and bar is None and job.num_steps > 0:

@@ -10,7 +10,7 @@
 #include "core/engine/lens/lens_checkpoint.h"
 #include "core/engine/models/model_loader.h"
 #include "core/engine/test_util.h"
-#include "core/training_data.h"
+#include "core/jobs/training_data.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

@@ -99,7 +99,7 @@ def _table(jobs) -> pd.DataFrame:
         "id": j.id, "kind": j.kind, "model": j.model, "state": state_name(j),
         "step": f"{j.step}/{j.num_steps}", "loss": j.layer_losses[-1] if j.layer_losses else None,
         "tokens/s": round(j.tokens_per_second, 1), "ETA (s)": round(j.eta_seconds, 1),
-        "reason": j.reason} for j in jobs])
+        "server": j.server, "reason": j.reason} for j in jobs])
 
 
 def _result(job) -> None:

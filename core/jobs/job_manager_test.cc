@@ -2,8 +2,9 @@
 // each step to a file and resumes from it: jobs succeed or fail with their reason, cancellation
 // reaches queued and running jobs within a second, tenants are capped and served round robin,
 // one job runs per device at a time, and a shutdown requeues a running job that a new manager
-// resumes from its checkpoint.
-#include "core/job_manager.h"
+// resumes from its checkpoint; a cancel through another manager on the same store reaches the
+// running job at its server's next heartbeat.
+#include "core/jobs/job_manager.h"
 
 #include <unistd.h>
 
@@ -174,6 +175,26 @@ TEST_F(JobManagerTest, AShutdownRequeuesARunningJobThatResumesFromItsCheckpoint)
   EXPECT_EQ(WaitUntilFinal("j"), JobState::kSucceeded);
   EXPECT_EQ(runner_.resumed_from, checkpointed);
   EXPECT_EQ(manager_->Get("j")->result, nlohmann::json({{"steps_run", 60 - checkpointed}}).dump());
+}
+
+TEST_F(JobManagerTest, ACancelThroughAnotherServerReachesTheRunningJob) {
+  StartManager();
+  CountingRunner other_runner;
+  JobManagerOptions o;
+  o.owner = "other";
+  o.checkpoint_root = (dir_ / "checkpoints").string();
+  o.devices = {"cuda:0"};  // runs nothing of the cpu jobs here
+  JobManager other(store_.get(), &other_runner, o);
+  ASSERT_TRUE(other.Start().ok());
+  ASSERT_TRUE(manager_->Submit(Job("long", "alice", 100000, 5)).ok());
+  while (manager_->Get("long")->state != JobState::kRunning) absl::SleepFor(absl::Milliseconds(5));
+  EXPECT_EQ(manager_->Get("long")->owner, "lensd");
+  const absl::Time asked = absl::Now();
+  ASSERT_TRUE(other.Cancel("long", "alice", false).ok());
+  EXPECT_EQ(WaitUntilFinal("long"), JobState::kCancelled);
+  EXPECT_LT(absl::Now() - asked, absl::Seconds(1));
+  EXPECT_EQ(manager_->Get("long")->reason, "cancelled while running");
+  other.Shutdown();
 }
 
 }  // namespace

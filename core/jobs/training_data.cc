@@ -1,4 +1,4 @@
-#include "core/training_data.h"
+#include "core/jobs/training_data.h"
 
 #include <cmath>
 #include <filesystem>

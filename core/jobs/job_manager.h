@@ -1,16 +1,20 @@
-// Runs training and evaluation jobs from the durable store: a queue served round robin across
-// tenants, at most `jobs_per_device` running per device (so that jobs leave the device to
-// interactive requests), a per-tenant cap on unfinished jobs, cancellation that reaches the
-// running job, watchers woken on every change, and recovery after a restart (running jobs resume
-// from their last checkpoint). What a job does is the JobRunner's business (the engine's).
+// Runs jobs from the durable store: a server takes (claims) a job when one of its devices has a
+// free slot (at most `jobs_per_device` running per device, so that jobs leave the device to
+// interactive requests), the tenant with the fewest running jobs first; a per-tenant cap on
+// unfinished jobs; cancellation that reaches the running job from any server sharing the store
+// (within a heartbeat); watchers woken on every change, other servers' changes included (polled
+// from a shared store); and recovery after a restart or a crash (a job resumes from its last
+// checkpoint, here or on another server once its lease ran out). What a job does is the
+// JobRunner's business (the engine's).
 // Thread-safe.
-#ifndef LENSD_CORE_JOB_MANAGER_H_
-#define LENSD_CORE_JOB_MANAGER_H_
+#ifndef LENSD_CORE_JOBS_JOB_MANAGER_H_
+#define LENSD_CORE_JOBS_JOB_MANAGER_H_
 
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,7 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "core/job_store.h"
+#include "core/jobs/job_store.h"
 
 namespace lensd {
 
@@ -50,7 +54,18 @@ struct JobManagerOptions {
   std::vector<std::string> devices = {"cpu"};  // jobs name one of these
   int jobs_per_device = 1;
   int max_unfinished_per_tenant = 8;
-  std::string checkpoint_root;  // <root>/<job id>/ holds a job's checkpoints
+  // <root>/<job id>/ holds a job's checkpoints; servers sharing a store must see one root (the
+  // same path on shared storage) to resume each other's jobs.
+  std::string checkpoint_root;
+  std::string owner = "lensd";  // this server, unique among those sharing the store
+  absl::Duration lease = absl::Seconds(30);
+  absl::Duration heartbeat = absl::Milliseconds(250);  // lease renewal, cancel marks, polling
+  // The models this server serves now; jobs of other models are left to other servers. Only
+  // consulted for a shared store (a server alone runs, or fails, every job submitted to it).
+  std::function<std::vector<std::string>()> served_models;
+  // Shared store: called (on the heartbeat thread; keep it short) for a job another server
+  // finished, once, when this server first sees it final (to load a lens it trained, say).
+  std::function<void(const JobRecord&)> finished_elsewhere;
 };
 
 class JobManager {
@@ -58,9 +73,10 @@ class JobManager {
   JobManager(JobStore* store, JobRunner* runner, JobManagerOptions options);
   ~JobManager();  // Shutdown()
 
-  // Requeues jobs left running by an earlier process and starts dispatching.
+  // Requeues jobs this server left running before it stopped and starts dispatching.
   absl::Status Start();
-  // Stops dispatching, asks running jobs to stop (they go back to queued), and waits for them.
+  // Stops dispatching, asks running jobs to stop (they go back to the queue at their last
+  // checkpoint), and waits for them.
   void Shutdown();
 
   // Queues a job (id, tenant, kind, model, device, spec, num_steps set by the caller).
@@ -68,12 +84,15 @@ class JobManager {
   // device not in the options. Returns the job as queued: the reply to a submit says QUEUED even
   // when a worker has already picked the job up.
   absl::StatusOr<JobRecord> Submit(JobRecord job);
-  // Cancels a queued job at once and a running one at its next check (within a second).
+  // Cancels a queued job at once and a running one at its next check (within a second, on
+  // whichever server runs it).
   // NOT_FOUND for an unknown id (or one of another tenant unless `any_tenant`);
   // FAILED_PRECONDITION for a finished job.
   absl::Status Cancel(const std::string& id, const std::string& tenant, bool any_tenant);
   absl::StatusOr<JobRecord> Get(const std::string& id) const;
   absl::StatusOr<std::vector<JobRecord>> List(const JobFilter& filter) const;
+  // Every tenant's jobs counted by state.
+  absl::StatusOr<std::map<JobState, int64_t>> CountByState() const;
 
   // The job's change counter: bumped on every state, progress or checkpoint change.
   int64_t Version(const std::string& id) const;
@@ -90,28 +109,43 @@ class JobManager {
  private:
   class Context;
   void Work();
+  // Claims a job for a free slot; false when none was claimable (or the store failed).
+  bool ClaimOne(JobRecord* job);
   void RunOne(const JobRecord& job);
+  // Renews the leases of the jobs running here, picks up cancel marks, notices jobs another
+  // server took over, and (shared store) turns other servers' changes into versions.
+  void Heartbeat();
+  void RenewLeases();
+  void PollChanges();
   void Bump(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The next queued job whose device has a free slot, round robin over tenants.
-  bool NextJob(JobRecord* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<std::string> FreeDevices() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends a run in the store, logging a write that failed.
+  void Finish(const JobRecord& job, JobState state, const std::string& reason,
+              const std::string& result);
 
   JobStore* store_;
   JobRunner* runner_;
   JobManagerOptions options_;
   mutable absl::Mutex mu_;
-  mutable absl::CondVar changed_;                        // signalled by Bump
-  std::vector<std::string> queue_ ABSL_GUARDED_BY(mu_);  // queued job ids, oldest first
+  mutable absl::CondVar changed_;  // signalled by Bump, submissions and shutdown
+  absl::Mutex claim_mu_;           // one claim at a time, so that no device gets more jobs
+  absl::Time last_claim_error_ ABSL_GUARDED_BY(claim_mu_) = absl::InfinitePast();
   std::map<std::string, int> running_per_device_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, bool> cancel_ ABSL_GUARDED_BY(mu_);  // running ids -> cancel requested
+  std::set<std::string> lost_ ABSL_GUARDED_BY(mu_);          // running ids another server took over
   std::map<std::string, int64_t> versions_ ABSL_GUARDED_BY(mu_);
   int64_t any_version_ ABSL_GUARDED_BY(mu_) = 0;
-  std::string last_tenant_ ABSL_GUARDED_BY(mu_);
+  int64_t submissions_ ABSL_GUARDED_BY(mu_) = 0;  // wakes idle workers at once
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   int running_ ABSL_GUARDED_BY(mu_) = 0;
+  // Shared store: the newest change seen, and the change each recently changed job was at.
+  int64_t last_change_ = 0;                      // heartbeat thread only
+  std::map<std::string, int64_t> changes_seen_;  // heartbeat thread only
   std::vector<std::thread> workers_;
+  std::thread heartbeat_;
 };
 
 }  // namespace lensd
 
-#endif  // LENSD_CORE_JOB_MANAGER_H_
+#endif  // LENSD_CORE_JOBS_JOB_MANAGER_H_

@@ -10,8 +10,8 @@
 //   .u16, .u32     token ids, little-endian uint16 or uint32
 // or texts given inline. Malformed input fails with its file and line number.
 // Torch-free; pure functions.
-#ifndef LENSD_CORE_TRAINING_DATA_H_
-#define LENSD_CORE_TRAINING_DATA_H_
+#ifndef LENSD_CORE_JOBS_TRAINING_DATA_H_
+#define LENSD_CORE_JOBS_TRAINING_DATA_H_
 
 #include <cstdint>
 #include <string>
@@ -59,4 +59,4 @@ std::vector<int64_t> ShuffledOrder(int64_t n, uint64_t seed);
 
 }  // namespace lensd
 
-#endif  // LENSD_CORE_TRAINING_DATA_H_
+#endif  // LENSD_CORE_JOBS_TRAINING_DATA_H_

@@ -1,6 +1,6 @@
 // Training data: paths stay under the data root, malformed files fail with file and line, token
 // files are validated against the vocabulary, and the shuffle is fixed by its seed.
-#include "core/training_data.h"
+#include "core/jobs/training_data.h"
 
 #include <unistd.h>
 
