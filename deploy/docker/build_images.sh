@@ -25,7 +25,8 @@ if ! as_root docker info >/dev/null 2>&1; then
   for _ in $(seq 60); do as_root docker info >/dev/null 2>&1 && break; sleep 1; done
   as_root docker info >/dev/null
 fi
-docker() { as_root docker "$@"; }
+docker_bin=$(command -v docker)
+docker() { as_root "$docker_bin" "$@"; }
 
 timed() {  # timed <what> <command...>: runs it, prints the seconds it took
   local start=$(date +%s)
@@ -48,9 +49,16 @@ if [ "${1:-}" = "--rebuild-base" ] || ! docker image inspect lensd-debian:bookwo
   as_root rm -rf "$base"
 fi
 
-export DOCKER_BUILDKIT=1
-timed "lensd:cpu" docker build -q -f deploy/docker/Dockerfile --target runtime-cpu -t lensd:cpu .
-timed "lensd:cuda" docker build -q -f deploy/docker/Dockerfile --target runtime-cuda -t lensd:cuda .
-timed "lensd-prometheus" docker build -q -f deploy/docker/Dockerfile.prometheus \
+# The host's own certificate authorities, for the build stage's downloads (deploy/docker/Dockerfile).
+mkdir -p deploy/docker/build-ca
+rm -f deploy/docker/build-ca/*.crt
+find /usr/local/share/ca-certificates -name '*.crt' -exec cp {} deploy/docker/build-ca/ \; 2>/dev/null || true
+touch deploy/docker/build-ca/.keep
+# The classic builder: Debian 12's docker.io has no buildx for BuildKit, and the Dockerfile needs
+# nothing BuildKit adds.
+export DOCKER_BUILDKIT=0
+timed "lensd:cpu" docker build -f deploy/docker/Dockerfile --target runtime-cpu -t lensd:cpu .
+timed "lensd:cuda" docker build -f deploy/docker/Dockerfile --target runtime-cuda -t lensd:cuda .
+timed "lensd-prometheus" docker build -f deploy/docker/Dockerfile.prometheus \
   -t lensd-prometheus deploy/docker
 docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E '^lensd' | sort

@@ -9,7 +9,8 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-docker() { as_root docker "$@"; }
+docker_bin=$(command -v docker)
+docker() { as_root "$docker_bin" "$@"; }
 work=$(mktemp -d)
 chmod 755 "$work"
 cleanup() {
@@ -39,14 +40,14 @@ for _ in $(seq 120); do
 done
 docker exec lensd-smoke grpc_health_probe -addr=127.0.0.1:50071 -service=lensd.v1.Lens
 echo "serving $(( $(date +%s) - started )) s after docker run; user $(docker exec lensd-smoke id -u)"
-./build/clients/cli/lensctl --address=127.0.0.1:50071 decode --lens tuned --json "$prompt" \
+./build/clients/cli/lensctl decode --address=127.0.0.1:50071 --lens tuned --json "$prompt" \
   > "$work/container.json"
 ./build/server/lensd --model_repository=deploy/models --models=kjv-gpt2 --lenses=kjv-gpt2/tuned \
   --tokens_file="$work/tokens.txt" --address=127.0.0.1:50072 --metrics_address=127.0.0.1:0 \
   --state_dir="$work/state" --log_requests=false 2>"$work/bare.log" &
 bare_pid=$!
 for _ in $(seq 300); do grep -q serving "$work/bare.log" && break; sleep 0.1; done
-./build/clients/cli/lensctl --address=127.0.0.1:50072 decode --lens tuned --json "$prompt" \
+./build/clients/cli/lensctl decode --address=127.0.0.1:50072 --lens tuned --json "$prompt" \
   > "$work/bare.json"
 if cmp -s "$work/container.json" "$work/bare.json"; then
   echo "Decode from the container equals the bare binary's ($(wc -c <"$work/bare.json") bytes of JSON)"
