@@ -69,8 +69,9 @@ ABSL_FLAG(std::string, checkpoint_dir, "",
           "folder of training checkpoints (default <state_dir>/checkpoints); servers sharing a "
           "job store need one folder on shared storage, at the same path");
 ABSL_FLAG(std::string, replica_id, "",
-          "this server's name among those sharing a job store (default: the host name); jobs it "
-          "held go back to the queue when it restarts under the same name");
+          "this server's name among those sharing a job store, unique among them (default: "
+          "<host name>-<pid>); a server restarted under the same name takes the jobs it held back "
+          "at once, under a new one they wait for their leases to run out");
 ABSL_FLAG(int64_t, job_lease_seconds, 30,
           "how long a server's hold on a running job lasts without renewal (renewed 4 times a "
           "second): after its server dies, another takes the job over this much later");
@@ -208,7 +209,8 @@ absl::StatusOr<lensd::server::ServerOptions> OptionsFromFlags() {
   o.replica_id = absl::GetFlag(FLAGS_replica_id);
   if (o.replica_id.empty()) {
     char host[256] = {};
-    o.replica_id = gethostname(host, sizeof(host) - 1) == 0 && host[0] != 0 ? host : "lensd";
+    o.replica_id = absl::StrCat(
+        gethostname(host, sizeof(host) - 1) == 0 && host[0] != 0 ? host : "lensd", "-", getpid());
   }
   if (absl::GetFlag(FLAGS_job_lease_seconds) < 1) {
     return absl::InvalidArgumentError("--job_lease_seconds: give 1 or more");

@@ -4,8 +4,10 @@ import (
 	"context"
 	"iter"
 	"strconv"
+	"time"
 
 	"github.com/lensd/lensd/clients/go/lensdpb"
+	"google.golang.org/grpc/codes"
 )
 
 // DecodeOptions are Decode's optional fields; zero values take the server's defaults.
@@ -87,15 +89,39 @@ func (c *Client) Generate(ctx context.Context, prompt *lensdpb.Input, o Generate
 		request.MaxNewTokens = &o.MaxNewTokens
 	}
 	return stream("Generate", func() (lensdpb.Lens_GenerateClient, error) {
-		return c.Lens.Generate(ctx, request)
+		return c.Lens.Generate(withModel(ctx, request.Model), request)
 	})
 }
 
-// WatchJob streams a job's state on every change until it finishes.
+// WatchJob streams a job's state on every change until it finishes. A stream broken by
+// UNAVAILABLE (its server gone, behind a balancer) is opened again, up to 5 times in a row: each
+// message is the job's whole state, so the watch goes on where it was.
 func (c *Client) WatchJob(ctx context.Context, id string) iter.Seq2[*lensdpb.Job, error] {
-	return stream("WatchJob", func() (lensdpb.Training_WatchJobClient, error) {
-		return c.Training.WatchJob(ctx, &lensdpb.WatchJobRequest{Id: id})
-	})
+	return func(yield func(*lensdpb.Job, error) bool) {
+		for broken := 0; ; broken++ {
+			var last error
+			for job, err := range stream("WatchJob", func() (lensdpb.Training_WatchJobClient, error) {
+				return c.Training.WatchJob(ctx, &lensdpb.WatchJobRequest{Id: id})
+			}) {
+				if err != nil {
+					last = err
+					break
+				}
+				broken = 0
+				if !yield(job, nil) {
+					return
+				}
+			}
+			if last == nil {
+				return
+			}
+			if Code(last) != codes.Unavailable || broken >= 5 || ctx.Err() != nil {
+				yield(nil, last)
+				return
+			}
+			time.Sleep(time.Duration(100<<broken) * time.Millisecond)
+		}
+	}
 }
 
 func (c *Client) or(model string) string {

@@ -107,7 +107,7 @@ func PatchingResultOf(job *lensdpb.Job) (*lensdpb.ActivationPatchingResult, erro
 func (c *Client) ActivationPatching(ctx context.Context, clean, corrupted *lensdpb.Input, o PatchingOptions) (*lensdpb.ActivationPatchingResult, error) {
 	request := c.patchingRequest(clean, corrupted, o)
 	for message, err := range stream("ActivationPatching", func() (lensdpb.Lens_ActivationPatchingClient, error) {
-		return c.Lens.ActivationPatching(ctx, request)
+		return c.Lens.ActivationPatching(withModel(ctx, request.Model), request)
 	}) {
 		if err != nil {
 			return nil, err

@@ -70,6 +70,28 @@ func WithModel(model string) Option { return func(o *options) { o.model = model 
 // WithTimeout sets the deadline of calls whose context has none (default 60 s).
 func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
 
+// retryPolicy retries a call that failed UNAVAILABLE (a server restarting, or lost behind a
+// balancer) up to 5 times with backoff, for every method but SubmitJob, which would queue a
+// second job. A stream is retried only before its first message (WatchJob resumes itself).
+const retryPolicy = `{"methodConfig": [{
+  "name": [{"service": "lensd.v1.Lens"}, {"service": "lensd.v1.Models"},
+           {"service": "lensd.v1.Attribution"},
+           {"service": "lensd.v1.Training", "method": "GetJob"},
+           {"service": "lensd.v1.Training", "method": "ListJobs"},
+           {"service": "lensd.v1.Training", "method": "CancelJob"},
+           {"service": "lensd.v1.Training", "method": "WatchJob"}],
+  "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.1s", "maxBackoff": "2s",
+                  "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]}`
+
+// withModel names the call's model in metadata (x-lensd-model), which an L7 balancer in front of
+// several servers routes by (deploy/haproxy).
+func withModel(ctx context.Context, model string) context.Context {
+	if model == "" {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, "x-lensd-model", model)
+}
+
 // Dial connects to address (default: $LENSD_ADDRESS, else 127.0.0.1:50051). The connection is
 // made lazily; errors of the first call say why it could not be.
 func Dial(address string, opts ...Option) (*Client, error) {
@@ -90,6 +112,7 @@ func Dial(address string, opts ...Option) (*Client, error) {
 	c := &Client{model: o.model, timeout: o.timeout}
 	conn, err := grpc.NewClient(address,
 		grpc.WithTransportCredentials(transport),
+		grpc.WithDefaultServiceConfig(retryPolicy),
 		grpc.WithUnaryInterceptor(c.unaryInterceptor(o.token)),
 		grpc.WithStreamInterceptor(c.streamInterceptor(o.token)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
@@ -149,6 +172,9 @@ func (c *Client) unaryInterceptor(token string) grpc.UnaryClientInterceptor {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, c.timeout)
 			defer cancel()
+		}
+		if named, ok := req.(interface{ GetModel() string }); ok {
+			ctx = withModel(ctx, named.GetModel())
 		}
 		return invoker(c.outgoing(ctx, token), method, req, reply, cc, opts...)
 	}

@@ -27,6 +27,22 @@ export * as patching from "./generated/lensd/v1/patching";
 /** Sent to the server on every call (x-lensd-client-version). */
 export const VERSION = "0.1.0";
 
+/** Calls that failed UNAVAILABLE (a server restarting, or lost behind a balancer) are retried up
+ * to 5 times with backoff, every method but SubmitJob, which would queue a second job; a stream
+ * only before its first message. */
+const RETRY_POLICY = JSON.stringify({
+  methodConfig: [{
+    name: [{ service: "lensd.v1.Lens" }, { service: "lensd.v1.Models" },
+      { service: "lensd.v1.Attribution" },
+      ...["GetJob", "ListJobs", "CancelJob", "WatchJob"].map(
+        (method) => ({ service: "lensd.v1.Training", method }))],
+    retryPolicy: {
+      maxAttempts: 5, initialBackoff: "0.1s", maxBackoff: "2s", backoffMultiplier: 2,
+      retryableStatusCodes: ["UNAVAILABLE"],
+    },
+  }],
+});
+
 /** A failed call: the gRPC status code and the server's message (naming the field). */
 export class LensdError extends Error {
   constructor(readonly method: string, readonly code: grpc.status, readonly details: string) {
@@ -211,7 +227,10 @@ export class Client {
     this.timeoutMs = options.timeoutMs ?? 60_000;
     const credentials = options.tls === true ? grpc.credentials.createSsl()
       : options.tls ? options.tls : grpc.credentials.createInsecure();
-    const channelOptions = { "grpc.max_receive_message_length": 64 << 20 };
+    const channelOptions = {
+      "grpc.max_receive_message_length": 64 << 20,
+      "grpc.service_config": RETRY_POLICY,
+    };
     this.lens = new LensClient(target, credentials, channelOptions);
     this.models = new ModelsClient(target, credentials, channelOptions);
     this.training = new TrainingClient(target, credentials, channelOptions);
@@ -225,9 +244,12 @@ export class Client {
     this.attribution.close();
   }
 
-  private metadata(): grpc.Metadata {
+  /** The version, the token and the call's model (x-lensd-model: an L7 balancer in front of
+   * several servers routes by it, deploy/haproxy). */
+  private metadata(model?: string): grpc.Metadata {
     const m = new grpc.Metadata();
     m.set("x-lensd-client-version", VERSION);
+    if (model) m.set("x-lensd-model", model);
     if (this.token) m.set("authorization", `Bearer ${this.token}`);
     return m;
   }
@@ -240,10 +262,12 @@ export class Client {
     options: Partial<grpc.CallOptions>, cb: (e: grpc.ServiceError | null, r: Res) => void) => unknown,
   request: Req, timeoutMs?: number): Promise<Res> {
     return new Promise((resolve, reject) => {
-      call(request, this.metadata(), this.options(timeoutMs), (error, response) => {
-        if (error) reject(wrap(method, error));
-        else resolve(response);
-      });
+      const model = (request as { model?: unknown }).model;
+      call(request, this.metadata(typeof model === "string" ? model : undefined),
+        this.options(timeoutMs), (error, response) => {
+          if (error) reject(wrap(method, error));
+          else resolve(response);
+        });
     });
   }
 
@@ -281,7 +305,8 @@ export class Client {
       maxNewTokens: o.maxNewTokens, greedy: o.greedy ?? false, seed: o.seed ?? 0,
       interventions: o.interventions ?? [], alsoUnedited: o.alsoUnedited ?? false,
     });
-    return this.stream("Generate", () => this.lens.generate(request, this.metadata(), this.options(o.timeoutMs)));
+    return this.stream("Generate",
+      () => this.lens.generate(request, this.metadata(request.model), this.options(o.timeoutMs)));
   }
 
   private patchingRequest(clean: string | number[], corrupted: string | number[],
@@ -312,7 +337,8 @@ export class Client {
     o: PatchingOptions = {}): Promise<ActivationPatchingResult> {
     const request = this.patchingRequest(clean, corrupted, o);
     const messages = this.stream<ActivationPatchingResponse>("ActivationPatching",
-      () => this.lens.activationPatching(request, this.metadata(), this.options(o.timeoutMs)));
+      () => this.lens.activationPatching(request, this.metadata(request.model),
+        this.options(o.timeoutMs)));
     for await (const m of messages) {
       if (m.kind?.$case === "progress") o.progress?.(m.kind.value.done, m.kind.value.total);
       if (m.kind?.$case === "result") return m.kind.value;
