@@ -1,6 +1,7 @@
 // A loaded model with its lenses, as the registry, the scheduler's work items and the server see
-// it: a torch-free interface that core/engine implements (core/engine/served/engine_factory.h makes
-// them). Requests and results are the plain types of core/lens_types.h; tensors never cross it.
+// it: torch-free interfaces, one per role (decoding, activations, attachments, jobs,
+// attribution), that core/engine implements in one class (core/engine/served/engine_factory.h
+// makes them). Requests and results are the plain types of core/lens_types.h; tensors never cross.
 //
 // Thread-safe: Decode, Generate, Activations and the SAE work may run concurrently on one
 // ServedModel; lens and SAE loads and unloads may happen while they run (a request keeps the lens
@@ -63,23 +64,13 @@ using HostLogProbSink =
 // Returns non-OK (CANCELLED, DEADLINE_EXCEEDED) to stop the work at the next check.
 using KeepGoing = std::function<absl::Status()>;
 
-class ServedModel {
+// The roles a loaded model plays, one interface each, so that a part of the server depends only
+// on the role it uses and a test fakes only that role (core/testing/fake_served_model.h).
+
+// Decoding and generation: the Lens service's Decode, StreamDecode and Generate.
+class DecodingModel {
  public:
-  virtual ~ServedModel() = default;
-
-  virtual const ServedModelInfo& info() const = 0;
-
-  // Loads the tuned-lens folder `dir` as `name`. ALREADY_EXISTS for a name in use; otherwise the
-  // errors of TunedLens::Load.
-  virtual absl::StatusOr<LensDescription> LoadLens(const std::string& name,
-                                                   const std::string& dir) = 0;
-  // NOT_FOUND for an unknown lens; INVALID_ARGUMENT for "logit". Returns the bytes freed (once
-  // the last request using the lens is done).
-  virtual absl::StatusOr<int64_t> UnloadLens(const std::string& name) = 0;
-  virtual std::vector<LensDescription> Lenses() const = 0;
-  // Bytes a tuned-lens folder's translators will take on this model's device (config.json only).
-  virtual absl::StatusOr<int64_t> EstimateLensBytes(const std::string& dir) const = 0;
-
+  virtual ~DecodingModel() = default;
   // Decodes a batch of compatible specs (equal BatchKey()) in one forward pass; one output per
   // spec, in order. INVALID_ARGUMENT naming the field for bad specs (a batch is validated as a
   // whole; callers validate single specs with ValidateDecode first); NOT_FOUND for an unknown lens.
@@ -88,12 +79,16 @@ class ServedModel {
       const HostLogProbSink& sink) const = 0;
   // Checks one spec against the model without running it.
   virtual absl::Status ValidateDecode(const DecodeSpec& spec) const = 0;
-
   // Generates, calling on_token(step, token) after each new token.
   virtual absl::StatusOr<GenerateOutput> Generate(
       const GenerateSpec& spec,
       const std::function<absl::Status(int64_t, int64_t)>& on_token) const = 0;
+};
 
+// Activation capture and the checks of hook points and interventions that every run shares.
+class ActivationsModel {
+ public:
+  virtual ~ActivationsModel() = default;
   // Runs the sequence and hands each requested point's value to `sink` in request order.
   virtual absl::Status Activations(
       const ActivationsSpec& spec,
@@ -107,17 +102,23 @@ class ServedModel {
   // loaded.
   virtual absl::Status ValidateInterventions(const std::vector<InterventionSpec>& specs,
                                              int64_t length, bool generating) const = 0;
+};
 
-  // Trains a tuned lens of this model on the caller's thread (a job's work) and writes it to
-  // run.output_dir. A warm-start lens (run.spec.warm_start) must be loaded: FAILED_PRECONDITION
-  // otherwise. Other errors as engine/lens_training_run.h.
-  virtual absl::StatusOr<TrainLensResult> TrainLens(const TrainLensRun& run) const = 0;
-
-  // Evaluates run.spec.lenses (each loaded: NOT_FOUND otherwise) on the first
-  // spec.num_batches() x spec.batch chunks in run.order, on the caller's thread (a job's work).
-  // INVALID_ARGUMENT when there is no chunk; CANCELLED / ABORTED as run.keep_going says.
-  virtual absl::StatusOr<LensMetrics> EvaluateLenses(const EvalLensRun& run) const = 0;
-
+// Lenses and SAEs attached to the model; loads and unloads may happen while requests run (a
+// request keeps the lens or SAEs it started with).
+class AttachmentsModel {
+ public:
+  virtual ~AttachmentsModel() = default;
+  // Loads the tuned-lens folder `dir` as `name`. ALREADY_EXISTS for a name in use; otherwise the
+  // errors of TunedLens::Load.
+  virtual absl::StatusOr<LensDescription> LoadLens(const std::string& name,
+                                                   const std::string& dir) = 0;
+  // NOT_FOUND for an unknown lens; INVALID_ARGUMENT for "logit". Returns the bytes freed (once
+  // the last request using the lens is done).
+  virtual absl::StatusOr<int64_t> UnloadLens(const std::string& name) = 0;
+  virtual std::vector<LensDescription> Lenses() const = 0;
+  // Bytes a tuned-lens folder's translators will take on this model's device (config.json only).
+  virtual absl::StatusOr<int64_t> EstimateLensBytes(const std::string& dir) const = 0;
   // Attaches the SAE folder `dir` (SAELens or sparsify) as `name`. ALREADY_EXISTS for a name in
   // use; INVALID_ARGUMENT naming the file or field for a malformed folder, a bad dtype, or a hook
   // point the model lacks or whose width is not the SAE's d_in.
@@ -129,11 +130,30 @@ class ServedModel {
   // Bytes the SAE folder's weights will take on this model's device (headers only).
   virtual absl::StatusOr<int64_t> EstimateSaeBytes(const std::string& dir,
                                                    const SaeLoadOptions& options) const = 0;
+};
 
+// Lens training and evaluation: a job's work, on the caller's thread.
+class JobsModel {
+ public:
+  virtual ~JobsModel() = default;
+  // Trains a tuned lens of this model and writes it to run.output_dir. A warm-start lens
+  // (run.spec.warm_start) must be loaded: FAILED_PRECONDITION otherwise. Other errors as
+  // engine/training/lens_training_run.h.
+  virtual absl::StatusOr<TrainLensResult> TrainLens(const TrainLensRun& run) const = 0;
+  // Evaluates run.spec.lenses (each loaded: NOT_FOUND otherwise) on the first
+  // spec.num_batches() x spec.batch chunks in run.order. INVALID_ARGUMENT when there is no chunk;
+  // CANCELLED / ABORTED as run.keep_going says.
+  virtual absl::StatusOr<LensMetrics> EvaluateLenses(const EvalLensRun& run) const = 0;
+};
+
+// SAE features, attribution and activation patching: the Attribution service and patching jobs.
+class AttributionModel {
+ public:
+  virtual ~AttributionModel() = default;
   // Sparse feature activations of the named SAEs (all when none is named) on one sequence.
   // NOT_FOUND naming "saes" for an SAE not loaded; FAILED_PRECONDITION when none is loaded.
   virtual absl::StatusOr<std::vector<SaeEncoding>> EncodeSae(const EncodeSaeSpec& spec) const = 0;
-  // Indirect effects of SAE features and error nodes on a metric (engine/attribution.h);
+  // Indirect effects of SAE features and error nodes on a metric (engine/attribution/);
   // `keep_going` (optional) is polled between integrated-gradients sites and exact-patching chunks.
   virtual absl::StatusOr<NodeAttributionOutput> AttributeNodes(
       const NodeAttributionSpec& spec, const KeepGoing& keep_going = nullptr) const = 0;
@@ -146,6 +166,17 @@ class ServedModel {
   // PatchActivations's INVALID_ARGUMENT errors (lengths, token ids, layers, positions, sites,
   // metric) without running anything.
   virtual absl::Status ValidatePatching(const ActivationPatchingSpec& spec) const = 0;
+};
+
+// A loaded model: what it is, and every role.
+class ServedModel : public DecodingModel,
+                    public ActivationsModel,
+                    public AttachmentsModel,
+                    public JobsModel,
+                    public AttributionModel {
+ public:
+  ~ServedModel() override = default;
+  virtual const ServedModelInfo& info() const = 0;
 
  protected:
   ServedModel() = default;

@@ -240,7 +240,7 @@ absl::Status CheckDistinct(const char* field, const std::vector<std::string>& va
   return absl::OkStatus();
 }
 
-std::vector<SaeDescription> NamedSaes(const ServedModel& model,
+std::vector<SaeDescription> NamedSaes(const AttachmentsModel& model,
                                       const std::vector<std::string>& names) {
   std::vector<SaeDescription> all = model.Saes();
   if (names.empty()) return all;

@@ -55,7 +55,7 @@ absl::Status CheckDistinct(const char* field, const std::vector<std::string>& va
 
 // The SAEs a request names (all loaded ones when `names` is empty); unknown names are skipped
 // (the model refuses them by name when the work runs).
-std::vector<SaeDescription> NamedSaes(const ServedModel& model,
+std::vector<SaeDescription> NamedSaes(const AttachmentsModel& model,
                                       const std::vector<std::string>& names);
 
 }  // namespace lensd::server

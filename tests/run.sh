@@ -8,7 +8,9 @@
 #      outputs are produced in the same run), 20 seconds of each fuzz target, end-to-end tests of
 #      the server and the clients (three replicas sharing a PostgreSQL job store behind HAProxy
 #      among them), the web UI in chromium, and the deployment files' checks;
-#   5. builds the serving core (scheduler, model registry, tenant limiter, job manager and stores)
+#   5. builds lensd with clang, AddressSanitizer and UndefinedBehaviorSanitizer, and runs the
+#      in-process service tests and the server's end-to-end tests against it;
+#   6. builds the serving core (scheduler, model registry, tenant limiter, job manager and stores)
 #      with clang and ThreadSanitizer, Abseil compiled from source alongside, and runs its tests.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -51,6 +53,22 @@ ninja -C build-tidy lensd_proto_sources >/dev/null
 
 step "tests"
 ctest --test-dir build --output-on-failure -j "$jobs"
+
+step "AddressSanitizer + UndefinedBehaviorSanitizer: the server and its end-to-end tests (clang)"
+# lensd and lensctl built with both sanitizers (libtorch itself is not instrumented), then the
+# services in process on fake models, and the e2e tests of every RPC, unload/load churn under load,
+# hostile input, lenses and attribution against that server. Any report fails the test; leak
+# checking is off (libtorch and gRPC keep allocations for the process's life) and the shadow gap
+# unprotected (the CUDA libraries libtorch links map memory there).
+CC=clang CXX=clang++ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DLENSD_SANITIZE=address,undefined >/dev/null
+asan_tests=(lens_service_test models_service_test server_e2e_test churn_e2e_test hostile_e2e_test
+  lens_e2e_test attribution_e2e_test)
+ninja -C build-asan lensd lensctl "${asan_tests[@]}"
+ASAN_OPTIONS="detect_leaks=0:protect_shadow_gap=0:halt_on_error=1" \
+  UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
+  ctest --test-dir build-asan --output-on-failure -j "$jobs" \
+  -R "^(e2e_repository|$(IFS='|'; echo "${asan_tests[*]}"))\$"
 
 step "ThreadSanitizer: the serving core (clang)"
 CC=clang CXX=clang++ cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
