@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "server/decode_grid.h"
 
 namespace lensd::server {
 namespace {
@@ -145,6 +146,10 @@ void FillDecodeResponse(const v1::DecodeRequest& request, const DecodeOutput& ou
   response->set_nats_to_bits_per_byte(nats_to_bpb);
   response->set_batch_size(out.batch_size);
   for (const int64_t id : tokens) FillToken(model, id, response->add_input_tokens());
+  if (request.packed()) {
+    FillDecodeGrid(out, model, scale, response->mutable_grid());
+    return;
+  }
   const size_t columns = out.positions.size();
   const auto k = static_cast<size_t>(out.top_k);
   for (size_t r = 0; r < out.rows.size(); ++r) {

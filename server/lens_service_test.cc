@@ -5,6 +5,7 @@
 // model and answers every call.
 #include <grpcpp/grpcpp.h>
 
+#include <cstring>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -101,6 +102,61 @@ TEST_F(LensServiceTest, DecodeAnswersEveryCellAsTheModelComputedIt) {
   EXPECT_EQ(response.lens(), "logit");
   EXPECT_EQ(response.input_tokens_size(), 4);
   ExpectCellsOf(request, response);
+}
+
+template <typename T>
+std::vector<T> Unpacked(const v1::Tensor& tensor) {
+  std::vector<T> values(tensor.data().size() / sizeof(T));
+  std::memcpy(values.data(), tensor.data().data(), tensor.data().size());
+  return values;
+}
+
+TEST_F(LensServiceTest, APackedAnswerHoldsTheCellsNumbersAsArrays) {
+  StartServer();
+  v1::DecodeRequest request = Request({5, 6, 7, 8, 9});
+  request.add_layers(2);
+  request.add_layers(0);
+  request.set_top_k(4);
+  v1::DecodeResponse cells;
+  ASSERT_TRUE(Call(request, &cells).ok());
+  request.set_packed(true);
+  v1::DecodeResponse packed;
+  const grpc::Status s = Call(request, &packed);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(packed.rows_size(), 0);
+  const v1::DecodeGrid& grid = packed.grid();
+  const int rows = cells.rows_size();
+  const int columns = cells.rows(0).cells_size();
+  ASSERT_EQ(grid.layers_size(), rows);
+  ASSERT_EQ(grid.positions_size(), columns);
+  EXPECT_EQ(std::vector<int64_t>(grid.top_ids().shape().begin(), grid.top_ids().shape().end()),
+            (std::vector<int64_t>{rows, columns, 4}));
+  EXPECT_EQ(grid.top_ids().dtype(), "int64");
+  EXPECT_EQ(grid.top_probs().dtype(), "float32");
+  const std::vector<int64_t> ids = Unpacked<int64_t>(grid.top_ids());
+  const std::vector<float> probs = Unpacked<float>(grid.top_probs());
+  const std::vector<float> entropy = Unpacked<float>(grid.statistics().at("entropy"));
+  const std::vector<float> max_probability =
+      Unpacked<float>(grid.statistics().at("max_probability"));
+  ASSERT_EQ(ids.size(), static_cast<size_t>(rows * columns * 4));
+  ASSERT_EQ(entropy.size(), static_cast<size_t>(rows * columns));
+  EXPECT_EQ(grid.statistics().count("forward_kl"), 0U);  // not computed, so not sent
+  for (int r = 0; r < rows; ++r) {
+    EXPECT_EQ(grid.layers(r), cells.rows(r).layer());
+    for (int p = 0; p < columns; ++p) {
+      const v1::DecodeCell& cell = cells.rows(r).cells(p);
+      const size_t index = static_cast<size_t>(r) * columns + p;
+      EXPECT_EQ(grid.positions(p), cell.position());
+      EXPECT_EQ(grid.targets(p), cell.target());
+      EXPECT_EQ(entropy[index], cell.entropy());
+      EXPECT_EQ(max_probability[index], cell.max_probability());
+      for (int j = 0; j < 4; ++j) {
+        EXPECT_EQ(ids[index * 4 + j], cell.top(j).id());
+        EXPECT_EQ(probs[index * 4 + j], cell.top(j).prob());
+        EXPECT_EQ(grid.token_texts().count(cell.top(j).id()), 1U);
+      }
+    }
+  }
 }
 
 TEST_F(LensServiceTest, ConcurrentCallsShareABatchAndEachGetsItsOwnAnswer) {

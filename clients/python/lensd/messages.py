@@ -31,14 +31,16 @@ def decode(model: str, prompt: Prompt, lens: str = "logit",
            targets: Optional[Sequence[int]] = None, anti_targets: Optional[Sequence[int]] = None,
            compare_lens: str = "", exclude_output: bool = False, resid_mid: bool = False,
            mask_input: bool = False, bits_per_byte: bool = False,
-           interventions: Sequence = ()) -> lens_pb2.DecodeRequest:
+           interventions: Sequence = (), packed: bool = True) -> lens_pb2.DecodeRequest:
+    """packed: the answer as arrays (DecodeResponse.grid), which DecodeResult reads without a
+    message per cell; False asks for rows of cells."""
     request = lens_pb2.DecodeRequest(
         model=model, input=make_input(prompt), lens=lens, layers=list(layers or []),
         positions=list(positions or []), top_k=top_k, targets=list(targets or []),
         anti_targets=list(anti_targets or []), compare_lens=compare_lens,
         exclude_output=exclude_output, mask_input=mask_input, bits_per_byte=bits_per_byte,
         readout=lens_pb2.READOUT_RESID_MID if resid_mid else lens_pb2.READOUT_RESID_PRE,
-        interventions=list(interventions))
+        interventions=list(interventions), packed=packed)
     for name in statistics or []:
         if name not in STATISTICS:
             raise ValueError(f"statistics: {name!r} is not one of {sorted(STATISTICS)}")

@@ -37,7 +37,32 @@ class DecodeResult:
         self.units = response.units
         self.input_ids = np.array([t.id for t in response.input_tokens], dtype=np.int64)
         self.input_tokens = [t.text for t in response.input_tokens]
-        rows = list(response.rows)
+        self.statistics: List[str] = []
+        if response.HasField("grid"):
+            values = self._read_grid(response.grid)
+        else:
+            values = self._read_cells(list(response.rows))
+        for name in STATISTICS:
+            if name in values and not np.all(np.isnan(values[name])):
+                self.statistics.append(name)
+                setattr(self, name, values[name])
+
+    def _read_grid(self, grid) -> Dict[str, np.ndarray]:
+        """A packed answer (DecodeRequest.packed): one array per field."""
+        self.layers = np.array(grid.layers, dtype=np.int64)
+        self.is_output = self.layers == grid.num_layers
+        self.positions = np.array(grid.positions, dtype=np.int64)
+        self.targets = np.array(grid.targets, dtype=np.int64)
+        self.top_ids = tensor_array(grid.top_ids)
+        self.top_probs = tensor_array(grid.top_probs)
+        texts = dict(grid.token_texts)
+        ids, where = np.unique(self.top_ids, return_inverse=True)
+        table = np.array([texts.get(int(i), "") for i in ids] + [""], dtype=object)
+        self.top_tokens = table[where].reshape(self.top_ids.shape)
+        return {name: tensor_array(t).astype(np.float64) for name, t in grid.statistics.items()}
+
+    def _read_cells(self, rows) -> Dict[str, np.ndarray]:
+        """An answer as rows of cells."""
         self.layers = np.array([r.layer for r in rows], dtype=np.int64)
         self.is_output = np.array([r.is_output for r in rows], dtype=bool)
         cells = list(rows[0].cells) if rows else []
@@ -48,7 +73,6 @@ class DecodeResult:
         self.top_ids = np.full(shape + (k,), -1, dtype=np.int64)
         self.top_probs = np.zeros(shape + (k,), dtype=np.float32)
         self.top_tokens = np.full(shape + (k,), "", dtype=object)
-        self.statistics: List[str] = []
         values = {name: np.full(shape, np.nan) for name in STATISTICS}
         for i, row in enumerate(rows):
             for j, cell in enumerate(row.cells):
@@ -59,10 +83,7 @@ class DecodeResult:
                 for name in STATISTICS:
                     if cell.HasField(name):
                         values[name][i, j] = getattr(cell, name)
-        for name in STATISTICS:
-            if not np.all(np.isnan(values[name])):
-                self.statistics.append(name)
-                setattr(self, name, values[name])
+        return values
 
     def row_labels(self) -> List[str]:
         """"0", "1", ..., "output"."""
@@ -141,6 +162,14 @@ class GeneratedToken:
 
 _NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64,
                  "int32": np.int32}
+
+
+def tensor_array(tensor) -> np.ndarray:
+    """A lensd.v1.Tensor as a numpy array (read-only, sharing the message's bytes)."""
+    if tensor.dtype not in _NUMPY_DTYPES:
+        raise ValueError(f"unknown dtype {tensor.dtype!r}")
+    return np.frombuffer(tensor.data, dtype=_NUMPY_DTYPES[tensor.dtype]).reshape(
+        tuple(tensor.shape))
 
 
 def assemble(chunks) -> Dict[str, np.ndarray]:

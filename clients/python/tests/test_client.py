@@ -172,3 +172,22 @@ def test_model_admin_tokens_and_full_log_probs(client):
         client.decode(PROMPT, lens="tuned")
     assert e.value.code == grpc.StatusCode.NOT_FOUND
     assert client.load_lens("tuned").name == "tuned"
+
+
+def test_packed_answers_read_the_same_as_cells(client):
+    """The client asks for packed arrays; the same call answered as rows of cells reads equal."""
+    ids = [t.id for t in client.tokenize(PROMPT)]
+    options = dict(layers=[0, 2, 5], top_k=4, compare_lens="logit", bits_per_byte=True,
+                   statistics=["entropy", "forward_kl", "cross_entropy", "target_rank",
+                               "max_probability", "log_prob_diff"],
+                   anti_targets=list(reversed(ids)))
+    packed = client.decode(PROMPT, lens="tuned", **options)
+    assert packed.response.HasField("grid") and len(packed.response.rows) == 0
+    request = lensd.messages.decode(client.model, PROMPT, "tuned", packed=False, **options)
+    cells = lensd.results.DecodeResult(client._unary(client._lens.Decode, request, "Decode"))
+    assert len(cells.response.rows) == 4
+    assert packed.statistics == cells.statistics and "kl_to_compare" in packed.statistics
+    for name in ["layers", "is_output", "positions", "targets", "top_ids", "top_probs",
+                 "top_tokens"] + packed.statistics:
+        np.testing.assert_array_equal(getattr(packed, name), getattr(cells, name), err_msg=name)
+    assert packed.to_dataframe().equals(cells.to_dataframe())
