@@ -28,6 +28,13 @@ enum Statistic : uint32_t {
 inline constexpr uint32_t kDefaultStatistics =
     kEntropy | kForwardKl | kCrossEntropy | kTargetRank | kMaxProbability;
 
+// The factor that turns nats per token into bits per byte for a text of `bytes` UTF-8 bytes that
+// encodes to `tokens` tokens: (tokens / bytes) / ln 2; 0 without bytes.
+inline double NatsToBitsPerByte(int64_t tokens, int64_t bytes) {
+  return bytes > 0 ? static_cast<double>(tokens) / static_cast<double>(bytes) / 0.6931471805599453
+                   : 0.0;
+}
+
 enum class Readout {
   kResidPre,  // the stream entering block l (tuned-lens's hidden_states[l])
   kResidMid,  // after block l's attention, before its MLP (tuned-lens #104); not for parallel

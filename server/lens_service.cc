@@ -35,10 +35,6 @@ absl::StatusOr<std::vector<InterventionSpec>> InterventionsFor(
   return specs;
 }
 
-double NatsToBitsPerByte(int64_t tokens, int64_t bytes) {
-  return bytes > 0 ? static_cast<double>(tokens) / static_cast<double>(bytes) / std::log(2.0) : 0.0;
-}
-
 // The decode spec of an admitted request, checked against the model and charged to the call
 // (`stream`: StreamDecode, which also sends every row's log-probabilities).
 absl::StatusOr<DecodeSpec> DecodeSpecFor(const v1::DecodeRequest& request, const Admitted& a,

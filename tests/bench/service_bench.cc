@@ -41,6 +41,8 @@ ABSL_FLAG(bool, tenant_per_client, true,
           "tenant for all");
 ABSL_FLAG(int, small_tokens, 4, "tokens of the small Decode that measures per-call overhead");
 ABSL_FLAG(int64_t, batch_max_delay_us, 2000, "the server's batching delay");
+ABSL_FLAG(int, workers_per_model, 1, "the server's threads running the model's work");
+ABSL_FLAG(int, intra_op_threads, 0, "CPU threads per libtorch op (0: one per core), as lensd's");
 
 namespace {
 
@@ -120,6 +122,7 @@ int main(int argc, char** argv) {
       "Measures Decode through the lensd service (1 and 16 clients) against the engine called "
       "directly: lensd-service-bench --repository deploy/models --model kjv-gpt2");
   absl::ParseCommandLine(argc, argv);
+  lensd::engine::ConfigureRuntime(absl::GetFlag(FLAGS_intra_op_threads));
   const std::string repository = absl::GetFlag(FLAGS_repository);
   const std::string name = absl::GetFlag(FLAGS_model);
   const int requests = absl::GetFlag(FLAGS_requests);
@@ -157,6 +160,7 @@ int main(int argc, char** argv) {
   options.version = "bench";
   options.limits.max_requests_per_tenant = 1024;
   options.limits.batch_max_delay_us = absl::GetFlag(FLAGS_batch_max_delay_us);
+  options.workers_per_model = absl::GetFlag(FLAGS_workers_per_model);
   std::vector<std::string> bearer;
   if (absl::GetFlag(FLAGS_tenant_per_client)) {
     int most = 1;

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "core/engine/interventions/interventions.h"
+#include "core/engine/lens/decode_contract.h"
 #include "core/engine/lens/row_stats.h"
 #include "core/engine/model/torch_errors.h"
 #include "core/status_macros.h"
@@ -17,15 +18,18 @@
 namespace lensd::engine {
 namespace {
 
+// Target or anti-target ids [batch, t] of a batched request, each row as the contract checks it.
 absl::Status CheckIds(const at::Tensor& ids, const at::Tensor& tokens, const char* field,
                       int64_t vocab) {
   if (!ids.defined()) return absl::OkStatus();
   if (ids.sizes() != tokens.sizes()) {
-    return absl::InvalidArgumentError(absl::StrCat(field, " must have the shape of tokens"));
+    return absl::InvalidArgumentError(absl::StrCat(field, ": needs the shape of tokens"));
   }
-  if (ids.numel() > 0 && (ids.min().item<int64_t>() < -1 || ids.max().item<int64_t>() >= vocab)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, " must hold token ids 0..", vocab - 1, " or -1 for none"));
+  const at::Tensor rows = ids.to(at::kCPU, at::kLong).contiguous();
+  const int64_t t = rows.size(1);
+  for (int64_t b = 0; b < rows.size(0); ++b) {
+    const int64_t* row = rows[b].data_ptr<int64_t>();
+    LENSD_RETURN_IF_ERROR(CheckTargetIds(std::vector<int64_t>(row, row + t), t, field, vocab));
   }
   return absl::OkStatus();
 }
@@ -34,56 +38,42 @@ absl::Status Validate(const CausalLm& model, const DecodeRequest& r, std::vector
                       std::vector<int64_t>* positions) {
   const ModelConfig& c = model.config();
   if (!r.tokens.defined() || r.tokens.dim() != 2 || r.tokens.size(1) < 1) {
-    return absl::InvalidArgumentError("tokens must be a non-empty [batch, length] tensor");
+    return absl::InvalidArgumentError("tokens: needs a non-empty [batch, length] tensor");
   }
+  const int64_t t = r.tokens.size(1);
+  LENSD_RETURN_IF_ERROR(
+      CheckDecodeFields(c, {r.layers, r.positions, t, r.top_k, r.readout, r.statistics,
+                            r.include_output, r.anti_targets.defined()}));
   *layers = r.layers;
   if (layers->empty()) {
     for (int64_t l = 0; l < c.num_layers; ++l) layers->push_back(l);
   }
-  for (const int64_t l : *layers) {
-    if (l < 0 || l >= c.num_layers) {
-      return absl::InvalidArgumentError(absl::StrCat("layers: layer ", l, " out of range: model ",
-                                                     c.model_type, " has layers 0..",
-                                                     c.num_layers - 1));
-    }
-  }
-  const int64_t t = r.tokens.size(1);
   *positions = r.positions;
   if (positions->empty()) {
     for (int64_t p = 0; p < t; ++p) positions->push_back(p);
-  }
-  for (const int64_t p : *positions) {
-    if (p < 0 || p >= t) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "positions: position ", p, " out of range: the input has positions 0..", t - 1));
-    }
-  }
-  if (r.top_k < 0 || r.top_k > c.vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat("top_k ", r.top_k, " out of range 0..",
-                                                   c.vocab_size, " (the vocabulary size)"));
-  }
-  if (r.readout == Readout::kResidMid && c.parallel_residual) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("readout resid_mid does not exist in ", c.model_type,
-                     " with parallel attention and MLP; use resid_pre"));
-  }
-  if ((r.statistics & kLogProbDiff) && !r.anti_targets.defined()) {
-    return absl::InvalidArgumentError("statistic log_prob_diff needs anti_targets");
   }
   LENSD_RETURN_IF_ERROR(CheckIds(r.targets, r.tokens, "targets", c.vocab_size));
   LENSD_RETURN_IF_ERROR(CheckIds(r.anti_targets, r.tokens, "anti_targets", c.vocab_size));
   return absl::OkStatus();
 }
 
-// The next real token, the first EOS id after a row's last real token, -1 on padding.
-at::Tensor DefaultTargets(const at::Tensor& tokens, const at::Tensor& valid, int64_t eos) {
-  const int64_t t = tokens.size(1);
-  const at::Tensor next =
-      at::cat({tokens.narrow(1, 1, t - 1), at::full_like(tokens.narrow(1, 0, 1), -1)}, 1);
-  const at::Tensor next_valid =
-      at::cat({valid.narrow(1, 1, t - 1), at::zeros_like(valid.narrow(1, 0, 1))}, 1);
-  const at::Tensor last = at::where(valid, at::full_like(tokens, eos), at::full_like(tokens, -1));
-  return at::where(valid & next_valid, next, last);
+// The contract's default targets (DefaultTargets) of each row's real tokens, in their places;
+// -1 on padding.
+at::Tensor DefaultTargetsOf(const at::Tensor& tokens, const at::Tensor& valid,
+                            const std::vector<int64_t>& eos) {
+  const at::Tensor ids = tokens.to(at::kCPU, at::kLong).contiguous();
+  const at::Tensor real = valid.to(at::kCPU, at::kBool).contiguous();
+  at::Tensor out = at::full(ids.sizes(), -1, ids.options());
+  for (int64_t b = 0; b < ids.size(0); ++b) {
+    const at::Tensor where = real[b].nonzero().squeeze(1);
+    if (where.numel() == 0) continue;
+    const at::Tensor row = ids[b].index_select(0, where).contiguous();
+    const int64_t* data = row.data_ptr<int64_t>();
+    const std::vector<int64_t> targets =
+        DefaultTargets(std::vector<int64_t>(data, data + row.numel()), eos);
+    out[b].index_copy_(0, where, at::tensor(targets, at::kLong));
+  }
+  return out.to(tokens.device());
 }
 
 // Fills row `r` of every requested output from one row's logits [batch, positions, vocab].
@@ -223,9 +213,9 @@ absl::StatusOr<DecodeResult> Decode(const CausalLm& model, const Lens& lens,
     const at::Tensor valid = request.attention_mask.defined()
                                  ? request.attention_mask.to(device).ne(0)
                                  : at::ones_like(tokens, at::kBool);
-    const int64_t eos = c.eos_token_ids.empty() ? -1 : c.eos_token_ids.front();
-    const at::Tensor all_targets = request.targets.defined() ? request.targets.to(device, at::kLong)
-                                                             : DefaultTargets(tokens, valid, eos);
+    const at::Tensor all_targets = request.targets.defined()
+                                       ? request.targets.to(device, at::kLong)
+                                       : DefaultTargetsOf(tokens, valid, c.eos_token_ids);
     const at::Tensor targets = all_targets.index_select(1, columns);
     const at::Tensor anti =
         request.anti_targets.defined()
@@ -283,10 +273,6 @@ absl::StatusOr<DecodeResult> Decode(const CausalLm& model, const Lens& lens,
     MoveToCpu(&out);
     return std::move(out);
   });
-}
-
-double NatsToBitsPerByte(int64_t tokens, int64_t bytes) {
-  return bytes > 0 ? static_cast<double>(tokens) / static_cast<double>(bytes) / std::log(2.0) : 0.0;
 }
 
 }  // namespace lensd::engine

@@ -84,10 +84,6 @@ absl::StatusOr<DecodeResult> Decode(const CausalLm& model, const Lens& lens,
                                     const DecodeRequest& request,
                                     const LogProbSink& sink = nullptr);
 
-// The factor that turns nats per token into bits per byte for a text of `bytes` UTF-8 bytes that
-// encodes to `tokens` tokens: (tokens / bytes) / ln 2.
-double NatsToBitsPerByte(int64_t tokens, int64_t bytes);
-
 }  // namespace lensd::engine
 
 #endif  // LENSD_CORE_ENGINE_LENS_DECODE_H_

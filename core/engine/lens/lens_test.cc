@@ -5,9 +5,11 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "core/engine/lens/decode.h"
+#include "core/engine/lens/decode_contract.h"
 #include "core/engine/lens/generate.h"
 #include "core/engine/models/model_loader.h"
 #include "core/engine/test_util.h"
@@ -125,17 +127,41 @@ TEST_F(LensTest, DecodeValidatesEveryField) {
   };
   EXPECT_TRUE(status([](DecodeRequest&) {}).ok());
   EXPECT_THAT(status([](DecodeRequest& r) { r.layers = {1}; }).message(),
-              HasSubstr("layers: layer 1 out of range: model gpt2 has layers 0..0"));
+              HasSubstr("layers: layer 1 out of range: model gpt2 has lens layers 0..0"));
   EXPECT_THAT(status([](DecodeRequest& r) { r.positions = {3}; }).message(),
               HasSubstr("positions: position 3 out of range"));
   EXPECT_THAT(status([](DecodeRequest& r) { r.top_k = 17; }).message(),
-              HasSubstr("top_k 17 out of range 0..16"));
+              HasSubstr("top_k: 17 out of range 0..16"));
   EXPECT_THAT(status([](DecodeRequest& r) { r.statistics |= kLogProbDiff; }).message(),
-              HasSubstr("needs anti_targets"));
+              HasSubstr("anti_targets: the log_prob_diff statistic needs them"));
   EXPECT_THAT(status([](DecodeRequest& r) {
                 r.targets = at::full({1, 3}, 99, at::kLong);
               }).message(),
-              HasSubstr("targets must hold token ids 0..15"));
+              HasSubstr("targets: token id 99 out of range 0..15 (or -1 for none)"));
+  EXPECT_THAT(status([](DecodeRequest& r) {
+                r.targets = at::full({1, 2}, 1, at::kLong);
+              }).message(),
+              HasSubstr("targets: needs the shape of tokens"));
+}
+
+// The default targets are the contract's: the next token, then the first EOS id, each row to
+// its own last real token (padding gets -1), whether a row is decoded alone or batched.
+TEST_F(LensTest, DefaultTargetsAreTheNextTokenThenEos) {
+  EXPECT_EQ(DefaultTargets({4, 5, 6}, {2, 9}), (std::vector<int64_t>{5, 6, 2}));
+  EXPECT_EQ(DefaultTargets({4}, {}), (std::vector<int64_t>{-1}));
+  const LogitLens lens;
+  DecodeRequest r;
+  r.tokens = at::tensor({1, 2, 3, 4, 5, 0}, at::kLong).view({2, 3});
+  r.attention_mask = at::tensor({1, 1, 1, 1, 1, 0}, at::kLong).view({2, 3});
+  const absl::StatusOr<DecodeResult> out = Decode(*model_, lens, r);
+  ASSERT_TRUE(out.ok()) << out.status();
+  // Row 1 has two real tokens: its first position is scored against token 5 like row 0's
+  // against 2 (finite), its padding against none (NaN); the output row (last) is read.
+  const at::Tensor ce = out->cross_entropy.select(1, -1);
+  EXPECT_TRUE(std::isfinite(ce[0][0].item<float>()));
+  EXPECT_TRUE(std::isfinite(ce[1][0].item<float>()));
+  EXPECT_TRUE(std::isnan(ce[1][2].item<float>()));
+  EXPECT_EQ(std::isfinite(ce[1][1].item<float>()), !model_->config().eos_token_ids.empty());
 }
 
 TEST_F(LensTest, DecodeStreamsEveryRowAndKeepsShapes) {

@@ -5,25 +5,11 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "core/engine/lens/decode_contract.h"
+#include "core/status_macros.h"
 
 namespace lensd::engine {
 namespace {
-
-absl::Status CheckIds(const std::vector<int64_t>& ids, size_t length, const char* field,
-                      int64_t vocab) {
-  if (ids.empty()) return absl::OkStatus();
-  if (ids.size() != length) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": ", ids.size(), " ids given; it needs one per input token (", length, ")"));
-  }
-  for (const int64_t id : ids) {
-    if (id < -1 || id >= vocab) {
-      return absl::InvalidArgumentError(absl::StrCat(field, ": token id ", id, " out of range 0..",
-                                                     vocab - 1, " (or -1 for none)"));
-    }
-  }
-  return absl::OkStatus();
-}
 
 template <typename T>
 std::vector<T> ToVector(const at::Tensor& t) {
@@ -35,38 +21,12 @@ std::vector<T> ToVector(const at::Tensor& t) {
 }  // namespace
 
 absl::Status ValidateDecodeSpec(const ModelConfig& c, const DecodeSpec& spec) {
-  for (const int64_t l : spec.layers) {
-    if (l < 0 || l >= c.num_layers) {
-      return absl::InvalidArgumentError(absl::StrCat("layers: layer ", l, " out of range: model ",
-                                                     c.model_type, " has lens layers 0..",
-                                                     c.num_layers - 1));
-    }
-  }
   const auto length = static_cast<int64_t>(spec.tokens.size());
-  for (const int64_t p : spec.positions) {
-    if (p < 0 || p >= length) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "positions: position ", p, " out of range: the input has positions 0..", length - 1));
-    }
-  }
-  if (spec.top_k < 0 || spec.top_k > c.vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat("top_k: ", spec.top_k, " out of range 0..",
-                                                   c.vocab_size, " (the vocabulary size)"));
-  }
-  if (spec.readout == Readout::kResidMid && c.parallel_residual) {
-    return absl::InvalidArgumentError(absl::StrCat("readout: resid_mid does not exist in ",
-                                                   c.model_type,
-                                                   " (parallel attention and MLP); use resid_pre"));
-  }
-  if ((spec.statistics & kLogProbDiff) && spec.anti_targets.empty()) {
-    return absl::InvalidArgumentError("anti_targets: the log_prob_diff statistic needs them");
-  }
-  if (spec.layers.empty() && c.num_layers == 0 && !spec.include_output) {
-    return absl::InvalidArgumentError("layers: nothing to decode");
-  }
-  const size_t n = spec.tokens.size();
-  if (auto s = CheckIds(spec.targets, n, "targets", c.vocab_size); !s.ok()) return s;
-  return CheckIds(spec.anti_targets, n, "anti_targets", c.vocab_size);
+  LENSD_RETURN_IF_ERROR(
+      CheckDecodeFields(c, {spec.layers, spec.positions, length, spec.top_k, spec.readout,
+                            spec.statistics, spec.include_output, !spec.anti_targets.empty()}));
+  LENSD_RETURN_IF_ERROR(CheckTargetIds(spec.targets, length, "targets", c.vocab_size));
+  return CheckTargetIds(spec.anti_targets, length, "anti_targets", c.vocab_size);
 }
 
 BatchedDecode::BatchedDecode(const CausalLm& model, absl::Span<const DecodeSpec* const> batch)
@@ -89,11 +49,8 @@ BatchedDecode::BatchedDecode(const CausalLm& model, absl::Span<const DecodeSpec*
   for (int64_t i = 0; i < rows; ++i) {
     const DecodeSpec& s = *batch[static_cast<size_t>(i)];
     const auto n = static_cast<int64_t>(s.tokens.size());
-    std::vector<int64_t> target = s.targets;
-    if (target.empty()) {
-      target.assign(s.tokens.begin() + 1, s.tokens.end());
-      target.push_back(eos.empty() ? -1 : eos.front());
-    }
+    const std::vector<int64_t> target =
+        s.targets.empty() ? DefaultTargets(s.tokens, eos) : s.targets;
     tokens[i].narrow(0, 0, n).copy_(at::tensor(s.tokens, at::kLong));
     mask[i].narrow(0, 0, n).fill_(1);
     targets[i].narrow(0, 0, n).copy_(at::tensor(target, at::kLong));
