@@ -80,6 +80,9 @@ ABSL_FLAG(std::string, data_root, "",
           "refused; empty: inline texts only");
 ABSL_FLAG(int, jobs_per_device, 1, "training jobs running at once on one device");
 ABSL_FLAG(int, max_jobs_per_tenant, 8, "unfinished training jobs one tenant may have");
+ABSL_FLAG(int, job_nice, 10,
+          "nice value of the threads running jobs (0..19): above 0, training, evaluation and "
+          "patching jobs yield the CPU to serving calls when both want it; 0: same priority");
 ABSL_FLAG(int, intra_op_threads, 0, "CPU threads per libtorch op (0: one per core)");
 ABSL_FLAG(
     std::string, cpu_precision, "auto",
@@ -218,6 +221,7 @@ absl::StatusOr<lensd::server::ServerOptions> OptionsFromFlags() {
   o.job_lease = absl::Seconds(absl::GetFlag(FLAGS_job_lease_seconds));
   o.jobs_per_device = absl::GetFlag(FLAGS_jobs_per_device);
   o.max_jobs_per_tenant = absl::GetFlag(FLAGS_max_jobs_per_tenant);
+  o.job_nice = absl::GetFlag(FLAGS_job_nice);
   lensd::server::Limits& l = o.limits;
   l.max_tokens_per_request = absl::GetFlag(FLAGS_max_tokens_per_request);
   l.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);

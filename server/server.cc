@@ -83,6 +83,10 @@ absl::StatusOr<std::unique_ptr<LensdServer>> LensdServer::Start(ServerOptions op
                      " accepts remote connections but no --tokens_file is set; give "
                      "one (lensd token makes entries) or pass --allow_unauthenticated_remote"));
   }
+  if (o.job_nice < 0 || o.job_nice > 19) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--job_nice ", o.job_nice, " is outside 0..19 (a job cannot outrank serving calls)"));
+  }
   LENSD_ASSIGN_OR_RETURN(const auto credentials, Credentials(o));
   LENSD_ASSIGN_OR_RETURN(s->metrics_, Metrics::Create(o.metrics_address));
 
@@ -131,6 +135,7 @@ absl::StatusOr<std::unique_ptr<LensdServer>> LensdServer::Start(ServerOptions op
   }
   jobs.jobs_per_device = o.jobs_per_device;
   jobs.max_unfinished_per_tenant = o.max_jobs_per_tenant;
+  jobs.worker_nice = o.job_nice;
   jobs.checkpoint_root = checkpoints;
   jobs.owner = o.replica_id;
   jobs.lease = o.job_lease;

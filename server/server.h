@@ -60,6 +60,7 @@ struct ServerOptions {
   std::string data_root;  // training data; "" = inline texts only
   int jobs_per_device = 1;
   int max_jobs_per_tenant = 8;
+  int job_nice = 0;  // nice value of the job threads (JobManagerOptions::worker_nice)
   std::string version;
   std::string min_client_version;
   bool log_requests = true;

@@ -1,6 +1,12 @@
 #include "core/jobs/job_manager.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <iterator>
 
@@ -242,6 +248,15 @@ bool JobManager::ClaimOne(JobRecord* job) {
 }
 
 void JobManager::Work() {
+  if (options_.worker_nice != 0) {
+    // Linux nice values are per thread; the compute threads a job's work starts inherit it.
+    const auto tid = static_cast<id_t>(syscall(SYS_gettid));
+    if (setpriority(PRIO_PROCESS, tid, options_.worker_nice) != 0) {
+      LogIfError(absl::Status(absl::ErrnoToStatusCode(errno),
+                              absl::StrCat("setpriority: ", std::strerror(errno))),
+                 absl::StrCat("jobs: running jobs at nice ", options_.worker_nice));
+    }
+  }
   int64_t seen = 0;
   while (true) {
     JobRecord job;

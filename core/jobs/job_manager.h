@@ -66,6 +66,9 @@ struct JobManagerOptions {
   // Shared store: called (on the heartbeat thread; keep it short) for a job another server
   // finished, once, when this server first sees it final (to load a lens it trained, say).
   std::function<void(const JobRecord&)> finished_elsewhere;
+  // The nice value of the threads that run jobs (and of the compute threads they start): above
+  // 0, jobs yield the CPU to serving when both want it (0 leaves them as the process is).
+  int worker_nice = 0;
 };
 
 class JobManager {

@@ -6,11 +6,15 @@
 // running job at its server's next heartbeat.
 #include "core/jobs/job_manager.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
@@ -22,6 +26,11 @@ namespace {
 
 using ::testing::HasSubstr;
 
+int ThreadNice() {
+  errno = 0;
+  return getpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)));
+}
+
 // spec: {"steps": N, "sleep_ms": M, "fail_at": K (optional)}; result {"steps_run": ...}.
 class CountingRunner : public JobRunner {
  public:
@@ -30,6 +39,8 @@ class CountingRunner : public JobRunner {
     int64_t step = 0;
     if (!job.checkpoint.empty()) std::ifstream(job.checkpoint) >> step;
     resumed_from = step;
+    nice = ThreadNice();
+    std::thread([this] { started_thread_nice = ThreadNice(); }).join();
     const int now = ++concurrent;
     max_concurrent = std::max(max_concurrent.load(), now);
     {
@@ -61,6 +72,8 @@ class CountingRunner : public JobRunner {
   std::atomic<int> concurrent{0};
   std::atomic<int> max_concurrent{0};
   std::atomic<int64_t> resumed_from{-1};
+  std::atomic<int> nice{-100};                 // of the thread running the last job
+  std::atomic<int> started_thread_nice{-100};  // of a thread that job started
   absl::Mutex mu;
   std::vector<std::string> order;
 };
@@ -79,9 +92,10 @@ class JobManagerTest : public ::testing::Test {
     manager_.reset();
     std::filesystem::remove_all(dir_);
   }
-  void StartManager(int per_tenant = 8) {
+  void StartManager(int per_tenant = 8, int nice = 0) {
     JobManagerOptions o;
     o.max_unfinished_per_tenant = per_tenant;
+    o.worker_nice = nice;
     o.checkpoint_root = (dir_ / "checkpoints").string();
     manager_ = std::make_unique<JobManager>(store_.get(), &runner_, o);
     ASSERT_TRUE(manager_->Start().ok());
@@ -129,6 +143,18 @@ TEST_F(JobManagerTest, JobsSucceedOrFailWithTheirReason) {
   EXPECT_EQ(ok->progress, R"({"step":5})");
   EXPECT_EQ(manager_->Get("bad")->reason, "data.jsonl:3: not valid JSON");
   EXPECT_EQ(manager_->Cancel("ok", "alice", false).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// Jobs yield the CPU to serving: their threads, and the compute threads they start, run at the
+// configured nice value; the rest of the process keeps its own.
+TEST_F(JobManagerTest, JobsRunAtTheirNiceValueAndSoDoTheThreadsTheyStart) {
+  const int ours = ThreadNice();
+  StartManager(8, 7);
+  ASSERT_TRUE(manager_->Submit(Job("low", "alice", 2)).ok());
+  EXPECT_EQ(WaitUntilFinal("low"), JobState::kSucceeded);
+  EXPECT_EQ(runner_.nice.load(), 7);
+  EXPECT_EQ(runner_.started_thread_nice.load(), 7);
+  EXPECT_EQ(ThreadNice(), ours);
 }
 
 TEST_F(JobManagerTest, CancelReachesQueuedAndRunningJobsWithinASecond) {

@@ -5,7 +5,7 @@
 // bound), and metrics clients that send a byte now and then. The clients run on the same machine.
 // Prints the well-behaved tenants' p50/p99 in both phases, what the hostile tenants were refused,
 // the server's peak resident memory, and whether it survived; one JSON line last. Not a CTest test
-// (it runs ~40 s): run it by hand.
+// (it runs ~40 s): run it by hand. Arguments are more lensd flags (e.g. --job_nice=0).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -263,12 +263,14 @@ class Hostile {
   }
 };
 
-int Main() {
+int Main(const std::vector<std::string>& extra_flags) {
   const std::string dir = std::filesystem::temp_directory_path().string();
   const Tenants tenants = MakeTenants(dir);
-  LensdProcess server({"--models=kjv-gpt2", "--tokens_file=" + tenants.file, "--log_requests=false",
-                       "--data_root=" + dir + "/adversarial-data",
-                       "--max_concurrent_streams=4096"});
+  std::vector<std::string> flags = {
+      "--models=kjv-gpt2", "--tokens_file=" + tenants.file, "--log_requests=false",
+      "--data_root=" + dir + "/adversarial-data", "--max_concurrent_streams=4096"};
+  flags.insert(flags.end(), extra_flags.begin(), extra_flags.end());
+  LensdProcess server(flags);
   (void)GoodLoad(server, tenants, 2);  // warm up
   const std::vector<double> alone = GoodLoad(server, tenants, kPhaseSeconds);
   const int64_t rss_alone = server.ResidentBytes();
@@ -328,4 +330,4 @@ int Main() {
 }  // namespace
 }  // namespace lensd::e2e
 
-int main() { return lensd::e2e::Main(); }
+int main(int argc, char** argv) { return lensd::e2e::Main({argv + 1, argv + argc}); }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL server for the tests (Debian's postgresql package):
-#   tests/postgres/postgres.sh start DIR PORT   # cluster in DIR/data, socket in DIR, database
-#                                               # and user "lensd", no TCP; prints its URI
+#   tests/postgres/postgres.sh start DIR PORT   # cluster and socket in /tmp/lensd-pg-PORT (DIR's
+#                                               # parents may be closed to the postgres user, e.g.
+#                                               # a checkout in a 0700 folder; DIR/run names it),
+#                                               # database and user "lensd", no TCP; prints its URI
 #   tests/postgres/postgres.sh stop DIR         # stops it and removes DIR
 # As root the server runs as the postgres user (PostgreSQL refuses root).
 set -euo pipefail
@@ -12,32 +14,37 @@ bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 as_server() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
+# Where the cluster of DIR lives (DIR itself for one made before DIR/run existed).
+run_dir() { if [ -f "$dir/run" ]; then cat "$dir/run"; else echo "$dir"; fi; }
+stop_server() {
+  local run
+  run=$(run_dir)
+  if [ -f "$run/data/postmaster.pid" ]; then
+    as_server "$bin/pg_ctl" -D "$run/data" -m "$1" -w stop >/dev/null 2>&1 || true
+  fi
+  [ "$run" != "$dir" ] && rm -rf "$run"
+  rm -rf "$dir"
+}
 case $command in
   start)
     port=${3:?the port}
-    if [ -f "$dir/data/postmaster.pid" ]; then
-      as_server "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
-    fi
-    rm -rf "$dir"
+    [ -d "$dir" ] && stop_server immediate
     mkdir -p "$dir"
-    if [ ${#dir} -gt 90 ]; then
-      echo "postgres.sh: $dir is too long for a unix socket path" >&2
-      exit 1
-    fi
-    [ "$(id -u)" -eq 0 ] && chown postgres "$dir"
-    as_server "$bin/initdb" -D "$dir/data" -A trust -U lensd -E UTF8 >"$dir/initdb.log" 2>&1 ||
-      { cat "$dir/initdb.log" >&2; exit 1; }
-    as_server "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-k $dir -p $port -c listen_addresses= -c fsync=off" start >/dev/null ||
-      { cat "$dir/server.log" >&2; exit 1; }
-    as_server "$bin/createdb" -h "$dir" -p "$port" -U lensd lensd
-    echo "postgresql:///lensd?host=$dir&port=$port&user=lensd"
+    run=/tmp/lensd-pg-$port
+    rm -rf "$run"
+    mkdir -m 0755 "$run"
+    [ "$(id -u)" -eq 0 ] && chown postgres "$run"
+    echo "$run" > "$dir/run"
+    as_server "$bin/initdb" -D "$run/data" -A trust -U lensd -E UTF8 >"$run/initdb.log" 2>&1 ||
+      { cat "$run/initdb.log" >&2; exit 1; }
+    as_server "$bin/pg_ctl" -D "$run/data" -l "$run/server.log" -w -t 60 \
+      -o "-k $run -p $port -c listen_addresses= -c fsync=off" start >/dev/null ||
+      { cat "$run/server.log" >&2; exit 1; }
+    as_server "$bin/createdb" -h "$run" -p "$port" -U lensd lensd
+    echo "postgresql:///lensd?host=$run&port=$port&user=lensd"
     ;;
   stop)
-    if [ -f "$dir/data/postmaster.pid" ]; then
-      as_server "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
-    fi
-    rm -rf "$dir"
+    stop_server fast
     ;;
   *)
     echo "usage: postgres.sh start DIR PORT | stop DIR" >&2
