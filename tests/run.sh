@@ -62,8 +62,8 @@ step "AddressSanitizer + UndefinedBehaviorSanitizer: the server and its end-to-e
 # unprotected (the CUDA libraries libtorch links map memory there).
 CC=clang CXX=clang++ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DLENSD_SANITIZE=address,undefined >/dev/null
-asan_tests=(lens_service_test models_service_test training_service_test server_e2e_test churn_e2e_test
-  hostile_e2e_test lens_e2e_test attribution_e2e_test)
+asan_tests=(lens_service_test models_service_test training_service_test attribution_service_test
+  server_e2e_test churn_e2e_test hostile_e2e_test lens_e2e_test attribution_e2e_test)
 ninja -C build-asan lensd lensctl "${asan_tests[@]}"
 ASAN_OPTIONS="detect_leaks=0:protect_shadow_gap=0:halt_on_error=1" \
   UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
