@@ -33,29 +33,10 @@ SaeDescription Sae(const std::string& name, int64_t layer, int64_t d_sae) {
 }
 
 // Two SAEs attached: res1 (1,000 features) and res2 (500,000).
-class FakeSaes : public AttachmentsModel {
+class FakeSaes : public testing::StubAttachments {
  public:
-  absl::StatusOr<LensDescription> LoadLens(const std::string&, const std::string&) override {
-    return absl::UnimplementedError("no lenses here");
-  }
-  absl::StatusOr<int64_t> UnloadLens(const std::string&) override {
-    return absl::UnimplementedError("no lenses here");
-  }
-  std::vector<LensDescription> Lenses() const override { return {{"logit", "logit", 0, ""}}; }
-  absl::StatusOr<int64_t> EstimateLensBytes(const std::string&) const override { return 0; }
-  absl::StatusOr<SaeDescription> LoadSae(const std::string&, const std::string&,
-                                         const SaeLoadOptions&) override {
-    return absl::UnimplementedError("attached at construction");
-  }
-  absl::StatusOr<int64_t> UnloadSae(const std::string&) override {
-    return absl::UnimplementedError("attached at construction");
-  }
   std::vector<SaeDescription> Saes() const override {
     return {Sae("res1", 1, 1000), Sae("res2", 2, 500000)};
-  }
-  absl::StatusOr<int64_t> EstimateSaeBytes(const std::string&,
-                                           const SaeLoadOptions&) const override {
-    return 0;
   }
 };
 
@@ -113,13 +94,8 @@ class FakeEncoder : public AttributionModel {
 class AttributionServiceTest : public ::testing::Test {
  protected:
   void StartServer(ServerOptions options = InProcessServer::DefaultOptions()) {
-    testing::FakeModel m;
-    m.name = "fake";
-    m.info = testing::SmallModelInfo();
-    m.roles.attachments = std::make_shared<FakeSaes>();
-    m.roles.attribution = encoder_;
-    absl::StatusOr<std::unique_ptr<InProcessServer>> s =
-        InProcessServer::Start({std::move(m)}, std::move(options));
+    absl::StatusOr<std::unique_ptr<InProcessServer>> s = InProcessServer::StartFake(
+        {.attachments = std::make_shared<FakeSaes>(), .attribution = encoder_}, std::move(options));
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = *std::move(s);
     stub_ = v1::Attribution::NewStub(server_->channel());

@@ -26,13 +26,9 @@ using testing::InProcessServer;
 class LensServiceTest : public ::testing::Test {
  protected:
   void StartServer(ServerOptions options = InProcessServer::DefaultOptions()) {
-    testing::FakeModel m;
-    m.name = "fake";
-    m.info = testing::SmallModelInfo();
-    decoding_ = std::make_shared<FakeDecoding>(m.info);
-    m.roles.decoding = decoding_;
+    decoding_ = std::make_shared<FakeDecoding>(testing::SmallModelInfo());
     absl::StatusOr<std::unique_ptr<InProcessServer>> s =
-        InProcessServer::Start({std::move(m)}, std::move(options));
+        InProcessServer::StartFake({.decoding = decoding_}, std::move(options));
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = *std::move(s);
     lens_ = v1::Lens::NewStub(server_->channel());

@@ -56,15 +56,12 @@ class FakeTraining : public JobsModel {
 };
 
 // Lenses attached by name, as the registry loads them.
-class FakeLenses : public AttachmentsModel {
+class FakeLenses : public testing::StubAttachments {
  public:
   absl::StatusOr<LensDescription> LoadLens(const std::string& name, const std::string&) override {
     absl::MutexLock lock(&mu_);
     lenses_.push_back({name, "tuned", 100, "fake"});
     return lenses_.back();
-  }
-  absl::StatusOr<int64_t> UnloadLens(const std::string&) override {
-    return absl::UnimplementedError("no unloads here");
   }
   std::vector<LensDescription> Lenses() const override {
     absl::MutexLock lock(&mu_);
@@ -73,18 +70,6 @@ class FakeLenses : public AttachmentsModel {
     return all;
   }
   absl::StatusOr<int64_t> EstimateLensBytes(const std::string&) const override { return 100; }
-  absl::StatusOr<SaeDescription> LoadSae(const std::string&, const std::string&,
-                                         const SaeLoadOptions&) override {
-    return absl::UnimplementedError("no SAEs here");
-  }
-  absl::StatusOr<int64_t> UnloadSae(const std::string&) override {
-    return absl::UnimplementedError("no SAEs here");
-  }
-  std::vector<SaeDescription> Saes() const override { return {}; }
-  absl::StatusOr<int64_t> EstimateSaeBytes(const std::string&,
-                                           const SaeLoadOptions&) const override {
-    return 0;
-  }
 
  private:
   mutable absl::Mutex mu_;
@@ -104,13 +89,8 @@ class TrainingServiceTest : public ::testing::Test {
       data.write(reinterpret_cast<const char*>(&id), sizeof(id));
     }
     data.close();
-    testing::FakeModel m;
-    m.name = "fake";
-    m.info = testing::SmallModelInfo();
-    m.roles.jobs = training_;
-    m.roles.attachments = lenses_;
     absl::StatusOr<std::unique_ptr<InProcessServer>> s =
-        InProcessServer::Start({std::move(m)}, std::move(options));
+        InProcessServer::StartFake({.attachments = lenses_, .jobs = training_}, std::move(options));
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = *std::move(s);
     training_stub_ = v1::Training::NewStub(server_->channel());

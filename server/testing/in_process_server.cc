@@ -35,6 +35,37 @@ ServedModelInfo SmallModelInfo(int64_t layers, int64_t vocab) {
   return info;
 }
 
+absl::StatusOr<LensDescription> StubAttachments::LoadLens(const std::string& name,
+                                                          const std::string&) {
+  return absl::UnimplementedError("this fake attaches no lens " + name);
+}
+absl::StatusOr<int64_t> StubAttachments::UnloadLens(const std::string& name) {
+  return absl::UnimplementedError("this fake attaches no lens " + name);
+}
+std::vector<LensDescription> StubAttachments::Lenses() const { return {{"logit", "logit", 0, ""}}; }
+absl::StatusOr<int64_t> StubAttachments::EstimateLensBytes(const std::string&) const { return 0; }
+absl::StatusOr<SaeDescription> StubAttachments::LoadSae(const std::string& name, const std::string&,
+                                                        const SaeLoadOptions&) {
+  return absl::UnimplementedError("this fake attaches no SAE " + name);
+}
+absl::StatusOr<int64_t> StubAttachments::UnloadSae(const std::string& name) {
+  return absl::UnimplementedError("this fake attaches no SAE " + name);
+}
+std::vector<SaeDescription> StubAttachments::Saes() const { return {}; }
+absl::StatusOr<int64_t> StubAttachments::EstimateSaeBytes(const std::string&,
+                                                          const SaeLoadOptions&) const {
+  return 0;
+}
+
+absl::StatusOr<std::unique_ptr<InProcessServer>> InProcessServer::StartFake(
+    lensd::testing::FakeRoles roles, ServerOptions options) {
+  FakeModel m;
+  m.name = "fake";
+  m.info = SmallModelInfo();
+  m.roles = std::move(roles);
+  return Start({std::move(m)}, std::move(options));
+}
+
 ServerOptions InProcessServer::DefaultOptions() {
   static std::atomic<int> counter{0};
   const fs::path root = fs::path(::testing::TempDir()) /

@@ -32,6 +32,23 @@ struct FakeModel {
 // blocks.{i}.hook_resid_pre of width 8.
 ServedModelInfo SmallModelInfo(int64_t layers = 4, int64_t vocab = 50);
 
+// Attachments with nothing to attach: the logit lens only, no SAEs, loads UNIMPLEMENTED. A test
+// derives from it and overrides what it attaches.
+class StubAttachments : public AttachmentsModel {
+ public:
+  absl::StatusOr<LensDescription> LoadLens(const std::string& name,
+                                           const std::string& dir) override;
+  absl::StatusOr<int64_t> UnloadLens(const std::string& name) override;
+  std::vector<LensDescription> Lenses() const override;
+  absl::StatusOr<int64_t> EstimateLensBytes(const std::string& dir) const override;
+  absl::StatusOr<SaeDescription> LoadSae(const std::string& name, const std::string& dir,
+                                         const SaeLoadOptions& options) override;
+  absl::StatusOr<int64_t> UnloadSae(const std::string& name) override;
+  std::vector<SaeDescription> Saes() const override;
+  absl::StatusOr<int64_t> EstimateSaeBytes(const std::string& dir,
+                                           const SaeLoadOptions& options) const override;
+};
+
 class InProcessServer {
  public:
   // Options every test starts from: loopback port 0, no metrics endpoint, no auth, state and
@@ -41,6 +58,9 @@ class InProcessServer {
   // Writes the repository, starts the server and loads the models marked load_at_start.
   static absl::StatusOr<std::unique_ptr<InProcessServer>> Start(std::vector<FakeModel> models,
                                                                 ServerOptions options);
+  // One model, "fake" (SmallModelInfo), loaded at start, playing the given roles.
+  static absl::StatusOr<std::unique_ptr<InProcessServer>> StartFake(
+      lensd::testing::FakeRoles roles, ServerOptions options = DefaultOptions());
   ~InProcessServer();
 
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
