@@ -30,6 +30,29 @@ absl::Status Work::KeepGoing() const {
   return absl::OkStatus();
 }
 
+void Work::Yield() const {
+  if (scheduler_ != nullptr) scheduler_->YieldFrom();
+}
+
+struct Scheduler::Slice {
+  const Scheduler* owner = nullptr;
+  Slice* outer = nullptr;            // the batch that yielded to this one, if any
+  int depth = 1;                     // batches running on this thread, this one included
+  std::vector<std::string> tenants;  // of this batch's items and every outer batch's
+  double head_share = 1;             // the head's part of the batch's tokens (what it is charged)
+  absl::Time began;                  // when the batch started
+  absl::Time since;                  // when it started or last yielded
+  absl::Duration yielded = absl::ZeroDuration();  // spent running others' work inside it
+};
+
+namespace {
+// Batches one worker thread may hold open inside each other (a yield's batch can yield too: a
+// heavy item a yield picked must not hold up the light ones behind it).
+constexpr int kMaxYieldDepth = 4;
+}  // namespace
+
+thread_local Scheduler::Slice* Scheduler::current_ = nullptr;
+
 Scheduler::Scheduler(std::string model, SchedulerOptions options, SchedulerObserver* observer)
     : model_(std::move(model)), options_(options), observer_(observer) {
   const int workers = options_.workers > 0 ? options_.workers : 1;
@@ -111,22 +134,29 @@ void Scheduler::Publish() {
   if (observer_ != nullptr) observer_->QueueDepth(model_, depth_);
 }
 
-std::unique_ptr<Work> Scheduler::PopHead() {
+std::map<std::string, std::deque<std::unique_ptr<Work>>>::iterator Scheduler::LeastCharged(
+    const std::vector<std::string>& skip) {
   // The least-charged tenant in whole milliseconds; among equals, the first after the one served
   // last, in name order, wrapping around.
+  if (queues_.empty()) return queues_.end();
   auto start = queues_.upper_bound(last_tenant_);
   if (start == queues_.end()) start = queues_.begin();
-  auto it = start;
+  auto it = queues_.end();
   int64_t least = std::numeric_limits<int64_t>::max();
   for (auto candidate = start;;) {
     const int64_t ms = absl::ToInt64Milliseconds(charged_[candidate->first]);
-    if (ms < least) {
+    if (ms < least && std::find(skip.begin(), skip.end(), candidate->first) == skip.end()) {
       least = ms;
       it = candidate;
     }
     if (++candidate == queues_.end()) candidate = queues_.begin();
     if (candidate == start) break;
   }
+  return it;
+}
+
+std::unique_ptr<Work> Scheduler::Pop(
+    std::map<std::string, std::deque<std::unique_ptr<Work>>>::iterator it) {
   std::unique_ptr<Work> head = std::move(it->second.front());
   it->second.pop_front();
   last_tenant_ = it->first;
@@ -135,6 +165,8 @@ std::unique_ptr<Work> Scheduler::PopHead() {
   --depth_;
   return head;
 }
+
+std::unique_ptr<Work> Scheduler::PopHead() { return Pop(LeastCharged({})); }
 
 int64_t Scheduler::Compatible(const Work& head, int64_t tokens) const {
   int64_t count = 1;
@@ -226,23 +258,79 @@ void Scheduler::Charge(absl::Span<Work* const> batch, absl::Duration took) {
   }
 }
 
+std::vector<std::unique_ptr<Work>> Scheduler::YieldBatch(const Slice& slice) {
+  std::vector<std::unique_ptr<Work>> batch;
+  absl::MutexLock lock(&mu_);
+  if (depth_ == 0) return batch;                // (a draining scheduler still runs what is queued)
+  const auto it = LeastCharged(slice.tenants);  // never a tenant already running here
+  if (it == queues_.end()) return batch;
+  // The running batch's head tenant, charged as if its batch ended now.
+  const auto head = charged_.find(slice.tenants.front());
+  const absl::Duration running =
+      std::max(head != charged_.end() ? head->second : absl::ZeroDuration(), virtual_now_) +
+      (absl::Now() - slice.began - slice.yielded) * slice.head_share;
+  if (charged_[it->first] + options_.yield_after > running) return batch;
+  batch.push_back(Pop(it));
+  int64_t tokens = batch.front()->tokens;
+  if (!batch.front()->batch_key.empty()) Gather(*batch.front(), &batch, &tokens);
+  Publish();
+  if (observer_ != nullptr) {
+    observer_->Batch(model_, static_cast<int64_t>(batch.size()), tokens);
+  }
+  return batch;
+}
+
+void Scheduler::YieldFrom() {
+  Slice* const slice = current_;
+  if (slice == nullptr || slice->owner != this || slice->depth >= kMaxYieldDepth) return;
+  if (absl::Now() - slice->since < options_.yield_after) return;
+  std::vector<std::unique_ptr<Work>> batch = YieldBatch(*slice);
+  if (batch.empty()) return;
+  const absl::Time start = absl::Now();
+  RunBatch(batch);
+  slice->since = absl::Now();
+  slice->yielded += slice->since - start;
+}
+
+void Scheduler::RunBatch(const std::vector<std::unique_ptr<Work>>& batch) {
+  std::vector<Work*> live;
+  for (const auto& w : batch) {
+    const absl::Status s = w->KeepGoing();
+    if (s.ok()) {
+      live.push_back(w.get());
+    } else {
+      w->Reject(absl::Status(s.code(), absl::StrCat(s.message(), " before it ran")));
+    }
+  }
+  if (live.empty()) return;
+  Slice slice;
+  slice.owner = this;
+  slice.outer = current_;
+  slice.began = slice.since = absl::Now();
+  int64_t tokens = 0;
+  for (Work* w : live) {
+    w->scheduler_ = this;
+    slice.tenants.push_back(w->tenant);
+    tokens += std::max<int64_t>(w->tokens, 1);
+  }
+  slice.head_share =
+      static_cast<double>(std::max<int64_t>(live.front()->tokens, 1)) / static_cast<double>(tokens);
+  if (slice.outer != nullptr) {
+    slice.depth = slice.outer->depth + 1;
+    slice.tenants.insert(slice.tenants.end(), slice.outer->tenants.begin(),
+                         slice.outer->tenants.end());
+  }
+  current_ = &slice;
+  live.front()->Run(live);
+  current_ = slice.outer;
+  Charge(live, absl::Now() - slice.began - slice.yielded);  // `batch` still owns the items
+}
+
 void Scheduler::Loop() {
   while (true) {
     std::vector<std::unique_ptr<Work>> batch = NextBatch();
     if (batch.empty()) return;
-    std::vector<Work*> live;
-    for (const auto& w : batch) {
-      const absl::Status s = w->KeepGoing();
-      if (s.ok()) {
-        live.push_back(w.get());
-      } else {
-        w->Reject(absl::Status(s.code(), absl::StrCat(s.message(), " before it ran")));
-      }
-    }
-    if (live.empty()) continue;
-    const absl::Time start = absl::Now();
-    live.front()->Run(live);
-    Charge(live, absl::Now() - start);  // `batch` still owns the work items
+    RunBatch(batch);
   }
 }
 

@@ -8,6 +8,13 @@
 // 100 ms each waits while others' 5 ms requests catch up, instead of every other turn; a tenant
 // that becomes active starts level with the last head's charge (no credit for idling).
 //
+// A long item yields between its units (a decode's rows, a generation's tokens): once it has run
+// for `yield_after` and its tenant is ahead of a queued tenant by more than that, one batch of
+// the queued tenant's work runs on the same thread before the long item goes on, so a light call
+// waits for one unit of a hostile tenant's largest request, not all of it. That batch may yield
+// in turn (to tenants running on none of the enclosing batches; at most 4 deep). The time a
+// batch took is charged to its own tenants, not those of the batch it ran inside.
+//
 // Thread-safe. Work runs on the scheduler's own threads, never on the submitter's.
 #ifndef LENSD_CORE_SCHEDULER_H_
 #define LENSD_CORE_SCHEDULER_H_
@@ -46,6 +53,8 @@ class Cancellation {
 // a little later, by more on a loaded machine), CANCELLED otherwise.
 absl::Status StoppedByClient(absl::Time deadline, absl::string_view what);
 
+class Scheduler;
+
 // One request's work. Subclasses hold the request and finish it (exactly once) from Run or
 // Reject.
 class Work {
@@ -60,6 +69,9 @@ class Work {
 
   // OK while the work should go on; CANCELLED or DEADLINE_EXCEEDED once it should stop.
   absl::Status KeepGoing() const;
+  // Called by Run between units of its work: may run other tenants' queued work first (see
+  // above). Does nothing outside a scheduler's worker.
+  void Yield() const;
 
   std::string tenant;
   int64_t tokens = 0;     // counts against the batch's token budget
@@ -67,6 +79,10 @@ class Work {
   absl::Time deadline = absl::InfiniteFuture();
   std::shared_ptr<const Cancellation> cancellation;  // optional
   absl::Time enqueued;                               // set by Submit
+
+ private:
+  friend class Scheduler;
+  Scheduler* scheduler_ = nullptr;  // the one running it, set before Run
 };
 
 // Receives the scheduler's gauges (Prometheus lives in server/).
@@ -86,6 +102,9 @@ struct SchedulerOptions {
   // concurrently (the previous batch had more than one item): a lone sequential client pays no
   // delay.
   absl::Duration batch_max_delay = absl::Milliseconds(2);
+  // A running batch yields to a queued tenant charged at least this much less, once it has run
+  // this long since it started or last yielded.
+  absl::Duration yield_after = absl::Milliseconds(10);
 };
 
 class Scheduler {
@@ -109,18 +128,34 @@ class Scheduler {
   int64_t depth() const;
 
  private:
+  friend class Work;  // Work::Yield
+  struct Slice;       // the batch a worker thread is running
+
   void Loop();
+  // Work::Yield on a worker of this scheduler.
+  void YieldFrom();
+  // Runs `batch`'s items still wanted (the others rejected) and charges their tenants.
+  void RunBatch(const std::vector<std::unique_ptr<Work>>& batch);
   // Takes the next batch (its head from the least-charged tenant); empty once draining and idle.
   std::vector<std::unique_ptr<Work>> NextBatch();
   std::unique_ptr<Work> PopHead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The least-charged queued tenant (ties: round robin), or queues_.end() when none is queued.
+  std::map<std::string, std::deque<std::unique_ptr<Work>>>::iterator LeastCharged(
+      const std::vector<std::string>& skip) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::unique_ptr<Work> Pop(std::map<std::string, std::deque<std::unique_ptr<Work>>>::iterator it)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A batch of another tenant's work for a yield from `slice`; empty when none is due.
+  std::vector<std::unique_ptr<Work>> YieldBatch(const Slice& slice) ABSL_LOCKS_EXCLUDED(mu_);
   void Gather(const Work& head, std::vector<std::unique_ptr<Work>>* batch, int64_t* tokens)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int64_t Compatible(const Work& head, int64_t tokens) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Publish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Charges the batch's tenants the time it ran, split by their items' tokens.
-  void Charge(absl::Span<Work* const> batch, absl::Duration took);
+  void Charge(absl::Span<Work* const> batch, absl::Duration took) ABSL_LOCKS_EXCLUDED(mu_);
   // Joins the workers (once; later calls and concurrent ones return after the join).
   void Join();
+
+  static thread_local Slice* current_;  // the innermost batch running on this worker thread
 
   const std::string model_;
   const SchedulerOptions options_;

@@ -19,6 +19,7 @@ struct Log {
   std::vector<std::vector<std::string>> batches;  // names of each batch run
   std::vector<absl::Time> ran;                    // when each batch ran
   std::vector<std::pair<std::string, absl::StatusCode>> rejected;
+  int deepest = 0;  // the most Runs ever in progress on one thread
 };
 
 class TestWork : public Work {
@@ -32,14 +33,24 @@ class TestWork : public Work {
   }
   void Run(absl::Span<Work* const> batch) override {
     if (gate_ != nullptr) gate_->WaitForNotification();
+    ++depth;
     absl::SleepFor(takes);
+    for (int i = 0; i < units; ++i) {  // a long item: units of work with a yield between them
+      absl::SleepFor(unit);
+      Yield();
+    }
     std::vector<std::string> names;
     for (Work* w : batch) names.push_back(static_cast<TestWork*>(w)->name_);
     absl::MutexLock lock(&log_->mu);
     log_->batches.push_back(names);
     log_->ran.push_back(absl::Now());
+    log_->deepest = std::max(log_->deepest, depth);
+    --depth;
   }
   absl::Duration takes = absl::ZeroDuration();  // how long Run works
+  int units = 0;                                // then this many units of `unit`, yielding
+  absl::Duration unit = absl::ZeroDuration();
+  static thread_local int depth;  // Runs in progress on this thread
 
   void Reject(const absl::Status& status) override {
     absl::MutexLock lock(&log_->mu);
@@ -51,6 +62,8 @@ class TestWork : public Work {
   std::string name_;
   absl::Notification* gate_;
 };
+
+thread_local int TestWork::depth = 0;
 
 SchedulerOptions Options(int64_t max_queue, int64_t batch_max_tokens = 4096) {
   SchedulerOptions o;
@@ -162,6 +175,82 @@ TEST_F(SchedulerTest, AHeavyTenantWaitsWhileALightOneCatchesUp) {
                                          "light3", "light4", "light5", "light6", "light7",
                                          "light8", "light9", "heavy1", "heavy2"};
   EXPECT_EQ(order, want);
+}
+
+// A long item yields between its units: a lighter tenant's calls run inside it instead of after
+// all of it, and its own tenant's next item does not; work run by a yield yields in turn to
+// tenants not running on this thread.
+TEST_F(SchedulerTest, ALongItemLetsALighterTenantRunBetweenItsUnits) {
+  SchedulerOptions options = Options(100);
+  options.yield_after = absl::Milliseconds(5);
+  Start(options);
+  auto heavy = std::make_unique<TestWork>(&log_, "heavy", "heavy", "", 10);
+  heavy->units = 20;
+  heavy->unit = absl::Milliseconds(10);
+  ASSERT_TRUE(Submit(std::move(heavy)).ok());
+  Add("heavy_next", "heavy", "");
+  gate_.Notify();
+  absl::SleepFor(absl::Milliseconds(30));  // heavy is running
+  const absl::Time sent = absl::Now();
+  auto light = std::make_unique<TestWork>(&log_, "light", "light", "", 10);
+  light->units = 3;  // its first yield finds "other" queued and runs it
+  light->unit = absl::Milliseconds(10);
+  ASSERT_TRUE(Submit(std::move(light)).ok());
+  Add("other", "other", "");
+  scheduler_->Drain();
+  std::vector<std::string> order;
+  order.reserve(log_.batches.size());
+  for (const auto& b : log_.batches) order.push_back(b.front());
+  // Each is logged when its Run ends: "other" inside "light" inside "heavy"; heavy_next after.
+  const std::vector<std::string> want = {"gate", "other", "light", "heavy", "heavy_next"};
+  EXPECT_EQ(order, want);
+  EXPECT_LT(log_.ran[2] - sent, absl::Milliseconds(100));  // not heavy's 200 ms
+  EXPECT_EQ(log_.deepest, 3);
+}
+
+// Yields nest at most 4 batches deep on one thread, whatever is queued.
+TEST_F(SchedulerTest, YieldsNestAtMostFourDeep) {
+  SchedulerOptions options = Options(100);
+  options.yield_after = absl::Milliseconds(5);
+  Start(options);
+  auto heavy = std::make_unique<TestWork>(&log_, "heavy", "heavy", "", 10);
+  heavy->units = 20;
+  heavy->unit = absl::Milliseconds(10);
+  ASSERT_TRUE(Submit(std::move(heavy)).ok());
+  gate_.Notify();
+  absl::SleepFor(absl::Milliseconds(30));
+  for (const char* t : {"a", "b", "c", "d", "e", "f"}) {
+    auto w = std::make_unique<TestWork>(&log_, t, t, "", 10);
+    w->units = 3;
+    w->unit = absl::Milliseconds(10);
+    ASSERT_TRUE(Submit(std::move(w)).ok());
+  }
+  scheduler_->Drain();
+  EXPECT_EQ(log_.batches.size(), 8u);  // the gate, heavy and all six
+  EXPECT_EQ(log_.deepest, 4);
+  EXPECT_EQ(log_.batches.back(), (std::vector<std::string>{"heavy"}));  // all ran inside it
+}
+
+// A batch of many tenants' items counts as the head's share of its time: light traffic batched
+// together does not yield to more light traffic.
+TEST_F(SchedulerTest, ABatchOfEqualTenantsDoesNotYield) {
+  SchedulerOptions options = Options(100);
+  options.yield_after = absl::Milliseconds(5);
+  Start(options);
+  for (const char* t : {"a", "b", "c", "d", "e", "f", "g", "h"}) {
+    auto w = std::make_unique<TestWork>(&log_, t, t, "k", 10);
+    w->units = 4;
+    w->unit = absl::Milliseconds(5);  // only the head's Run works; it takes 20 ms
+    ASSERT_TRUE(Submit(std::move(w)).ok());
+  }
+  gate_.Notify();
+  absl::SleepFor(absl::Milliseconds(8));  // the batch of 8 is running
+  Add("late", "late", "k");
+  scheduler_->Drain();
+  ASSERT_EQ(log_.batches.size(), 3u);
+  EXPECT_EQ(log_.batches[1].size(), 8u);
+  EXPECT_EQ(log_.batches[2], (std::vector<std::string>{"late"}));  // after the batch, not in it
+  EXPECT_EQ(log_.deepest, 1);
 }
 
 TEST_F(SchedulerTest, RefusesWorkWhenTheQueueIsFull) {

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "server/decode_grid.h"
@@ -152,6 +153,13 @@ void FillDecodeResponse(const v1::DecodeRequest& request, const DecodeOutput& ou
   }
   const size_t columns = out.positions.size();
   const auto k = static_cast<size_t>(out.top_k);
+  // Each token's text once: the same ids come back in many cells.
+  absl::flat_hash_map<int64_t, std::string> texts;
+  const auto text = [&](int64_t id) -> const std::string& {
+    auto it = texts.find(id);
+    if (it == texts.end()) it = texts.emplace(id, TokenText(model, id)).first;
+    return it->second;
+  };
   for (size_t r = 0; r < out.rows.size(); ++r) {
     v1::DecodeRow* row = response->add_rows();
     row->set_layer(out.rows[r]);
@@ -164,7 +172,7 @@ void FillDecodeResponse(const v1::DecodeRequest& request, const DecodeOutput& ou
       for (size_t j = 0; j < k && !out.top_ids.empty(); ++j) {
         v1::TopToken* top = cell->add_top();
         top->set_id(out.top_ids[cell_index * k + j]);
-        top->set_text(TokenText(model, top->id()));
+        top->set_text(text(top->id()));
         top->set_prob(out.top_probs[cell_index * k + j]);
       }
       const auto scaled = [&](const std::vector<float>& v) {

@@ -41,7 +41,12 @@ void Submit(const LoadedModel& model, std::unique_ptr<Work> work) {
 
 void UnaryWork::Run(absl::Span<Work* const> batch) {
   absl::Status s = KeepGoing();
-  if (s.ok()) s = fn_([this] { return KeepGoing(); });
+  if (s.ok()) {
+    s = fn_([this] {
+      Yield();
+      return KeepGoing();
+    });
+  }
   call_->Done(s);
 }
 
@@ -101,6 +106,7 @@ void DecodeWork::Run(absl::Span<Work* const> batch) {
   }
   // A batch goes on while any of its requests still wants the result.
   const auto keep_going = [&items]() {
+    items.front()->Yield();  // between rows
     absl::Status last;
     for (const DecodeWork* w : items) {
       last = w->KeepGoing();
@@ -111,6 +117,7 @@ void DecodeWork::Run(absl::Span<Work* const> batch) {
   absl::StatusOr<std::vector<DecodeOutput>> outputs =
       context_.model->model->Decode(specs, keep_going, nullptr);
   for (size_t i = 0; i < items.size(); ++i) {
+    items[i]->Yield();  // between the answers' formatting
     if (outputs.ok()) {
       items[i]->Finish((*outputs)[i]);
     } else {
@@ -153,11 +160,17 @@ void StreamDecodeWork::Run(absl::Span<Work* const> batch) {
                        });
   };
   absl::StatusOr<std::vector<DecodeOutput>> outputs = context_.model->model->Decode(
-      absl::MakeConstSpan(&spec, 1), [this] { return KeepGoing(); }, sink);
+      absl::MakeConstSpan(&spec, 1),
+      [this] {
+        Yield();  // between rows: others' queued calls need not wait for all of them
+        return KeepGoing();
+      },
+      sink);
   if (!outputs.ok()) {
     call_->Done(outputs.status());
     return;
   }
+  Yield();  // before the summary is formatted
   v1::StreamDecodeResponse summary;
   FillDecodeResponse(request_, outputs->front(), *context_.model, spec_.tokens, nats_to_bpb_,
                      summary.mutable_summary());
@@ -209,6 +222,7 @@ void GenerateWork::Run(absl::Span<Work* const> batch) {
         }
         pending = token;
         pending_step = step;
+        Yield();  // between tokens
         return KeepGoing();
       });
   if (!output.ok()) {
@@ -233,6 +247,7 @@ void ActivationsWork::Run(absl::Span<Work* const> batch) {
   }
   call_->Done(context_.model->model->Activations(
       spec_, [this](const std::string& name, const HostTensor& tensor) {
+        Yield();  // between hook points
         return WriteChunks(name, tensor, chunk_bytes_,
                            [this](const v1::TensorChunk& chunk) { return call_->Write(chunk); });
       }));

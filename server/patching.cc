@@ -19,6 +19,7 @@ void PatchingWork::Run(absl::Span<Work* const> batch) {
   const LoadedModel& model = *context_.model;
   absl::StatusOr<ActivationPatchingOutput> out =
       model.model->PatchActivations(spec_, [this](int64_t done, int64_t total) -> absl::Status {
+        Yield();  // between batched passes
         LENSD_RETURN_IF_ERROR(KeepGoing());
         v1::ActivationPatchingResponse message;
         message.mutable_progress()->set_done(done);

@@ -6,6 +6,8 @@
 // Prints the well-behaved tenants' p50/p99 in both phases, what the hostile tenants were refused,
 // the server's peak resident memory, and whether it survived; one JSON line last. Not a CTest test
 // (it runs ~40 s): run it by hand. Arguments are more lensd flags (e.g. --job_nice=0).
+// LENSD_ADVERSARIES=largest,unread,watches,metrics (any subset) runs only those hostile tenants,
+// to see what each costs the others.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -15,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -23,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_split.h"
 #include "core/auth.h"
 #include "lensd/v1/lens.grpc.pb.h"
 #include "lensd/v1/models.grpc.pb.h"
@@ -110,10 +114,18 @@ class Hostile {
   Hostile(const LensdProcess& server, const Tenants& t) : server_(server), t_(t) {}
 
   void Start() {
-    threads_.emplace_back([this] { LargestAnswers(t_.hostile[0]); });
-    threads_.emplace_back([this] { UnreadStreams(t_.hostile[1]); });
-    threads_.emplace_back([this] { Watches(t_.hostile[2]); });
-    threads_.emplace_back([this] { SlowMetrics(); });
+    const char* only = std::getenv("LENSD_ADVERSARIES");
+    const auto on = [only](const std::string& name) {
+      if (only == nullptr) return true;
+      for (const absl::string_view n : absl::StrSplit(only, ',')) {
+        if (n == name) return true;
+      }
+      return false;
+    };
+    if (on("largest")) threads_.emplace_back([this] { LargestAnswers(t_.hostile[0]); });
+    if (on("unread")) threads_.emplace_back([this] { UnreadStreams(t_.hostile[1]); });
+    if (on("watches")) threads_.emplace_back([this] { Watches(t_.hostile[2]); });
+    if (on("metrics")) threads_.emplace_back([this] { SlowMetrics(); });
   }
   void Stop() {
     stop_ = true;

@@ -250,6 +250,9 @@ absl::StatusOr<DecodeResult> Decode(const CausalLm& model, const Lens& lens,
         logits = logits.masked_fill(input_mask, std::numeric_limits<float>::lowest());
       return logits;
     };
+    // Between the forward and the rows, and after each row: a caller may stop, or let other work
+    // run, there.
+    if (request.keep_going) LENSD_RETURN_IF_ERROR(request.keep_going());
     for (size_t r = 0; r < layers.size(); ++r) {
       const at::Tensor h = hooks.Captured({kind, layers[r]}).index_select(1, columns);
       LENSD_ASSIGN_OR_RETURN(const at::Tensor logits, lens_logits(lens, h, layers[r]));
