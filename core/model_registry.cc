@@ -187,7 +187,9 @@ absl::StatusOr<ModelStatus> ModelRegistry::Load(const std::string& name,
   loaded->device = options.device;
   loaded->model = slot.model;
   loaded->tokenizer = std::move(tok);
-  loaded->scheduler = std::make_unique<Scheduler>(name, options_.scheduler, observer_);
+  SchedulerOptions scheduler = options_.scheduler;
+  scheduler.yield_scope = factory_.yield_scope;
+  loaded->scheduler = std::make_unique<Scheduler>(name, std::move(scheduler), observer_);
   slot.loaded = std::move(loaded);
   slot.state = ModelState::kReady;
   return Describe(name, &slot);

@@ -73,6 +73,8 @@ struct ModelFactory {
   std::function<absl::StatusOr<std::string>(const std::string& device)> canonical_device;
   std::function<void()> release_memory;
   std::function<DeviceMemoryReading(const std::string& device)> device_memory;  // may be empty
+  // SchedulerOptions::yield_scope for every model's scheduler (may be empty).
+  std::function<std::shared_ptr<void>()> yield_scope;
 };
 
 struct RegistryOptions {

@@ -54,7 +54,7 @@ constexpr int kMaxYieldDepth = 4;
 thread_local Scheduler::Slice* Scheduler::current_ = nullptr;
 
 Scheduler::Scheduler(std::string model, SchedulerOptions options, SchedulerObserver* observer)
-    : model_(std::move(model)), options_(options), observer_(observer) {
+    : model_(std::move(model)), options_(std::move(options)), observer_(observer) {
   const int workers = options_.workers > 0 ? options_.workers : 1;
   absl::MutexLock lock(&join_mu_);
   for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { Loop(); });
@@ -320,6 +320,8 @@ void Scheduler::RunBatch(const std::vector<std::unique_ptr<Work>>& batch) {
     slice.tenants.insert(slice.tenants.end(), slice.outer->tenants.begin(),
                          slice.outer->tenants.end());
   }
+  const std::shared_ptr<void> scope =
+      slice.outer != nullptr && options_.yield_scope ? options_.yield_scope() : nullptr;
   current_ = &slice;
   live.front()->Run(live);
   current_ = slice.outer;

@@ -22,6 +22,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -105,6 +106,10 @@ struct SchedulerOptions {
   // A running batch yields to a queued tenant charged at least this much less, once it has run
   // this long since it started or last yielded.
   absl::Duration yield_after = absl::Milliseconds(10);
+  // Called on the worker thread before a batch run by a yield (optional): what it returns lives
+  // while that batch runs. The engine uses it to give the batch the thread state a batch starts
+  // with (its autograd mode), not that of the batch it runs inside.
+  std::function<std::shared_ptr<void>()> yield_scope;
 };
 
 class Scheduler {

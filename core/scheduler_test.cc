@@ -4,6 +4,9 @@
 // cancelled is rejected instead of run.
 #include "core/scheduler.h"
 
+#include <atomic>
+#include <map>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -14,8 +17,12 @@
 namespace lensd {
 namespace {
 
+// Scopes of SchedulerOptions::yield_scope alive now (tests that set one).
+std::atomic<int> live_scopes{0};
+
 struct Log {
   absl::Mutex mu;
+  std::map<std::string, int> scopes_seen;         // live_scopes while each item ran
   std::vector<std::vector<std::string>> batches;  // names of each batch run
   std::vector<absl::Time> ran;                    // when each batch ran
   std::vector<std::pair<std::string, absl::StatusCode>> rejected;
@@ -44,6 +51,7 @@ class TestWork : public Work {
     absl::MutexLock lock(&log_->mu);
     log_->batches.push_back(names);
     log_->ran.push_back(absl::Now());
+    log_->scopes_seen[name_] = live_scopes.load();
     log_->deepest = std::max(log_->deepest, depth);
     --depth;
   }
@@ -77,7 +85,7 @@ SchedulerOptions Options(int64_t max_queue, int64_t batch_max_tokens = 4096) {
 // A scheduler whose single worker is held by a gate until the test has queued its work.
 class SchedulerTest : public ::testing::Test {
  protected:
-  void Start(SchedulerOptions options) {
+  void Start(const SchedulerOptions& options) {
     scheduler_ = std::make_unique<Scheduler>("m", options, nullptr);
     ASSERT_TRUE(Submit(std::make_unique<TestWork>(&log_, "gate", "z", "", 1, &gate_)).ok());
     absl::SleepFor(absl::Milliseconds(50));  // the worker is now inside the gate's Run
@@ -183,6 +191,13 @@ TEST_F(SchedulerTest, AHeavyTenantWaitsWhileALightOneCatchesUp) {
 TEST_F(SchedulerTest, ALongItemLetsALighterTenantRunBetweenItsUnits) {
   SchedulerOptions options = Options(100);
   options.yield_after = absl::Milliseconds(5);
+  options.yield_scope = [] {
+    ++live_scopes;
+    return std::shared_ptr<void>(new int(0), [](int* p) {
+      delete p;
+      --live_scopes;
+    });
+  };
   Start(options);
   auto heavy = std::make_unique<TestWork>(&log_, "heavy", "heavy", "", 10);
   heavy->units = 20;
@@ -206,6 +221,11 @@ TEST_F(SchedulerTest, ALongItemLetsALighterTenantRunBetweenItsUnits) {
   EXPECT_EQ(order, want);
   EXPECT_LT(log_.ran[2] - sent, absl::Milliseconds(100));  // not heavy's 200 ms
   EXPECT_EQ(log_.deepest, 3);
+  // The yield scope is around each yielded batch only: none for batches the loop runs.
+  const std::map<std::string, int> scopes = {
+      {"gate", 0}, {"heavy", 0}, {"light", 1}, {"other", 2}, {"heavy_next", 0}};
+  EXPECT_EQ(log_.scopes_seen, scopes);
+  EXPECT_EQ(live_scopes.load(), 0);
 }
 
 // Yields nest at most 4 batches deep on one thread, whatever is queued.

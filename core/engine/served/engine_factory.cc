@@ -3,6 +3,8 @@
 #include "core/engine/served/engine_factory.h"
 
 #include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
+#include <c10/core/InferenceMode.h>
 #include <malloc.h>
 #include <unistd.h>
 
@@ -42,6 +44,20 @@ absl::StatusOr<int64_t> EstimateModelBytes(const std::string& dir,
   return checkpoint->FloatElements() * static_cast<int64_t>(c10::elementSize(type));
 }
 
+namespace {
+
+// A batch that a yield runs inside another (core/scheduler.h) starts as a batch on a fresh worker
+// thread does: out of inference mode, gradients on. Without it, an attribution yielded to from
+// inside a decode would run under the decode's InferenceMode and record no graph.
+struct FreshThreadState {
+  c10::InferenceMode not_inference{false};
+  c10::AutoGradMode grad{true};
+};
+
+}  // namespace
+
+std::shared_ptr<void> EnterFreshThreadState() { return std::make_shared<FreshThreadState>(); }
+
 ModelFactory EngineModelFactory() {
   ModelFactory f;
   f.estimate_bytes = EstimateModelBytes;
@@ -49,6 +65,7 @@ ModelFactory EngineModelFactory() {
   f.canonical_device = CanonicalDevice;
   f.release_memory = ReleaseFreedMemory;
   f.device_memory = ReadDeviceMemory;
+  f.yield_scope = EnterFreshThreadState;
   return f;
 }
 

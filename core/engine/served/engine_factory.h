@@ -55,6 +55,11 @@ void ConfigureRuntime(int intra_op_threads);
 // returns (doing nothing) when the policy is already set or the re-exec fails.
 void UsePassiveOpenMpWaits(char** argv);
 
+// Sets the calling thread's torch state to a new worker thread's (not in inference mode,
+// gradients enabled) until the returned object is destroyed; the registry's schedulers call it
+// around every batch that a yield runs inside another.
+std::shared_ptr<void> EnterFreshThreadState();
+
 // Hands freed host memory back to the operating system and empties the CUDA cache (after an
 // unload, so that the memory really leaves the process).
 void ReleaseFreedMemory();
