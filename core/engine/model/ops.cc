@@ -6,9 +6,12 @@
 #include <cmath>
 #include <vector>
 
+#include "core/engine/model/onednn_linear.h"
+
 namespace lensd::engine {
 
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  if (OneDnnLinearApplies(x, w, b)) return OneDnnLinear(x, w, b);
   return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
 }
 

@@ -14,7 +14,8 @@
 
 namespace lensd::engine {
 
-// x @ w^T + b, w as [out, in]; `b` may be undefined.
+// x @ w^T + b, w as [out, in]; `b` may be undefined. Float32 on the CPU through oneDNN where it
+// applies (onednn_linear.h), else at::linear.
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b);
 
 // Hugging Face activation names (ACT2FN): gelu, gelu_new, gelu_pytorch_tanh, gelu_fast,
