@@ -10,10 +10,11 @@
 #include <limits>
 #include <optional>
 
+#include "core/engine/model/vector_isa.h"
+
 namespace lensd::engine {
 namespace {
 
-constexpr int kLanes = 8;
 // Rows of at most this many top entries are kept by the fused pass; larger k use at::topk.
 constexpr int64_t kMaxFusedTopK = 64;
 
@@ -66,32 +67,22 @@ struct Sums {
   int64_t above = 0;    // #{z > z_target}
 };
 
-// The kernel compiled for AVX2 + FMA (chosen at run time when the CPU has them) and for the
-// baseline.
-namespace avx2 {
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
-#include "core/engine/lens/row_stats_kernel.inc"
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
-}  // namespace avx2
-
-namespace baseline {
-#include "core/engine/lens/row_stats_kernel.inc"
-}  // namespace baseline
+// The kernel compiled for AVX-512, AVX2 + FMA and the baseline.
+#define LENSD_VECTOR_KERNEL "core/engine/lens/row_stats_kernel.inc"
+#include "core/engine/model/vector_variants.inc"
+#undef LENSD_VECTOR_KERNEL
 
 template <typename T, bool kWeights, bool kTarget>
 Sums RowPass(const T* z, const float* w, int64_t n, float z_target, TopK* top) {
-  static const bool kAvx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return kAvx2 ? avx2::RowPass<T, kWeights, kTarget>(z, w, n, z_target, top)
-               : baseline::RowPass<T, kWeights, kTarget>(z, w, n, z_target, top);
+  switch (CpuVectorIsa()) {
+    case VectorIsa::kAvx512:
+      return avx512::RowPass<T, kWeights, kTarget>(z, w, n, z_target, top);
+    case VectorIsa::kAvx2:
+      return avx2::RowPass<T, kWeights, kTarget>(z, w, n, z_target, top);
+    case VectorIsa::kBaseline:
+      break;
+  }
+  return baseline::RowPass<T, kWeights, kTarget>(z, w, n, z_target, top);
 }
 
 template <typename T>
