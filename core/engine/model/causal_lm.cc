@@ -153,6 +153,11 @@ absl::StatusOr<ForwardResult> CausalLm::Forward(const ForwardRequest& request, H
 }
 
 absl::StatusOr<at::Tensor> CausalLm::FinalNormAndUnembed(const at::Tensor& residual) const {
+  return FinalNormAndUnembed(residual, unembed_);
+}
+
+absl::StatusOr<at::Tensor> CausalLm::FinalNormAndUnembed(const at::Tensor& residual,
+                                                         const at::Tensor& unembed) const {
   return CatchTorch(
       absl::StrCat(config_.model_type, " unembed"), [&]() -> absl::StatusOr<at::Tensor> {
         if (!residual.defined() || residual.size(-1) != config_.d_model) {
@@ -160,7 +165,11 @@ absl::StatusOr<at::Tensor> CausalLm::FinalNormAndUnembed(const at::Tensor& resid
               absl::StrCat("residual vectors must have d_model = ", config_.d_model, " entries"));
         }
         ForwardContext ctx(config_, nullptr, nullptr, at::Tensor(), at::Tensor(), dtype());
-        return Unembed(FinalNorm(residual.to(device(), dtype()), ctx));
+        if (!unembed.defined() || unembed.sizes() != unembed_.sizes()) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "the unembedding must be [", unembed_.size(0), ", ", unembed_.size(1), "]"));
+        }
+        return Unembed(FinalNorm(residual.to(device(), dtype()), ctx), unembed, true);
       });
 }
 

@@ -69,6 +69,12 @@ class CausalLm {
   // logits [..., vocab] in the model dtype, soft-capped where the model caps its logits (Gemma 2):
   // the logit lens.
   absl::StatusOr<at::Tensor> FinalNormAndUnembed(const at::Tensor& residual) const;
+  // The same with `unembed` [vocab, d_model] standing in for the output embedding: a copy of
+  // unembed() in another dtype, e.g. the bfloat16 copy a training job makes once where autocast
+  // would cast the matrix again on every call.
+  absl::StatusOr<at::Tensor> FinalNormAndUnembed(const at::Tensor& residual,
+                                                 const at::Tensor& unembed) const;
+  const at::Tensor& unembed() const { return unembed_; }
   // The same with the final norm's scale (LayerNorm's sigma, RMSNorm's rho) fixed to
   // `frozen_scale` [..., 1] (ln_final.hook_scale of a real forward) instead of recomputed:
   // affine in `residual`, so per-component logits add up (attribution.md §4.2). Never soft-capped
@@ -98,7 +104,10 @@ class CausalLm {
   at::Tensor FinalNorm(const at::Tensor& x, ForwardContext& ctx) const;
   // Capped unless `capped` is false.
   at::Tensor Unembed(const at::Tensor& normed, bool capped = true) const {
-    const at::Tensor logits = Linear(normed, unembed_, unembed_bias_);
+    return Unembed(normed, unembed_, capped);
+  }
+  at::Tensor Unembed(const at::Tensor& normed, const at::Tensor& unembed, bool capped) const {
+    const at::Tensor logits = Linear(normed, unembed, unembed_bias_);
     return capped ? SoftCap(logits) : logits;
   }
 

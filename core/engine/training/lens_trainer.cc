@@ -6,10 +6,12 @@
 #include <torch/version.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/engine/model/hooks.h"
 #include "core/engine/model/torch_errors.h"
+#include "core/engine/training/kl_loss.h"
 #include "core/status_macros.h"
 
 namespace lensd::engine {
@@ -102,6 +104,11 @@ absl::StatusOr<std::unique_ptr<LensTrainer>> LensTrainer::Create(const CausalLm&
       trainer->weights_.push_back(w.requires_grad_(!options.bias_only));
       trainer->biases_.push_back(b.requires_grad_(true));
     }
+    // Autocast casts a frozen float32 matrix again on every call; one bfloat16 copy gives the
+    // same products.
+    if (options.bf16_autocast && model.unembed().scalar_type() == at::kFloat) {
+      trainer->unembed_ = model.unembed().to(at::kBFloat16);
+    }
     return absl::OkStatus();
   }));
   return trainer;
@@ -148,26 +155,19 @@ absl::StatusOr<std::vector<double>> LensTrainer::MicroBatch(const at::Tensor& to
       }
     }
     const double scale = 1.0 / static_cast<double>(options_.grad_acc_steps);
+    // On the CPU the KL loss runs fused, its target prepared once for every layer.
+    std::optional<KlTarget> kl;
+    if (options_.loss == LensLoss::kKl && model_.device().is_cpu()) {
+      kl = PrepareKlTarget(log_target.flatten(0, -2), target.flatten(0, -2), scale,
+                           options_.bf16_autocast ? at::kBFloat16 : at::kFloat);
+    }
     std::vector<double> losses;
     losses.reserve(static_cast<size_t>(layers));
     for (int64_t l = 0; l < layers; ++l) {
       const at::Tensor h = hooks.Captured({HookKind::kResidPre, l}).to(at::kFloat).clone();
-      at::Tensor loss;
-      {
-        const AutocastGuard autocast(options_.bf16_autocast, model_.device().type());
-        const at::Tensor translated = h + at::linear(h, weights_[l], biases_[l]);
-        LENSD_ASSIGN_OR_RETURN(at::Tensor logits, model_.FinalNormAndUnembed(translated));
-        logits = ShiftPreds(logits, k);
-        if (!options_.bf16_autocast) logits = logits.to(at::kFloat);
-        if (options_.loss == LensLoss::kKl) {
-          loss = (target * (log_target - at::log_softmax(logits, -1))).sum(-1).mean();
-        } else {
-          loss = at::cross_entropy_loss(logits.flatten(0, -2), target.flatten());
-        }
-        losses.push_back(loss.item<double>());
-        loss = loss * scale;  // tuned-lens divides inside the region too
-      }
-      loss.backward();
+      LENSD_ASSIGN_OR_RETURN(const double loss,
+                             LayerLossBackward(l, h, target, log_target, scale, kl));
+      losses.push_back(loss);
     }
     if (++micro_batches_ == options_.grad_acc_steps) {
       OptimizerStep();
@@ -176,6 +176,44 @@ absl::StatusOr<std::vector<double>> LensTrainer::MicroBatch(const at::Tensor& to
     }
     return losses;
   });
+}
+
+absl::StatusOr<double> LensTrainer::LayerLossBackward(int64_t layer, const at::Tensor& h,
+                                                      const at::Tensor& target,
+                                                      const at::Tensor& log_target, double scale,
+                                                      const std::optional<KlTarget>& kl) {
+  at::Tensor logits;
+  at::Tensor loss;  // scaled, for autograd's backward
+  at::Tensor grad;  // or the fused loss's gradient with respect to `logits`
+  double value = 0;
+  {
+    const AutocastGuard autocast(options_.bf16_autocast, model_.device().type());
+    const at::Tensor translated = h + at::linear(h, weights_[layer], biases_[layer]);
+    LENSD_ASSIGN_OR_RETURN(logits, unembed_.defined()
+                                       ? model_.FinalNormAndUnembed(translated, unembed_)
+                                       : model_.FinalNormAndUnembed(translated));
+    logits = ShiftPreds(logits, shift());
+    if (!options_.bf16_autocast) logits = logits.to(at::kFloat);
+    if (kl.has_value() && logits.scalar_type() == kl->logits_dtype) {
+      logits = logits.flatten(0, -2);
+      KlLoss fused = FusedKlLoss(logits.detach(), *kl);
+      value = fused.loss;
+      grad = std::move(fused.grad);
+    } else {
+      loss = options_.loss == LensLoss::kKl
+                 ? (target * (log_target - at::log_softmax(logits, -1))).sum(-1).mean()
+                 : at::cross_entropy_loss(logits.flatten(0, -2), target.flatten());
+      value = loss.item<double>();
+      loss = loss * scale;  // tuned-lens divides inside the region too
+    }
+  }
+  // Outside the autocast region, as tuned-lens calls backward.
+  if (grad.defined()) {
+    logits.backward(grad);
+  } else {
+    loss.backward();
+  }
+  return value;
 }
 
 void LensTrainer::OptimizerStep() {

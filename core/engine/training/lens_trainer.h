@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "core/engine/lens/lens.h"
 #include "core/engine/model/causal_lm.h"
+#include "core/engine/training/kl_loss.h"
 
 namespace lensd::engine {
 
@@ -92,6 +93,12 @@ class LensTrainer {
  private:
   LensTrainer(const CausalLm& model, LensTrainingOptions options)
       : model_(model), options_(options) {}
+  // One layer's lens and loss on its residual `h` [batch, seq, d] (float32) and the loss's
+  // backward, the gradient scaled by `scale`; returns the unscaled loss. With `kl` (the KL loss on
+  // the CPU) the loss runs fused (kl_loss.h), else through autograd.
+  absl::StatusOr<double> LayerLossBackward(int64_t layer, const at::Tensor& h,
+                                           const at::Tensor& target, const at::Tensor& log_target,
+                                           double scale, const std::optional<KlTarget>& kl);
   void OptimizerStep();
   int64_t shift() const;
 
@@ -101,6 +108,9 @@ class LensTrainer {
   std::vector<at::Tensor> biases_;
   std::vector<at::Tensor> weight_momentum_;
   std::vector<at::Tensor> bias_momentum_;
+  // A bfloat16 copy of a float32 model's unembedding under bf16 autocast (vocab x d_model x 2
+  // bytes for the trainer's life), else undefined.
+  at::Tensor unembed_;
   int64_t step_ = 0;
   int64_t micro_batches_ = 0;
 };
