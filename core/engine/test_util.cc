@@ -1,10 +1,13 @@
 #include "core/engine/test_util.h"
 
 #include <ATen/ATen.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string>
+#include <system_error>
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -54,7 +57,17 @@ std::string TempDir(const std::string& name) {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   const std::string test =
       info != nullptr ? std::string(info->test_suite_name()) + "." + info->name() : "";
-  std::filesystem::path dir = std::filesystem::temp_directory_path() / "lensd-tests" / test / name;
+  // Per process (the same test binary may run twice at once), removed when the process exits.
+  struct ProcessDir {
+    std::filesystem::path path =
+        std::filesystem::temp_directory_path() / "lensd-tests" / std::to_string(::getpid());
+    ~ProcessDir() {
+      std::error_code ignored;
+      std::filesystem::remove_all(path, ignored);
+    }
+  };
+  static const ProcessDir process;
+  std::filesystem::path dir = process.path / test / name;
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();
