@@ -152,6 +152,14 @@ absl::StatusOr<ForwardResult> CausalLm::Forward(const ForwardRequest& request, H
                     });
 }
 
+absl::Status CausalLm::CheckResidual(const at::Tensor& residual) const {
+  if (!residual.defined() || residual.dim() < 1 || residual.size(-1) != config_.d_model) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("residual vectors must have d_model = ", config_.d_model, " entries"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<at::Tensor> CausalLm::FinalNormAndUnembed(const at::Tensor& residual) const {
   return FinalNormAndUnembed(residual, unembed_);
 }
@@ -160,10 +168,7 @@ absl::StatusOr<at::Tensor> CausalLm::FinalNormAndUnembed(const at::Tensor& resid
                                                          const at::Tensor& unembed) const {
   return CatchTorch(
       absl::StrCat(config_.model_type, " unembed"), [&]() -> absl::StatusOr<at::Tensor> {
-        if (!residual.defined() || residual.size(-1) != config_.d_model) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("residual vectors must have d_model = ", config_.d_model, " entries"));
-        }
+        LENSD_RETURN_IF_ERROR(CheckResidual(residual));
         ForwardContext ctx(config_, nullptr, nullptr, at::Tensor(), at::Tensor(), dtype());
         if (!unembed.defined() || unembed.sizes() != unembed_.sizes()) {
           return absl::InvalidArgumentError(absl::StrCat(
@@ -173,14 +178,20 @@ absl::StatusOr<at::Tensor> CausalLm::FinalNormAndUnembed(const at::Tensor& resid
       });
 }
 
+absl::StatusOr<at::Tensor> CausalLm::FinalNormOnly(const at::Tensor& residual) const {
+  return CatchTorch(
+      absl::StrCat(config_.model_type, " final norm"), [&]() -> absl::StatusOr<at::Tensor> {
+        LENSD_RETURN_IF_ERROR(CheckResidual(residual));
+        ForwardContext ctx(config_, nullptr, nullptr, at::Tensor(), at::Tensor(), dtype());
+        return FinalNorm(residual.to(device(), dtype()), ctx);
+      });
+}
+
 absl::StatusOr<at::Tensor> CausalLm::FrozenFinalNormAndUnembed(
     const at::Tensor& residual, const at::Tensor& frozen_scale) const {
   return CatchTorch(
       absl::StrCat(config_.model_type, " unembed"), [&]() -> absl::StatusOr<at::Tensor> {
-        if (!residual.defined() || residual.size(-1) != config_.d_model) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("residual vectors must have d_model = ", config_.d_model, " entries"));
-        }
+        LENSD_RETURN_IF_ERROR(CheckResidual(residual));
         Hooks hooks(config_.num_layers);
         hooks.Overwrite({HookKind::kLnFinalScale, -1}, frozen_scale);
         ForwardContext ctx(config_, &hooks, nullptr, at::Tensor(), at::Tensor(), dtype());

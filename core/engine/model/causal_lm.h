@@ -75,6 +75,10 @@ class CausalLm {
   absl::StatusOr<at::Tensor> FinalNormAndUnembed(const at::Tensor& residual,
                                                  const at::Tensor& unembed) const;
   const at::Tensor& unembed() const { return unembed_; }
+  // The final norm alone, as FinalNormAndUnembed applies it. Where plain_unembed() (no bias, no
+  // soft cap) the rest is the product with unembed(), which lens training runs itself.
+  absl::StatusOr<at::Tensor> FinalNormOnly(const at::Tensor& residual) const;
+  bool plain_unembed() const { return !unembed_bias_.defined() && config_.final_softcap <= 0.0; }
   // The same with the final norm's scale (LayerNorm's sigma, RMSNorm's rho) fixed to
   // `frozen_scale` [..., 1] (ln_final.hook_scale of a real forward) instead of recomputed:
   // affine in `residual`, so per-component logits add up (attribution.md §4.2). Never soft-capped
@@ -100,6 +104,8 @@ class CausalLm {
 
  private:
   absl::Status Validate(const ForwardRequest& request, const KvCache* cache) const;
+  // INVALID_ARGUMENT unless `residual` is [..., d_model].
+  absl::Status CheckResidual(const at::Tensor& residual) const;
   ForwardResult Run(const ForwardRequest& request, Hooks* hooks, KvCache* cache) const;
   at::Tensor FinalNorm(const at::Tensor& x, ForwardContext& ctx) const;
   // Capped unless `capped` is false.

@@ -6,10 +6,10 @@
 #include <torch/version.h>
 
 #include <algorithm>
-#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/engine/model/hooks.h"
+#include "core/engine/model/ops.h"
 #include "core/engine/model/torch_errors.h"
 #include "core/engine/training/kl_loss.h"
 #include "core/status_macros.h"
@@ -182,37 +182,54 @@ absl::StatusOr<double> LensTrainer::LayerLossBackward(int64_t layer, const at::T
                                                       const at::Tensor& target,
                                                       const at::Tensor& log_target, double scale,
                                                       const std::optional<KlTarget>& kl) {
-  at::Tensor logits;
-  at::Tensor loss;  // scaled, for autograd's backward
-  at::Tensor grad;  // or the fused loss's gradient with respect to `logits`
+  if (kl.has_value() && model_.plain_unembed()) return FusedLayerLossBackward(layer, h, *kl);
+  at::Tensor loss;
   double value = 0;
   {
     const AutocastGuard autocast(options_.bf16_autocast, model_.device().type());
     const at::Tensor translated = h + at::linear(h, weights_[layer], biases_[layer]);
-    LENSD_ASSIGN_OR_RETURN(logits, unembed_.defined()
-                                       ? model_.FinalNormAndUnembed(translated, unembed_)
-                                       : model_.FinalNormAndUnembed(translated));
+    LENSD_ASSIGN_OR_RETURN(at::Tensor logits, unembed_.defined()
+                                                  ? model_.FinalNormAndUnembed(translated, unembed_)
+                                                  : model_.FinalNormAndUnembed(translated));
     logits = ShiftPreds(logits, shift());
     if (!options_.bf16_autocast) logits = logits.to(at::kFloat);
-    if (kl.has_value() && logits.scalar_type() == kl->logits_dtype) {
-      logits = logits.flatten(0, -2);
-      KlLoss fused = FusedKlLoss(logits.detach(), *kl);
-      value = fused.loss;
-      grad = std::move(fused.grad);
-    } else {
-      loss = options_.loss == LensLoss::kKl
-                 ? (target * (log_target - at::log_softmax(logits, -1))).sum(-1).mean()
-                 : at::cross_entropy_loss(logits.flatten(0, -2), target.flatten());
-      value = loss.item<double>();
-      loss = loss * scale;  // tuned-lens divides inside the region too
+    loss = options_.loss == LensLoss::kKl
+               ? (target * (log_target - at::log_softmax(logits, -1))).sum(-1).mean()
+               : at::cross_entropy_loss(logits.flatten(0, -2), target.flatten());
+    value = loss.item<double>();
+    loss = loss * scale;  // tuned-lens divides inside the region too
+  }
+  loss.backward();  // outside the autocast region, as tuned-lens calls it
+  return value;
+}
+
+absl::StatusOr<double> LensTrainer::FusedLayerLossBackward(int64_t layer, const at::Tensor& h,
+                                                           const KlTarget& kl) {
+  at::Tensor normed;  // the final norm's output for the predicted positions, [rows, d]
+  at::Tensor grad;    // the loss's gradient with respect to it
+  double value = 0;
+  {
+    const AutocastGuard autocast(options_.bf16_autocast, model_.device().type());
+    const at::Tensor translated = h + at::linear(h, weights_[layer], biases_[layer]);
+    LENSD_ASSIGN_OR_RETURN(normed, model_.FinalNormOnly(translated));
+    normed = ShiftPreds(normed, shift()).flatten(0, -2);
+    // The unembedding's products as autograd would run them (autocast's bfloat16 casts included),
+    // outside the graph: float32 ones take oneDNN's matmul there (onednn_linear.h).
+    c10::NoGradGuard no_grad;
+    const at::Tensor& w = unembed_.defined() ? unembed_ : model_.unembed();
+    const at::Tensor product = Linear(normed.detach(), w, at::Tensor());
+    const at::Tensor logits = options_.bf16_autocast ? product : product.to(at::kFloat);
+    if (logits.scalar_type() != kl.logits_dtype) {
+      return absl::InternalError(
+          absl::StrCat("lens training: ", c10::toString(logits.scalar_type()), " logits for a ",
+                       c10::toString(kl.logits_dtype), " loss"));
     }
+    KlLoss fused = FusedKlLoss(logits, kl);
+    value = fused.loss;
+    // linear's backward for its input, in the product's dtype, then cast as the norm's output.
+    grad = at::mm(fused.grad.to(product.scalar_type()), w).to(normed.scalar_type());
   }
-  // Outside the autocast region, as tuned-lens calls backward.
-  if (grad.defined()) {
-    logits.backward(grad);
-  } else {
-    loss.backward();
-  }
+  normed.backward(grad);  // outside the autocast region, as tuned-lens calls backward
   return value;
 }
 

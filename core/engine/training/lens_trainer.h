@@ -95,10 +95,14 @@ class LensTrainer {
       : model_(model), options_(options) {}
   // One layer's lens and loss on its residual `h` [batch, seq, d] (float32) and the loss's
   // backward, the gradient scaled by `scale`; returns the unscaled loss. With `kl` (the KL loss on
-  // the CPU) the loss runs fused (kl_loss.h), else through autograd.
+  // the CPU) and a plain unembedding, FusedLayerLossBackward; else autograd throughout.
   absl::StatusOr<double> LayerLossBackward(int64_t layer, const at::Tensor& h,
                                            const at::Tensor& target, const at::Tensor& log_target,
                                            double scale, const std::optional<KlTarget>& kl);
+  // The same with the unembedding's products and the loss run outside autograd (the loss fused,
+  // kl_loss.h) and the gradient handed back at the final norm's output.
+  absl::StatusOr<double> FusedLayerLossBackward(int64_t layer, const at::Tensor& h,
+                                                const KlTarget& kl);
   void OptimizerStep();
   int64_t shift() const;
 
