@@ -155,9 +155,10 @@ absl::StatusOr<std::vector<double>> LensTrainer::MicroBatch(const at::Tensor& to
       }
     }
     const double scale = 1.0 / static_cast<double>(options_.grad_acc_steps);
-    // On the CPU the KL loss runs fused, its target prepared once for every layer.
+    // On the CPU, for a plain unembedding, the KL loss runs fused, its target prepared once for
+    // every layer.
     std::optional<KlTarget> kl;
-    if (options_.loss == LensLoss::kKl && model_.device().is_cpu()) {
+    if (options_.loss == LensLoss::kKl && model_.device().is_cpu() && model_.plain_unembed()) {
       kl = PrepareKlTarget(log_target.flatten(0, -2), target.flatten(0, -2), scale,
                            options_.bf16_autocast ? at::kBFloat16 : at::kFloat);
     }
@@ -182,7 +183,7 @@ absl::StatusOr<double> LensTrainer::LayerLossBackward(int64_t layer, const at::T
                                                       const at::Tensor& target,
                                                       const at::Tensor& log_target, double scale,
                                                       const std::optional<KlTarget>& kl) {
-  if (kl.has_value() && model_.plain_unembed()) return FusedLayerLossBackward(layer, h, *kl);
+  if (kl.has_value()) return FusedLayerLossBackward(layer, h, *kl);
   at::Tensor loss;
   double value = 0;
   {

@@ -95,7 +95,7 @@ class LensTrainer {
       : model_(model), options_(options) {}
   // One layer's lens and loss on its residual `h` [batch, seq, d] (float32) and the loss's
   // backward, the gradient scaled by `scale`; returns the unscaled loss. With `kl` (the KL loss on
-  // the CPU) and a plain unembedding, FusedLayerLossBackward; else autograd throughout.
+  // the CPU, a plain unembedding) FusedLayerLossBackward; else autograd throughout.
   absl::StatusOr<double> LayerLossBackward(int64_t layer, const at::Tensor& h,
                                            const at::Tensor& target, const at::Tensor& log_target,
                                            double scale, const std::optional<KlTarget>& kl);
